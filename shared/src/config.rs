@@ -1,0 +1,129 @@
+//! Configuration: environment variables read through one lookup, and the AWS SDK config built once.
+//!
+//! Every function reads its settings through [`Env`], so the same `Config` struct can be filled from
+//! the process environment in Lambda and from a map in the local runner or a test.
+
+use std::str::FromStr;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+
+/// A setting that is missing or malformed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// A required variable is not set (or is empty).
+    #[error("environment variable {0} is not set")]
+    Missing(String),
+    /// A variable is set but cannot be parsed.
+    #[error("environment variable {key}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The variable's name.
+        key: String,
+        /// The value found.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+}
+
+/// Reads settings through a lookup function (the process environment or a map).
+pub struct Env<F> {
+    lookup: F,
+}
+
+impl Env<fn(&str) -> Option<String>> {
+    /// Settings from the process environment.
+    pub fn process() -> Self {
+        Env {
+            lookup: |key| std::env::var(key).ok(),
+        }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// Settings from any lookup, e.g. a map of the variables a template gives one function.
+    pub fn new(lookup: F) -> Self {
+        Env { lookup }
+    }
+
+    /// A variable that must be set and non-empty.
+    pub fn required(&self, key: &str) -> Result<String, ConfigError> {
+        self.optional(key)
+            .ok_or_else(|| ConfigError::Missing(key.to_owned()))
+    }
+
+    /// A variable that may be absent; an empty value counts as absent.
+    pub fn optional(&self, key: &str) -> Option<String> {
+        (self.lookup)(key).filter(|value| !value.trim().is_empty())
+    }
+
+    /// A variable parsed into `T`, or `default` when it is absent.
+    pub fn parsed_or<T>(&self, key: &str, default: T) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(key) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|err: T::Err| ConfigError::Invalid {
+                key: key.to_owned(),
+                reason: err.to_string(),
+                value,
+            }),
+        }
+    }
+}
+
+/// Loads the AWS SDK configuration once per execution environment.
+///
+/// Region, credentials and endpoints come from the usual sources, so `AWS_ENDPOINT_URL` and the
+/// per-service `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` point every client
+/// at an emulator without the code knowing. The HTTPS client is rustls on `ring`: the SDK's default
+/// (aws-lc) compiles a large C library that slows every cold build and cross-compile.
+pub async fn load_sdk_config() -> SdkConfig {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http_client)
+        .load()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> Env<impl Fn(&str) -> Option<String>> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Env::new(move |key| map.get(key).cloned())
+    }
+
+    #[test]
+    fn required_reports_the_missing_name() {
+        let env = env(&[("EMPTY", " ")]);
+        assert_eq!(
+            env.required("EVENTS_TABLE"),
+            Err(ConfigError::Missing("EVENTS_TABLE".into()))
+        );
+        assert_eq!(
+            env.required("EMPTY"),
+            Err(ConfigError::Missing("EMPTY".into()))
+        );
+    }
+
+    #[test]
+    fn parsed_or_uses_the_default_and_rejects_garbage() {
+        let env = env(&[("N", "7"), ("BAD", "seven")]);
+        assert_eq!(env.parsed_or("N", 1u32), Ok(7));
+        assert_eq!(env.parsed_or("ABSENT", 1u32), Ok(1));
+        assert!(matches!(
+            env.parsed_or("BAD", 1u32),
+            Err(ConfigError::Invalid { key, .. }) if key == "BAD"
+        ));
+    }
+}

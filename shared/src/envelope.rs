@@ -1,0 +1,450 @@
+//! The event envelope: CloudEvents 1.0 attribute names plus Ripple's extensions.
+//!
+//! Every event Ripple stores or sends travels in an [`Envelope`]. Unknown attributes are kept in
+//! [`Envelope::extensions`] and written back unchanged, so an older consumer never drops what a
+//! newer producer added. Typed payloads go in and out with [`Envelope::encode`] and
+//! [`Envelope::decode`]; old schema versions are upcast on the way out by an [`Upcaster`].
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+/// The CloudEvents version Ripple writes and accepts.
+pub const SPEC_VERSION: &str = "1.0";
+/// The content type of every `data` Ripple writes.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// An event as stored and sent: CloudEvents 1.0 attributes and Ripple's extensions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// CloudEvents version, always `"1.0"`.
+    pub specversion: String,
+    /// Unique event id (a UUID v7 for events Ripple creates).
+    pub id: String,
+    /// Who produced the event, e.g. `ripple/orders-api`.
+    pub source: String,
+    /// Past-tense event type, e.g. `order.placed`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The aggregate id the event belongs to.
+    pub subject: String,
+    /// When the event happened.
+    pub time: DateTime<Utc>,
+    /// Content type of `data`.
+    #[serde(default = "default_content_type")]
+    pub datacontenttype: String,
+    /// The payload.
+    #[serde(default)]
+    pub data: Value,
+    /// The aggregate type, e.g. `Order`.
+    pub aggregatetype: String,
+    /// The aggregate version this event creates (1 for the first event of a stream).
+    pub sequence: u64,
+    /// Version of the payload's schema, for upcasting.
+    #[serde(default = "default_schema_version")]
+    pub schemaversion: u32,
+    /// Id shared by every event of one business flow (the first event's id).
+    pub correlationid: String,
+    /// Id of the event that caused this one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causationid: Option<String>,
+    /// W3C trace context carried from producer to every consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// Attributes this version does not know: kept and written back unchanged.
+    #[serde(flatten)]
+    pub extensions: Map<String, Value>,
+}
+
+fn default_content_type() -> String {
+    JSON_CONTENT_TYPE.to_owned()
+}
+
+fn default_schema_version() -> u32 {
+    1
+}
+
+/// Why a text or payload is not a usable envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The text is not JSON of the envelope's shape.
+    #[error("not a CloudEvents envelope")]
+    Malformed(#[source] serde_json::Error),
+    /// The envelope parsed but breaks a rule of the contract.
+    #[error("invalid envelope: {0}")]
+    Invalid(String),
+    /// `data` does not match the type asked for.
+    #[error("payload of {event_type} (schema {schemaversion}) does not match the expected type")]
+    Payload {
+        /// The event's type.
+        event_type: String,
+        /// The event's schema version after upcasting.
+        schemaversion: u32,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The event's type is not one the caller handles.
+    #[error("unknown event type {0}")]
+    UnknownType(String),
+}
+
+/// Something a typed event can be turned into: its type name and its data.
+///
+/// Implemented for every `Serialize` enum written with
+/// `#[serde(tag = "type", content = "data")]`, which maps exactly onto `type` and `data`.
+fn split_tagged(value: Value) -> Result<(String, Value), String> {
+    match value {
+        Value::Object(mut map) => {
+            let event_type = match map.remove("type") {
+                Some(Value::String(t)) => t,
+                _ => return Err("a typed event must serialise with a string `type`".into()),
+            };
+            Ok((event_type, map.remove("data").unwrap_or(Value::Null)))
+        }
+        _ => Err("a typed event must serialise to an object with `type` and `data`".into()),
+    }
+}
+
+/// Where an event is written: its aggregate type, aggregate id and the version it creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamPosition {
+    /// Aggregate type, e.g. `Order`.
+    pub aggregate_type: String,
+    /// Aggregate id, e.g. the order id.
+    pub aggregate_id: String,
+    /// The version this event creates.
+    pub sequence: u64,
+}
+
+impl StreamPosition {
+    /// The position `sequence` in the stream of `aggregate_type` / `aggregate_id`.
+    pub fn new(aggregate_type: &str, aggregate_id: &str, sequence: u64) -> Self {
+        StreamPosition {
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            sequence,
+        }
+    }
+}
+
+impl Envelope {
+    /// A new root event (it starts its own correlation) from a typed payload.
+    ///
+    /// `event` must serialise as `{"type": .., "data": ..}`, i.e. an enum with
+    /// `#[serde(tag = "type", content = "data")]`.
+    pub fn encode<E: Serialize>(
+        source: &str,
+        at: StreamPosition,
+        event: &E,
+    ) -> Result<Self, EnvelopeError> {
+        let value = serde_json::to_value(event).map_err(EnvelopeError::Malformed)?;
+        let (event_type, data) = split_tagged(value).map_err(EnvelopeError::Invalid)?;
+        let id = Uuid::now_v7().to_string();
+        Ok(Envelope {
+            specversion: SPEC_VERSION.to_owned(),
+            correlationid: id.clone(),
+            id,
+            source: source.to_owned(),
+            event_type,
+            subject: at.aggregate_id,
+            // Millisecond precision: what JavaScript and most CloudEvents tools keep.
+            time: Utc::now().trunc_subsecs(3),
+            datacontenttype: default_content_type(),
+            data,
+            aggregatetype: at.aggregate_type,
+            sequence: at.sequence,
+            schemaversion: default_schema_version(),
+            causationid: None,
+            traceparent: None,
+            extensions: Map::new(),
+        })
+    }
+
+    /// Marks this event as caused by `cause`: same correlation and trace, causation = its id.
+    pub fn caused_by(mut self, cause: &Envelope) -> Self {
+        self.correlationid = cause.correlationid.clone();
+        self.causationid = Some(cause.id.clone());
+        self.traceparent = cause.traceparent.clone();
+        self
+    }
+
+    /// Sets the W3C `traceparent` carried to every consumer.
+    pub fn with_traceparent(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
+        self
+    }
+
+    /// The stream key `<AggregateType>#<id>` this event belongs to.
+    pub fn stream_key(&self) -> String {
+        stream_key(&self.aggregatetype, &self.subject)
+    }
+
+    /// Parses and checks an envelope from JSON text.
+    pub fn from_json(text: &str) -> Result<Self, EnvelopeError> {
+        let envelope: Envelope = serde_json::from_str(text).map_err(EnvelopeError::Malformed)?;
+        envelope.validate()?;
+        Ok(envelope)
+    }
+
+    /// The envelope as JSON text (unknown attributes included).
+    pub fn to_json(&self) -> String {
+        // Serialising a struct of strings, numbers and JSON values cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Checks the rules serde cannot: spec version, non-empty ids and type, sequence from 1.
+    pub fn validate(&self) -> Result<(), EnvelopeError> {
+        if self.specversion != SPEC_VERSION {
+            return Err(EnvelopeError::Invalid(format!(
+                "specversion {:?} is not {SPEC_VERSION}",
+                self.specversion
+            )));
+        }
+        for (name, value) in [
+            ("id", &self.id),
+            ("type", &self.event_type),
+            ("subject", &self.subject),
+            ("source", &self.source),
+            ("aggregatetype", &self.aggregatetype),
+        ] {
+            if value.trim().is_empty() {
+                return Err(EnvelopeError::Invalid(format!("{name} is empty")));
+            }
+        }
+        if self.sequence == 0 {
+            return Err(EnvelopeError::Invalid("sequence starts at 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The payload as a typed event, after upcasting old schema versions with `upcaster`.
+    ///
+    /// `E` is an enum with `#[serde(tag = "type", content = "data")]`; a type it does not
+    /// know gives [`EnvelopeError::UnknownType`].
+    pub fn decode_with<E: DeserializeOwned>(
+        &self,
+        upcaster: &dyn Upcaster,
+    ) -> Result<E, EnvelopeError> {
+        let (schemaversion, data) =
+            upcaster.upcast(&self.event_type, self.schemaversion, self.data.clone())?;
+        let mut tagged = Map::new();
+        tagged.insert("type".into(), Value::String(self.event_type.clone()));
+        tagged.insert("data".into(), data);
+        serde_json::from_value(Value::Object(tagged)).map_err(|source| {
+            if source.to_string().starts_with("unknown variant") {
+                EnvelopeError::UnknownType(self.event_type.clone())
+            } else {
+                EnvelopeError::Payload {
+                    event_type: self.event_type.clone(),
+                    schemaversion,
+                    source,
+                }
+            }
+        })
+    }
+
+    /// The payload as a typed event, with no upcasting.
+    pub fn decode<E: DeserializeOwned>(&self) -> Result<E, EnvelopeError> {
+        self.decode_with(&NoUpcast)
+    }
+}
+
+/// The stream key `<AggregateType>#<id>`.
+pub fn stream_key(aggregate_type: &str, aggregate_id: &str) -> String {
+    format!("{aggregate_type}#{aggregate_id}")
+}
+
+/// Turns an old payload into the current schema before it is decoded.
+///
+/// Stored history is never rewritten: upcasting happens on every read.
+pub trait Upcaster: Send + Sync {
+    /// Returns the schema version reached and the upcast data.
+    fn upcast(
+        &self,
+        event_type: &str,
+        schemaversion: u32,
+        data: Value,
+    ) -> Result<(u32, Value), EnvelopeError>;
+}
+
+/// The upcaster for payloads that have only ever had one schema.
+pub struct NoUpcast;
+
+impl Upcaster for NoUpcast {
+    fn upcast(
+        &self,
+        _event_type: &str,
+        schemaversion: u32,
+        data: Value,
+    ) -> Result<(u32, Value), EnvelopeError> {
+        Ok((schemaversion, data))
+    }
+}
+
+/// An upcaster made of steps: each turns one `(type, version)` into the next version.
+#[derive(Default)]
+pub struct UpcastChain {
+    steps: Vec<UpcastStep>,
+}
+
+type UpcastFn = Box<dyn Fn(Value) -> Result<Value, String> + Send + Sync>;
+
+struct UpcastStep {
+    event_type: String,
+    from_version: u32,
+    step: UpcastFn,
+}
+
+impl UpcastChain {
+    /// An empty chain.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the step that turns `event_type` at `from_version` into `from_version + 1`.
+    pub fn step(
+        mut self,
+        event_type: &str,
+        from_version: u32,
+        step: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
+    ) -> Self {
+        self.steps.push(UpcastStep {
+            event_type: event_type.to_owned(),
+            from_version,
+            step: Box::new(step),
+        });
+        self
+    }
+}
+
+impl Upcaster for UpcastChain {
+    fn upcast(
+        &self,
+        event_type: &str,
+        mut schemaversion: u32,
+        mut data: Value,
+    ) -> Result<(u32, Value), EnvelopeError> {
+        while let Some(step) = self
+            .steps
+            .iter()
+            .find(|s| s.event_type == event_type && s.from_version == schemaversion)
+        {
+            data = (step.step)(data).map_err(|reason| {
+                EnvelopeError::Invalid(format!(
+                    "upcasting {event_type} from schema {schemaversion} failed: {reason}"
+                ))
+            })?;
+            schemaversion += 1;
+        }
+        Ok((schemaversion, data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    #[serde(tag = "type", content = "data")]
+    enum Test {
+        #[serde(rename = "thing.happened")]
+        Happened { n: u32 },
+    }
+
+    fn sample() -> Envelope {
+        Envelope::encode(
+            "ripple/test",
+            StreamPosition::new("Thing", "t-1", 1),
+            &Test::Happened { n: 3 },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn encode_fills_the_cloudevents_attributes() {
+        let e = sample();
+        assert_eq!(e.specversion, "1.0");
+        assert_eq!(e.event_type, "thing.happened");
+        assert_eq!(e.subject, "t-1");
+        assert_eq!(e.data, json!({"n": 3}));
+        assert_eq!(e.correlationid, e.id, "a root event correlates to itself");
+        assert_eq!(Uuid::parse_str(&e.id).unwrap().get_version_num(), 7);
+        assert_eq!(e.stream_key(), "Thing#t-1");
+    }
+
+    #[test]
+    fn unknown_attributes_survive_a_round_trip() {
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value["partnerext"] = json!({"deep": [1, 2]});
+        let parsed = Envelope::from_json(&value.to_string()).unwrap();
+        assert_eq!(parsed.extensions["partnerext"], json!({"deep": [1, 2]}));
+        let again: Value = serde_json::from_str(&parsed.to_json()).unwrap();
+        assert_eq!(again, value);
+    }
+
+    #[test]
+    fn caused_by_carries_correlation_and_trace() {
+        let cause = sample().with_traceparent(Some("00-abc-def-01".into()));
+        let effect = sample().caused_by(&cause);
+        assert_eq!(effect.correlationid, cause.correlationid);
+        assert_eq!(effect.causationid.as_deref(), Some(cause.id.as_str()));
+        assert_eq!(effect.traceparent, cause.traceparent);
+    }
+
+    #[test]
+    fn decode_distinguishes_unknown_types_from_bad_payloads() {
+        let mut e = sample();
+        assert_eq!(e.decode::<Test>().unwrap(), Test::Happened { n: 3 });
+        e.data = json!({"n": "three"});
+        assert!(matches!(
+            e.decode::<Test>(),
+            Err(EnvelopeError::Payload { .. })
+        ));
+        e.event_type = "thing.vanished".into();
+        assert!(matches!(
+            e.decode::<Test>(),
+            Err(EnvelopeError::UnknownType(t)) if t == "thing.vanished"
+        ));
+    }
+
+    #[test]
+    fn from_json_rejects_what_breaks_the_contract() {
+        assert!(matches!(
+            Envelope::from_json("{not json"),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value["specversion"] = json!("0.3");
+        assert!(matches!(
+            Envelope::from_json(&value.to_string()),
+            Err(EnvelopeError::Invalid(_))
+        ));
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value.as_object_mut().unwrap().remove("subject");
+        assert!(matches!(
+            Envelope::from_json(&value.to_string()),
+            Err(EnvelopeError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn upcast_chain_walks_old_payloads_to_the_current_schema() {
+        let chain = UpcastChain::new()
+            .step("thing.happened", 1, |mut d| {
+                d["n"] = d["count"].take();
+                Ok(d)
+            })
+            .step("thing.happened", 2, Ok);
+        let mut e = sample();
+        e.data = json!({"count": 9});
+        assert_eq!(
+            e.decode_with::<Test>(&chain).unwrap(),
+            Test::Happened { n: 9 }
+        );
+        let (version, _) = chain.upcast("thing.happened", 1, json!({})).unwrap();
+        assert_eq!(version, 3);
+    }
+}

@@ -1,0 +1,128 @@
+//! Structured logs and metrics.
+//!
+//! Logs are `tracing` JSON lines (one object per line, fields flattened, span fields included) so
+//! CloudWatch Logs Insights can query `message_id`, `event_id`, `type` and `correlation_id`.
+//! Metrics are CloudWatch Embedded Metric Format lines: no API call, no extra latency.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+/// Installs the JSON log subscriber; `RUST_LOG` filters (default `info`). Safe to call twice.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .flatten_event(true)
+        .with_ansi(false)
+        .without_time()
+        .try_init();
+}
+
+/// The unit of a metric, as CloudWatch names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A count.
+    Count,
+    /// Milliseconds.
+    Milliseconds,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+        }
+    }
+}
+
+/// Metrics of one invocation, flushed as one EMF line.
+pub struct Metrics {
+    namespace: String,
+    service: String,
+    values: Mutex<BTreeMap<String, (Unit, f64)>>,
+}
+
+impl Metrics {
+    /// Metrics in `namespace` with the dimension `service`.
+    pub fn new(namespace: &str, service: &str) -> Self {
+        Metrics {
+            namespace: namespace.to_owned(),
+            service: service.to_owned(),
+            values: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Adds `value` to the metric `name` (created at 0).
+    pub fn add(&self, name: &str, unit: Unit, value: f64) {
+        if let Ok(mut values) = self.values.lock() {
+            let entry = values.entry(name.to_owned()).or_insert((unit, 0.0));
+            entry.1 += value;
+        }
+    }
+
+    /// Adds one to the count `name`.
+    pub fn count(&self, name: &str) {
+        self.add(name, Unit::Count, 1.0);
+    }
+
+    /// The EMF document for what was recorded, and resets; `None` when nothing was recorded.
+    pub fn take_emf(&self, timestamp_ms: i64) -> Option<Value> {
+        let values = std::mem::take(&mut *self.values.lock().ok()?);
+        if values.is_empty() {
+            return None;
+        }
+        let definitions: Vec<Value> = values
+            .iter()
+            .map(|(name, (unit, _))| json!({"Name": name, "Unit": unit.as_str()}))
+            .collect();
+        let mut doc = json!({
+            "_aws": {
+                "Timestamp": timestamp_ms,
+                "CloudWatchMetrics": [{
+                    "Namespace": self.namespace,
+                    "Dimensions": [["service"]],
+                    "Metrics": definitions,
+                }],
+            },
+            "service": self.service,
+        });
+        for (name, (_, value)) in values {
+            doc[name] = json!(value);
+        }
+        Some(doc)
+    }
+
+    /// Prints the EMF line to stdout, where the Lambda log agent picks it up.
+    pub fn flush(&self) {
+        if let Some(doc) = self.take_emf(chrono::Utc::now().timestamp_millis()) {
+            println!("{doc}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_document_names_every_metric_with_its_unit() {
+        let m = Metrics::new("Ripple", "inventory");
+        m.count("EventsConsumed");
+        m.count("EventsConsumed");
+        m.add("EndToEndLatency", Unit::Milliseconds, 12.0);
+        let doc = m.take_emf(42).unwrap();
+        assert_eq!(doc["EventsConsumed"], json!(2.0));
+        assert_eq!(doc["service"], json!("inventory"));
+        assert_eq!(doc["_aws"]["Timestamp"], json!(42));
+        let defs = &doc["_aws"]["CloudWatchMetrics"][0]["Metrics"];
+        assert_eq!(defs.as_array().unwrap().len(), 2);
+        assert!(m.take_emf(43).is_none(), "flushed metrics reset");
+    }
+}
