@@ -152,6 +152,30 @@ pub trait EventStore: Send + Sync {
         aggregate_id: &str,
         from: u64,
     ) -> impl Future<Output = Result<Vec<Envelope>, StoreError>> + Send;
+
+    /// Every event of one stream decoded as `E` (an aggregate's event enum), in order.
+    /// An event `E` does not know makes the stream [`StoreError::Corrupt`].
+    fn load<E>(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<Vec<E>, StoreError>> + Send
+    where
+        E: serde::de::DeserializeOwned,
+    {
+        async move {
+            let events = self.read_stream(aggregate_type, aggregate_id, 1).await?;
+            events
+                .iter()
+                .map(|e| {
+                    e.decode::<E>().map_err(|source| StoreError::Corrupt {
+                        stream: e.stream_key(),
+                        source,
+                    })
+                })
+                .collect()
+        }
+    }
 }
 
 fn validate_append(append: &Append) -> Result<(), StoreError> {
@@ -209,6 +233,27 @@ pub fn envelope_from_item(item: &HashMap<String, AttributeValue>) -> Result<Enve
         Some(AttributeValue::S(text)) => Envelope::from_json(text),
         _ => Err(EnvelopeError::Invalid(
             "item has no string `envelope` attribute".into(),
+        )),
+    }
+}
+
+/// The envelope in a DynamoDB stream image (`NewImage`), or `None` for an item that is not an
+/// event (a dedupe marker): the stream is the outbox, and only events are published.
+pub fn envelope_from_stream_image(image: &serde_dynamo::Item) -> Result<Option<Envelope>, EnvelopeError> {
+    use serde_dynamo::AttributeValue as StreamValue;
+    match image.get(attr::KIND) {
+        Some(StreamValue::S(kind)) if kind == KIND_EVENT => {}
+        Some(_) => return Ok(None),
+        None => {
+            return Err(EnvelopeError::Invalid(
+                "stream image has no `kind` attribute (is the stream view NEW_IMAGE?)".into(),
+            ));
+        }
+    }
+    match image.get(attr::ENVELOPE) {
+        Some(StreamValue::S(text)) => Envelope::from_json(text).map(Some),
+        _ => Err(EnvelopeError::Invalid(
+            "event item has no string `envelope` attribute".into(),
         )),
     }
 }
@@ -548,6 +593,29 @@ mod tests {
         assert_eq!(item["sk"], AttributeValue::N("3".into()));
         assert_eq!(item["kind"], AttributeValue::S("event".into()));
         assert_eq!(envelope_from_item(&item).unwrap(), e);
+    }
+
+    #[test]
+    fn stream_images_give_events_and_skip_markers() {
+        use serde_dynamo::AttributeValue as V;
+        use std::collections::HashMap as Map;
+        let e = event("a", 1);
+        let image: serde_dynamo::Item = Map::from([
+            ("kind".to_owned(), V::S("event".into())),
+            ("envelope".to_owned(), V::S(e.to_json())),
+        ])
+        .into();
+        assert_eq!(envelope_from_stream_image(&image).unwrap(), Some(e));
+        let marker: serde_dynamo::Item = Map::from([("kind".to_owned(), V::S("dedupe".into()))]).into();
+        assert_eq!(envelope_from_stream_image(&marker).unwrap(), None);
+        let keys_only: serde_dynamo::Item = Map::from([("pk".to_owned(), V::S("x".into()))]).into();
+        assert!(envelope_from_stream_image(&keys_only).is_err());
+        let corrupt: serde_dynamo::Item = Map::from([
+            ("kind".to_owned(), V::S("event".into())),
+            ("envelope".to_owned(), V::S("{".into())),
+        ])
+        .into();
+        assert!(envelope_from_stream_image(&corrupt).is_err());
     }
 
     #[test]

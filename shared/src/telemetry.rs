@@ -24,6 +24,28 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// A W3C `traceparent` to carry: the caller's when it is well-formed, else a new sampled one.
+pub fn traceparent(incoming: Option<&str>) -> String {
+    if let Some(tp) = incoming.map(str::trim).filter(|tp| is_traceparent(tp)) {
+        return tp.to_owned();
+    }
+    let hex = |n: usize| -> String { (0..n)
+            .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
+            .collect() };
+    format!("00-{}-{}-01", hex(32), hex(16))
+}
+
+fn is_traceparent(tp: &str) -> bool {
+    let parts: Vec<&str> = tp.split('-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.chars().all(|c| c.is_ascii_hexdigit());
+    parts.len() == 4
+        && hex(parts[0], 2)
+        && hex(parts[1], 32)
+        && hex(parts[2], 16)
+        && hex(parts[3], 2)
+        && parts[1].chars().any(|c| c != '0')
+}
+
 /// The unit of a metric, as CloudWatch names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -110,6 +132,15 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traceparent_keeps_a_valid_one_and_makes_a_new_one_otherwise() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(traceparent(Some(tp)), tp);
+        let made = traceparent(Some("garbage"));
+        assert!(is_traceparent(&made), "{made}");
+        assert_ne!(traceparent(None), traceparent(None));
+    }
 
     #[test]
     fn emf_document_names_every_metric_with_its_unit() {

@@ -3,6 +3,7 @@
 //! Events are past tense and serialise as `{"type": .., "data": ..}`, which is exactly the pair of
 //! CloudEvents attributes they travel in. Aggregates `apply` events to rebuild state and decide
 //! new events from a command; the functions own the I/O around them.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod inventory;
 pub mod order;

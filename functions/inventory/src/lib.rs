@@ -1,0 +1,254 @@
+//! `inventory`: reserves stock for placed orders and gives it back for cancelled ones.
+//!
+//! `order.placed` → `stock.reserved` (with a `stock.allocated` per sku) or `stock.rejected`;
+//! `order.cancelled` → `stock.released` (with a `stock.deallocated` per sku) for whatever the order
+//! holds. The new events and the dedupe marker `dedupe#inventory#<source event id>` are appended
+//! in one transaction: a redelivered message finds its marker taken and changes nothing, and two
+//! orders racing for the last unit collide on the sku's stream position, so one of them reloads
+//! and sees the stock gone.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+use std::collections::BTreeMap;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use domain::aggregate;
+use domain::inventory::{
+    Decision, Reservation, ReservationEvent, Stock, StockEvent, decide_release, decide_reservation,
+};
+use domain::order::{OrderEvent, OrderPlaced};
+use lambda_runtime::{Error, LambdaEvent};
+use shared::batch::{QueueKind, process_sqs};
+use shared::config::{ConfigError, Env};
+use shared::envelope::EnvelopeError;
+use shared::parse::{ParseError, envelope_from_sqs};
+use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
+use shared::telemetry::Metrics;
+use shared::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
+
+/// The consumer name in dedupe markers; never change it, or redeliveries are handled again.
+pub const CONSUMER: &str = "inventory";
+/// The `source` of the events this function writes.
+pub const SOURCE: &str = "ripple/inventory";
+/// Records of one standard-queue batch handled at once.
+const CONCURRENCY: usize = 4;
+
+/// Settings, from the variables template.yaml gives this function.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The events table.
+    pub events_table: String,
+}
+
+impl Config {
+    /// From the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// From any lookup (the local runner passes the template's variables).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(get);
+        Ok(Config {
+            events_table: env.required("EVENTS_TABLE")?,
+        })
+    }
+}
+
+/// Why a message could not be handled (it is retried, then dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    /// The message is not an event envelope.
+    #[error("unreadable message")]
+    Parse(#[from] ParseError),
+    /// The envelope is not an event inventory handles.
+    #[error("unusable event")]
+    Event(#[from] EnvelopeError),
+    /// The event store failed or the conflict retries ran out.
+    #[error("event store")]
+    Store(#[from] StoreError),
+}
+
+impl Conflicting for InventoryError {
+    fn is_conflict(&self) -> bool {
+        matches!(self, InventoryError::Store(e) if e.is_conflict())
+    }
+}
+
+/// What handling one message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// New events were appended.
+    Applied(&'static str),
+    /// The message was handled before (its marker exists, or the order's outcome is decided).
+    Duplicate,
+    /// Nothing to do for this event.
+    Ignored,
+}
+
+/// The queue handler over an event store.
+pub struct Handler<S = DynamoEventStore> {
+    store: S,
+    retry: RetryPolicy,
+    metrics: Metrics,
+}
+
+impl Handler<DynamoEventStore> {
+    /// The handler on the DynamoDB event store named in `config`.
+    pub fn new(config: Config, aws: &aws_config::SdkConfig) -> Self {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Self::with_store(DynamoEventStore::new(client, config.events_table))
+    }
+}
+
+impl<S: EventStore> Handler<S> {
+    /// The handler over any event store (tests pass the in-memory one).
+    pub fn with_store(store: S) -> Self {
+        Handler {
+            store,
+            retry: RetryPolicy::default(),
+            metrics: Metrics::new("Ripple", CONSUMER),
+        }
+    }
+
+    /// The event store this handler writes to.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Handles a batch from the queue; failed records are reported alone.
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+        let kind = QueueKind::detect(&event.payload, CONCURRENCY);
+        let response = process_sqs(event.payload, kind, |message| async move {
+            self.handle_message(&message).await.map(|_| ()).map_err(error_chain)
+        })
+        .await;
+        self.metrics.flush();
+        Ok(response?)
+    }
+
+    /// Handles one queue message.
+    pub async fn handle_message(&self, message: &SqsMessage) -> Result<Outcome, InventoryError> {
+        let source = envelope_from_sqs(message)?;
+        let event: OrderEvent = source.decode()?;
+        tracing::info!(event_id = %source.id, r#type = %source.event_type, correlation_id = %source.correlationid, "handling");
+        let outcome = match &event {
+            OrderEvent::Placed(placed) => self.reserve(&source, placed).await,
+            OrderEvent::Cancelled { order_id, .. } => self.release(&source, order_id).await,
+            OrderEvent::Confirmed { .. } => Ok(Outcome::Ignored),
+        };
+        match outcome {
+            Ok(Outcome::Applied(what)) => {
+                self.metrics.count("EventsConsumed");
+                tracing::info!(event_id = %source.id, outcome = what, "applied");
+                Ok(Outcome::Applied(what))
+            }
+            Err(InventoryError::Store(StoreError::Duplicate { .. })) | Ok(Outcome::Duplicate) => {
+                self.metrics.count("DuplicatesSkipped");
+                tracing::info!(event_id = %source.id, "already handled; skipped");
+                Ok(Outcome::Duplicate)
+            }
+            other => other,
+        }
+    }
+
+    async fn reserve(&self, source: &Envelope, placed: &OrderPlaced) -> Result<Outcome, InventoryError> {
+        retry_on_conflict(&self.retry, || async {
+            let (reservation, version) = self.reservation(&placed.order_id).await?;
+            if reservation != Reservation::None {
+                return Ok(Outcome::Duplicate);
+            }
+            let skus = placed.lines.iter().map(|l| l.sku.as_str());
+            let stocks = self.stocks(skus).await?;
+            let decision = decide_reservation(placed, &stocks);
+            let what = match decision.outcome {
+                ReservationEvent::Reserved(_) => "stock.reserved",
+                _ => "stock.rejected",
+            };
+            self.append(source, &placed.order_id, version, decision).await?;
+            Ok(Outcome::Applied(what))
+        })
+        .await
+    }
+
+    async fn release(&self, source: &Envelope, order_id: &str) -> Result<Outcome, InventoryError> {
+        retry_on_conflict(&self.retry, || async {
+            let (reservation, version) = self.reservation(order_id).await?;
+            let skus: Vec<String> = match &reservation {
+                Reservation::Reserved(lines) => lines.iter().map(|l| l.sku.clone()).collect(),
+                _ => return Ok(Outcome::Ignored),
+            };
+            let stocks = self.stocks(skus.iter().map(String::as_str)).await?;
+            match decide_release(order_id, &reservation, &stocks) {
+                Some(decision) => {
+                    self.append(source, order_id, version, decision).await?;
+                    Ok(Outcome::Applied("stock.released"))
+                }
+                None => Ok(Outcome::Ignored),
+            }
+        })
+        .await
+    }
+
+    /// Adds `quantity` units of `sku` (an operator's action: seeding, deliveries).
+    pub async fn restock(&self, sku: &str, quantity: u64) -> Result<(), InventoryError> {
+        retry_on_conflict(&self.retry, || async {
+            let stock = self.stock(sku).await?;
+            let event = Envelope::encode(
+                SOURCE,
+                StreamPosition::new(aggregate::STOCK, sku, stock.version + 1),
+                &StockEvent::Restocked {
+                    sku: sku.to_owned(),
+                    quantity,
+                },
+            )?;
+            self.store.append(Append::events(vec![event])).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// The current stock of `sku`.
+    pub async fn stock(&self, sku: &str) -> Result<Stock, InventoryError> {
+        let history: Vec<StockEvent> = self.store.load(aggregate::STOCK, sku).await?;
+        Ok(Stock::from_history(&history))
+    }
+
+    async fn stocks<'a>(&self, skus: impl Iterator<Item = &'a str>) -> Result<BTreeMap<String, Stock>, InventoryError> {
+        let loads = skus.map(|sku| async move { Ok::<_, InventoryError>((sku.to_owned(), self.stock(sku).await?)) });
+        futures::future::try_join_all(loads).await.map(|v| v.into_iter().collect())
+    }
+
+    async fn reservation(&self, order_id: &str) -> Result<(Reservation, u64), InventoryError> {
+        let history: Vec<ReservationEvent> = self.store.load(aggregate::RESERVATION, order_id).await?;
+        Ok(Reservation::from_history(&history))
+    }
+
+    /// Appends a decision's events, caused by `source`, with `source`'s dedupe marker.
+    async fn append(&self, source: &Envelope, order_id: &str, version: u64, decision: Decision) -> Result<(), InventoryError> {
+        let mut events = Vec::with_capacity(decision.changes.len() + 1);
+        for change in &decision.changes {
+            let at = StreamPosition::new(aggregate::STOCK, &change.sku, change.sequence);
+            events.push(Envelope::encode(SOURCE, at, &change.event)?.caused_by(source));
+        }
+        let at = StreamPosition::new(aggregate::RESERVATION, order_id, version + 1);
+        events.push(Envelope::encode(SOURCE, at, &decision.outcome)?.caused_by(source));
+        let append = Append::events(events).deduplicated_by(DedupeMarker::new(CONSUMER, &source.id));
+        self.store.append(append).await?;
+        Ok(())
+    }
+}
+
+/// The error with its sources, for the log line that explains a failed record.
+fn error_chain(err: InventoryError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests;

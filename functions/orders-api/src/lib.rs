@@ -1,0 +1,285 @@
+//! `orders-api`: the HTTP API (API Gateway HTTP API, payload v2) of the order pipeline.
+//!
+//! - `POST /orders` validates the body and appends `order.placed` to a new order stream;
+//! - `GET /orders/{id}/events` returns the order's history from the event store.
+//!
+//! Bad input gets a 4xx with a JSON body `{"code", "message", "field"?}` and nothing is written.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+use aws_lambda_events::encodings::Body;
+use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use base64::Engine;
+use domain::aggregate;
+use domain::order::{OrderEvent, PlaceOrder};
+use http::HeaderValue;
+use http::header::{CONTENT_TYPE, LOCATION};
+use lambda_runtime::{Error, LambdaEvent};
+use serde_json::{Value, json};
+use shared::config::{ConfigError, Env};
+use shared::store::DynamoEventStore;
+use shared::telemetry::Metrics;
+use shared::{Append, Envelope, EventStore, StoreError, StreamPosition};
+
+/// The `source` of the events this function writes.
+pub const SOURCE: &str = "ripple/orders-api";
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Settings, from the variables template.yaml gives this function.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The events table.
+    pub events_table: String,
+}
+
+impl Config {
+    /// From the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// From any lookup (the local runner passes the template's variables).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(get);
+        Ok(Config {
+            events_table: env.required("EVENTS_TABLE")?,
+        })
+    }
+}
+
+/// A request the API refuses, as the client sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// Stable machine-readable code.
+    pub code: &'static str,
+    /// What is wrong, for people.
+    pub message: String,
+    /// The offending field, when there is one.
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn body(&self) -> Value {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if let Some(field) = &self.field {
+            body["field"] = json!(field);
+        }
+        body
+    }
+}
+
+impl From<domain::order::ValidationError> for ApiError {
+    fn from(err: domain::order::ValidationError) -> Self {
+        ApiError {
+            status: 422,
+            code: err.code,
+            message: err.message,
+            field: Some(err.field),
+        }
+    }
+}
+
+/// The HTTP handler over an event store.
+pub struct Handler<S = DynamoEventStore> {
+    store: S,
+    metrics: Metrics,
+}
+
+impl Handler<DynamoEventStore> {
+    /// The handler on the DynamoDB event store named in `config`.
+    pub fn new(config: Config, aws: &aws_config::SdkConfig) -> Self {
+        let client = aws_sdk_dynamodb::Client::new(aws);
+        Self::with_store(DynamoEventStore::new(client, config.events_table))
+    }
+}
+
+impl<S: EventStore> Handler<S> {
+    /// The handler over any event store (tests pass the in-memory one).
+    pub fn with_store(store: S) -> Self {
+        Handler {
+            store,
+            metrics: Metrics::new("Ripple", "orders-api"),
+        }
+    }
+
+    /// Serves one request. Client mistakes become 4xx responses; only a failing store is an
+    /// error (a 500 from API Gateway, which the client may retry).
+    pub async fn handle(
+        &self,
+        event: LambdaEvent<ApiGatewayV2httpRequest>,
+    ) -> Result<ApiGatewayV2httpResponse, Error> {
+        let request = event.payload;
+        let route = Route::of(&request);
+        tracing::info!(request_id = %event.context.request_id, ?route, "request");
+        let result = match route {
+            Route::PlaceOrder => self.place_order(&request).await,
+            Route::OrderEvents(id) => self.order_events(&id).await,
+            Route::Unknown => Err(ApiError::new(404, "route_not_found", "no such route").into()),
+        };
+        self.metrics.flush();
+        match result {
+            Ok(response) => Ok(response),
+            Err(Failure::Client(err)) => {
+                tracing::info!(code = err.code, status = err.status, "request refused");
+                Ok(json_response(err.status, &err.body()))
+            }
+            Err(Failure::Store(err)) => {
+                tracing::error!(error = %err, source = ?std::error::Error::source(&err), "event store failed");
+                Ok(json_response(
+                    503,
+                    &ApiError::new(503, "store_unavailable", "the event store is unavailable, retry later").body(),
+                ))
+            }
+        }
+    }
+
+    async fn place_order(&self, request: &ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse, Failure> {
+        let command: PlaceOrder = parse_json_body(request)?;
+        let order_id = uuid::Uuid::now_v7().to_string();
+        let placed = command.validate(&order_id).map_err(ApiError::from)?;
+        let traceparent = shared::telemetry::traceparent(header(request, "traceparent"));
+        let event = Envelope::encode(
+            SOURCE,
+            StreamPosition::new(aggregate::ORDER, &order_id, 1),
+            &OrderEvent::Placed(placed),
+        )
+        .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?
+        .with_traceparent(Some(traceparent));
+        let event_id = event.id.clone();
+        self.store.append(Append::events(vec![event])).await?;
+        self.metrics.count("OrdersPlaced");
+        tracing::info!(order_id = %order_id, event_id = %event_id, "order placed");
+        let mut response = json_response(
+            201,
+            &json!({"order_id": order_id, "status": "placed", "event_id": event_id}),
+        );
+        if let Ok(location) = HeaderValue::from_str(&format!("/orders/{order_id}")) {
+            response.headers.insert(LOCATION, location);
+        }
+        Ok(response)
+    }
+
+    async fn order_events(&self, order_id: &str) -> Result<ApiGatewayV2httpResponse, Failure> {
+        if !domain::is_valid_id(order_id) {
+            return Err(ApiError::new(400, "invalid_order_id", "order ids are letters, digits, '-', '_' or '.'").into());
+        }
+        let events = self.store.read_stream(aggregate::ORDER, order_id, 1).await?;
+        if events.is_empty() {
+            return Err(ApiError::new(404, "order_not_found", format!("no order {order_id}")).into());
+        }
+        Ok(json_response(200, &json!({"order_id": order_id, "events": events})))
+    }
+}
+
+/// Why a request did not succeed.
+enum Failure {
+    Client(ApiError),
+    Store(StoreError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(err: ApiError) -> Self {
+        Failure::Client(err)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(err: StoreError) -> Self {
+        Failure::Store(err)
+    }
+}
+
+/// The routes this function serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// `POST /orders`
+    PlaceOrder,
+    /// `GET /orders/{id}/events`
+    OrderEvents(String),
+    /// Anything else.
+    Unknown,
+}
+
+impl Route {
+    /// The route of a request, from its method and path (works behind `$default` too).
+    pub fn of(request: &ApiGatewayV2httpRequest) -> Route {
+        let method = request.request_context.http.method.as_str();
+        let path = request
+            .raw_path
+            .as_deref()
+            .or(request.request_context.http.path.as_deref())
+            .unwrap_or("/");
+        let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        match (method, segments.as_slice()) {
+            ("POST", ["orders"]) => Route::PlaceOrder,
+            ("GET", ["orders", id, "events"]) => Route::OrderEvents(
+                request
+                    .path_parameters
+                    .get("id")
+                    .cloned()
+                    .unwrap_or_else(|| (*id).to_owned()),
+            ),
+            _ => Route::Unknown,
+        }
+    }
+}
+
+fn header<'a>(request: &'a ApiGatewayV2httpRequest, name: &str) -> Option<&'a str> {
+    request.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request body as `T`: 413 when too large, 415 for another content type, 400 when it is
+/// not JSON, 422 when it is JSON of the wrong shape.
+fn parse_json_body<T: serde::de::DeserializeOwned>(request: &ApiGatewayV2httpRequest) -> Result<T, ApiError> {
+    if let Some(content_type) = header(request, CONTENT_TYPE.as_str())
+        && !content_type.trim_start().to_ascii_lowercase().starts_with("application/json")
+    {
+        return Err(ApiError::new(415, "unsupported_media_type", "send application/json"));
+    }
+    let raw = request.body.as_deref().unwrap_or_default();
+    let bytes = if request.is_base64_encoded {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .map_err(|_| ApiError::new(400, "malformed_body", "body is not valid base64"))?
+    } else {
+        raw.as_bytes().to_vec()
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            413,
+            "payload_too_large",
+            format!("body is {} bytes; the limit is {MAX_BODY_BYTES}", bytes.len()),
+        ));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(400, "empty_body", "a JSON body is required"));
+    }
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(400, "malformed_json", format!("body is not JSON: {e}")))?;
+    serde_json::from_value(value).map_err(|e| ApiError::new(422, "invalid_request", e.to_string()))
+}
+
+/// A JSON response.
+fn json_response(status: u16, body: &Value) -> ApiGatewayV2httpResponse {
+    let mut response = ApiGatewayV2httpResponse::default();
+    response.status_code = i64::from(status);
+    response
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.body = Some(Body::Text(body.to_string()));
+    response
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,127 @@
+//! Handler tests over the in-memory event store, starting from the sample events in `events/`.
+
+use super::*;
+use shared::store::InMemoryEventStore;
+
+const POST_ORDER: &str = include_str!("../../../events/orders-api-post-order.json");
+const GET_EVENTS: &str = include_str!("../../../events/orders-api-get-events.json");
+
+fn request(fixture: &str) -> ApiGatewayV2httpRequest {
+    serde_json::from_str(fixture).expect("fixture is an API Gateway v2 request")
+}
+
+fn post(body: &str) -> ApiGatewayV2httpRequest {
+    let mut r = request(POST_ORDER);
+    r.body = Some(body.to_owned());
+    r
+}
+
+fn get_events(order_id: &str) -> ApiGatewayV2httpRequest {
+    let mut r = request(GET_EVENTS);
+    r.raw_path = Some(format!("/orders/{order_id}/events"));
+    r.path_parameters.insert("id".into(), order_id.into());
+    r
+}
+
+async fn call(handler: &Handler<InMemoryEventStore>, r: ApiGatewayV2httpRequest) -> (i64, Value) {
+    let response = handler
+        .handle(LambdaEvent::new(r, lambda_runtime::Context::default()))
+        .await
+        .expect("client errors are responses, not errors");
+    let body = match response.body {
+        Some(Body::Text(text)) => serde_json::from_str(&text).expect("JSON body"),
+        other => panic!("expected a text body, got {other:?}"),
+    };
+    (response.status_code, body)
+}
+
+fn handler() -> Handler<InMemoryEventStore> {
+    Handler::with_store(InMemoryEventStore::new())
+}
+
+#[tokio::test]
+async fn posting_the_sample_order_stores_order_placed() {
+    let h = handler();
+    let (status, body) = call(&h, request(POST_ORDER)).await;
+    assert_eq!(status, 201, "{body}");
+    let order_id = body["order_id"].as_str().unwrap().to_owned();
+    let stored = h.store.read_stream("Order", &order_id, 1).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event_type, "order.placed");
+    assert_eq!(stored[0].sequence, 1);
+    assert_eq!(stored[0].id, body["event_id"].as_str().unwrap());
+    assert!(stored[0].traceparent.is_some());
+}
+
+#[tokio::test]
+async fn the_history_of_a_placed_order_is_served() {
+    let h = handler();
+    let (_, placed) = call(&h, request(POST_ORDER)).await;
+    let order_id = placed["order_id"].as_str().unwrap();
+    let (status, body) = call(&h, get_events(order_id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["events"][0]["type"], "order.placed");
+    assert_eq!(body["events"][0]["subject"], order_id);
+}
+
+#[tokio::test]
+async fn unknown_and_malformed_order_ids_are_refused() {
+    let h = handler();
+    assert_eq!(call(&h, get_events("no-such-order")).await.1["code"], "order_not_found");
+    let (status, body) = call(&h, get_events("bad id!")).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_order_id")));
+}
+
+#[tokio::test]
+async fn bad_input_of_every_kind_gets_a_clear_error_and_writes_nothing() {
+    let h = handler();
+    let valid = r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price_cents":5}]}"#;
+    let cases: Vec<(ApiGatewayV2httpRequest, i64, &str)> = vec![
+        (post("{not json"), 400, "malformed_json"),
+        (post(""), 400, "empty_body"),
+        (post(r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":"two","unit_price_cents":5}]}"#), 422, "invalid_request"),
+        (post(r#"{"customer_id":"c-1","currency":"EUR"}"#), 422, "invalid_request"),
+        (post(r#"{"customer_id":"c-1","currency":"EUR","lines":[]}"#), 422, "no_lines"),
+        (post(r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":-1,"unit_price_cents":5}]}"#), 422, "invalid_request"),
+        (post(&format!(r#"{{"customer_id":"{}","currency":"EUR","lines":[]}}"#, "x".repeat(MAX_BODY_BYTES))), 413, "payload_too_large"),
+        ({
+            let mut r = post(valid);
+            r.headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            r
+        }, 415, "unsupported_media_type"),
+        ({
+            let mut r = post(valid);
+            r.raw_path = Some("/orderz".into());
+            r
+        }, 404, "route_not_found"),
+    ];
+    for (r, status, code) in cases {
+        let (got_status, body) = call(&h, r).await;
+        assert_eq!((got_status, body["code"].as_str()), (status, Some(code)), "{body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert!(h.store.all_events().is_empty(), "nothing is written for bad input");
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_field() {
+    let h = handler();
+    let (status, body) = call(
+        &h,
+        post(r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":0,"unit_price_cents":5}]}"#),
+    )
+    .await;
+    assert_eq!(status, 422);
+    assert_eq!(body["code"], "invalid_quantity");
+    assert_eq!(body["field"], "lines[0].quantity");
+}
+
+#[tokio::test]
+async fn a_base64_body_is_decoded() {
+    let h = handler();
+    let mut r = request(POST_ORDER);
+    let raw = r.body.take().unwrap();
+    r.body = Some(base64::engine::general_purpose::STANDARD.encode(raw));
+    r.is_base64_encoded = true;
+    assert_eq!(call(&h, r).await.0, 201);
+}
