@@ -1,0 +1,155 @@
+# Ripple's front door. `make` lists the targets; `make dev` and `make test` are the two that matter.
+#
+# AWS endpoints: when AWS_ENDPOINT_URL is already set (LocalStack you run yourself, or a real
+# account's endpoint), dev, test, bench and invoke use it and start nothing. Otherwise they start
+# the local emulators (tests/emulator/emulator.sh) and point every SDK at them.
+#
+# Everything a target needs is installed into the project (.venv for Python tools, .emulator for
+# DynamoDB Local) on first use; a target that cannot install something says so and fails.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VENV     := .venv
+EMULATOR := tests/emulator/emulator.sh
+ARGS     ?=
+
+# Python-packaged tools, pinned so lint results do not change under our feet.
+CFN_LINT_REQ     := cfn-lint==1.58.0
+SAM_CLI_REQ      := aws-sam-cli==1.170.0
+CARGO_LAMBDA_REQ := cargo-lambda==1.9.2
+
+# `cargo lambda` and `sam` find the venv's tools (cargo-lambda, zig) on PATH.
+WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help dev test emulator-up emulator-down emulator-status lint build invoke deploy bench clean-emulator
+
+help: ## List the targets
+	@echo "Ripple: event-driven order pipeline on AWS Lambda in Rust. The two commands: make dev, make test."
+	@echo
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | grep -v '^help:' \
+		| awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
+
+# ----------------------------------------------------------------------------------------------
+# The two commands
+# ----------------------------------------------------------------------------------------------
+dev: ## Run the whole system locally (ARGS='--orders 100 --json'); leaves the emulator up
+	@$(EMULATOR) run --keep -- cargo run -p ripple -- dev $(ARGS)
+
+test: ## All tests: unit, doc, adapter, end-to-end against the emulator
+	@$(EMULATOR) run -- cargo test --workspace
+
+# ----------------------------------------------------------------------------------------------
+# Emulator
+# ----------------------------------------------------------------------------------------------
+emulator-up: ## Start the emulators (LocalStack with Docker; moto + DynamoDB Local without)
+	@$(EMULATOR) up
+	@$(EMULATOR) status
+
+emulator-down: ## Stop what emulator-up started
+	@$(EMULATOR) down
+
+emulator-status: ## Show what runs where
+	@$(EMULATOR) status || true
+
+clean-emulator: ## Stop the emulators and delete .emulator/ (logs, DynamoDB Local install)
+	@$(EMULATOR) clean
+
+# ----------------------------------------------------------------------------------------------
+# Quality
+# ----------------------------------------------------------------------------------------------
+lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy -D warnings, cfn-lint and sam validate --lint
+	@command -v cargo >/dev/null || { echo "lint: cargo not found (install Rust with rustup)"; exit 1; }
+	@cargo fmt --version >/dev/null 2>&1 || { echo "lint: rustfmt is missing (rustup component add rustfmt)"; exit 1; }
+	@cargo clippy --version >/dev/null 2>&1 || { echo "lint: clippy is missing (rustup component add clippy)"; exit 1; }
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint --region us-east-1
+
+$(VENV)/bin/python:
+	@command -v python3 >/dev/null || { echo "python3 not found: install Python 3.9+"; exit 1; }
+	@echo "creating the project venv in $(VENV)"
+	@python3 -m venv $(VENV) || { echo "python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
+
+$(VENV)/bin/cfn-lint: | $(VENV)/bin/python
+	@echo "installing $(CFN_LINT_REQ) into $(VENV)"
+	@$(VENV)/bin/pip install -q --disable-pip-version-check '$(CFN_LINT_REQ)' \
+		|| { echo "could not install $(CFN_LINT_REQ) with pip"; exit 1; }
+
+$(VENV)/bin/sam: | $(VENV)/bin/python
+	@echo "installing $(SAM_CLI_REQ) into $(VENV)"
+	@$(VENV)/bin/pip install -q --disable-pip-version-check '$(SAM_CLI_REQ)' '$(CFN_LINT_REQ)' \
+		|| { echo "could not install $(SAM_CLI_REQ) with pip"; exit 1; }
+
+$(VENV)/bin/cargo-lambda: | $(VENV)/bin/python
+	@echo "installing $(CARGO_LAMBDA_REQ) (with zig, for cross-compiling) into $(VENV)"
+	@$(VENV)/bin/pip install -q --disable-pip-version-check '$(CARGO_LAMBDA_REQ)' \
+		|| { echo "could not install $(CARGO_LAMBDA_REQ) with pip"; exit 1; }
+
+# ----------------------------------------------------------------------------------------------
+# Lambda packages
+# ----------------------------------------------------------------------------------------------
+ARM64_TARGET := aarch64-unknown-linux-gnu
+
+build: $(VENV)/bin/cargo-lambda ## Build every function for Lambda (arm64, release) into target/lambda/
+	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(ARM64_TARGET)'; then \
+		echo "adding the Rust target $(ARM64_TARGET) with rustup"; \
+		rustup target add $(ARM64_TARGET) || { \
+			echo "build: cannot add the Rust target $(ARM64_TARGET); install it with 'rustup target add $(ARM64_TARGET)' where the Rust distribution server is reachable"; \
+			exit 1; }; \
+	fi
+	$(WITH_VENV) cargo lambda build --release --arm64
+	@ls -1 target/lambda/*/bootstrap
+
+# FN=orders-api|outbox-publisher|inventory; EVENT defaults to that function's sample in events/
+# (for orders-api, the POST /orders one).
+FN    ?=
+EVENT ?= $(firstword $(wildcard events/$(FN)-post-*.json events/$(FN)-*.json))
+# Resource names the function reads: by default those of a stack called `ripple` in moto (whose
+# account id is 123456789012). Set STACK, or EVENTS_TABLE / TOPIC_ARN, to match your emulator.
+STACK        ?= ripple
+EVENTS_TABLE ?= $(STACK)-events
+TOPIC_ARN    ?= arn:aws:sns:us-east-1:123456789012:$(STACK)-domain-events
+INVOKE_PORT  ?= 9000
+
+invoke: $(VENV)/bin/cargo-lambda ## One function on a sample event via cargo lambda: FN=orders-api [EVENT=...]
+	@test -n "$(FN)" || { echo "invoke: say which function, e.g. make invoke FN=orders-api (or outbox-publisher, inventory)"; exit 1; }
+	@test -f "$(EVENT)" || { echo "invoke: no event file '$(EVENT)'; pass EVENT=events/<file>.json"; exit 1; }
+	@$(EMULATOR) run --keep -- bash -c ' \
+		set -euo pipefail; export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"; \
+		log=target/cargo-lambda-watch.log; mkdir -p target; \
+		echo "starting cargo lambda watch on 127.0.0.1:$(INVOKE_PORT) (log: $$log)"; \
+		cargo lambda watch --invoke-port $(INVOKE_PORT) \
+			--env-var EVENTS_TABLE=$(EVENTS_TABLE) --env-var TOPIC_ARN=$(TOPIC_ARN) \
+			--env-var RUST_LOG=$${RUST_LOG:-info} </dev/null >"$$log" 2>&1 & \
+		watch=$$!; trap "kill $$watch 2>/dev/null; wait $$watch 2>/dev/null || true" EXIT; \
+		for i in $$(seq 1 120); do \
+			curl -s -o /dev/null --max-time 1 http://127.0.0.1:$(INVOKE_PORT)/ && break; \
+			kill -0 $$watch 2>/dev/null || { tail -n 30 "$$log"; echo "cargo lambda watch exited"; exit 1; }; \
+			sleep 1; \
+		done; \
+		cargo lambda invoke $(FN) --invoke-port $(INVOKE_PORT) --data-file $(EVENT) \
+			|| { echo "invoke failed; the function log is in $$log:"; tail -n 30 "$$log"; exit 1; }; \
+		echo'
+
+deploy: $(VENV)/bin/sam $(VENV)/bin/cargo-lambda ## sam build && sam deploy (guided the first time)
+	$(WITH_VENV) $(VENV)/bin/sam build --beta-features
+	@if [ -f samconfig.toml ]; then \
+		$(WITH_VENV) $(VENV)/bin/sam deploy; \
+	elif [ -t 0 ]; then \
+		$(WITH_VENV) $(VENV)/bin/sam deploy --guided; \
+	else \
+		echo "deploy: the first deploy is guided (it asks for the stack name, region and confirms IAM roles);"; \
+		echo "        run 'make deploy' in a terminal once, which saves samconfig.toml for the next ones"; \
+		exit 1; \
+	fi
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+bench: ## 200 orders through the local pipeline (release build); prints the figures
+	@$(EMULATOR) run -- cargo run -p ripple --release -- dev --orders 200 --json
