@@ -119,7 +119,10 @@ impl<S: EventStore> Handler<S> {
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
         let kind = QueueKind::detect(&event.payload, CONCURRENCY);
         let response = process_sqs(event.payload, kind, |message| async move {
-            self.handle_message(&message).await.map(|_| ()).map_err(error_chain)
+            self.handle_message(&message)
+                .await
+                .map(|_| ())
+                .map_err(error_chain)
         })
         .await;
         self.metrics.flush();
@@ -151,7 +154,11 @@ impl<S: EventStore> Handler<S> {
         }
     }
 
-    async fn reserve(&self, source: &Envelope, placed: &OrderPlaced) -> Result<Outcome, InventoryError> {
+    async fn reserve(
+        &self,
+        source: &Envelope,
+        placed: &OrderPlaced,
+    ) -> Result<Outcome, InventoryError> {
         retry_on_conflict(&self.retry, || async {
             let (reservation, version) = self.reservation(&placed.order_id).await?;
             if reservation != Reservation::None {
@@ -164,7 +171,8 @@ impl<S: EventStore> Handler<S> {
                 ReservationEvent::Reserved(_) => "stock.reserved",
                 _ => "stock.rejected",
             };
-            self.append(source, &placed.order_id, version, decision).await?;
+            self.append(source, &placed.order_id, version, decision)
+                .await?;
             Ok(Outcome::Applied(what))
         })
         .await
@@ -213,18 +221,32 @@ impl<S: EventStore> Handler<S> {
         Ok(Stock::from_history(&history))
     }
 
-    async fn stocks<'a>(&self, skus: impl Iterator<Item = &'a str>) -> Result<BTreeMap<String, Stock>, InventoryError> {
-        let loads = skus.map(|sku| async move { Ok::<_, InventoryError>((sku.to_owned(), self.stock(sku).await?)) });
-        futures::future::try_join_all(loads).await.map(|v| v.into_iter().collect())
+    async fn stocks<'a>(
+        &self,
+        skus: impl Iterator<Item = &'a str>,
+    ) -> Result<BTreeMap<String, Stock>, InventoryError> {
+        let loads = skus.map(|sku| async move {
+            Ok::<_, InventoryError>((sku.to_owned(), self.stock(sku).await?))
+        });
+        futures::future::try_join_all(loads)
+            .await
+            .map(|v| v.into_iter().collect())
     }
 
     async fn reservation(&self, order_id: &str) -> Result<(Reservation, u64), InventoryError> {
-        let history: Vec<ReservationEvent> = self.store.load(aggregate::RESERVATION, order_id).await?;
+        let history: Vec<ReservationEvent> =
+            self.store.load(aggregate::RESERVATION, order_id).await?;
         Ok(Reservation::from_history(&history))
     }
 
     /// Appends a decision's events, caused by `source`, with `source`'s dedupe marker.
-    async fn append(&self, source: &Envelope, order_id: &str, version: u64, decision: Decision) -> Result<(), InventoryError> {
+    async fn append(
+        &self,
+        source: &Envelope,
+        order_id: &str,
+        version: u64,
+        decision: Decision,
+    ) -> Result<(), InventoryError> {
         let mut events = Vec::with_capacity(decision.changes.len() + 1);
         for change in &decision.changes {
             let at = StreamPosition::new(aggregate::STOCK, &change.sku, change.sequence);
@@ -232,7 +254,8 @@ impl<S: EventStore> Handler<S> {
         }
         let at = StreamPosition::new(aggregate::RESERVATION, order_id, version + 1);
         events.push(Envelope::encode(SOURCE, at, &decision.outcome)?.caused_by(source));
-        let append = Append::events(events).deduplicated_by(DedupeMarker::new(CONSUMER, &source.id));
+        let append =
+            Append::events(events).deduplicated_by(DedupeMarker::new(CONSUMER, &source.id));
         self.store.append(append).await?;
         Ok(())
     }

@@ -21,7 +21,12 @@ fn placed(message: &SqsMessage) -> (Envelope, OrderPlaced) {
 
 /// A message carrying `event` as a new order event caused by nothing.
 fn message_for(event: &OrderEvent, order_id: &str, sequence: u64) -> SqsMessage {
-    let envelope = Envelope::encode("test", StreamPosition::new("Order", order_id, sequence), event).unwrap();
+    let envelope = Envelope::encode(
+        "test",
+        StreamPosition::new("Order", order_id, sequence),
+        event,
+    )
+    .unwrap();
     let mut m = sample_message();
     m.message_id = Some(format!("m-{}", envelope.id));
     m.body = Some(envelope.to_json());
@@ -34,7 +39,11 @@ fn order(order_id: &str, lines: &[(&str, u32)]) -> OrderEvent {
     p.order_id = order_id.into();
     p.lines = lines
         .iter()
-        .map(|(sku, q)| domain::order::OrderLine { sku: (*sku).into(), quantity: *q, unit_price_cents: 100 })
+        .map(|(sku, q)| domain::order::OrderLine {
+            sku: (*sku).into(),
+            quantity: *q,
+            unit_price_cents: 100,
+        })
         .collect();
     OrderEvent::Placed(p)
 }
@@ -59,18 +68,36 @@ async fn given_stock_when_the_sample_order_arrives_then_it_is_reserved_exactly_o
     let message = sample_message();
     let (source, order) = placed(&message);
     for line in &order.lines {
-        h.restock(&line.sku, u64::from(line.quantity) + 1).await.unwrap();
+        h.restock(&line.sku, u64::from(line.quantity) + 1)
+            .await
+            .unwrap();
     }
-    assert_eq!(h.handle_message(&message).await.unwrap(), Outcome::Applied("stock.reserved"));
-    assert_eq!(h.handle_message(&message).await.unwrap(), Outcome::Duplicate);
+    assert_eq!(
+        h.handle_message(&message).await.unwrap(),
+        Outcome::Applied("stock.reserved")
+    );
+    assert_eq!(
+        h.handle_message(&message).await.unwrap(),
+        Outcome::Duplicate
+    );
 
-    assert_eq!(reservation_types(&h, &order.order_id).await, vec!["stock.reserved"]);
-    let reserved = &h.store.read_stream("Reservation", &order.order_id, 1).await.unwrap()[0];
+    assert_eq!(
+        reservation_types(&h, &order.order_id).await,
+        vec!["stock.reserved"]
+    );
+    let reserved = &h
+        .store
+        .read_stream("Reservation", &order.order_id, 1)
+        .await
+        .unwrap()[0];
     assert_eq!(reserved.causationid.as_deref(), Some(source.id.as_str()));
     assert_eq!(reserved.correlationid, source.correlationid);
     for line in &order.lines {
         let stock = h.stock(&line.sku).await.unwrap();
-        assert_eq!((stock.available, stock.allocated), (1, u64::from(line.quantity)));
+        assert_eq!(
+            (stock.available, stock.allocated),
+            (1, u64::from(line.quantity))
+        );
     }
 }
 
@@ -79,7 +106,10 @@ async fn given_too_little_stock_then_the_order_is_rejected_and_stock_untouched()
     let h = handler();
     h.restock("A", 1).await.unwrap();
     let m = message_for(&order("o-1", &[("A", 2)]), "o-1", 1);
-    assert_eq!(h.handle_message(&m).await.unwrap(), Outcome::Applied("stock.rejected"));
+    assert_eq!(
+        h.handle_message(&m).await.unwrap(),
+        Outcome::Applied("stock.rejected")
+    );
     assert_eq!(h.stock("A").await.unwrap().available, 1);
     assert_eq!(reservation_types(&h, "o-1").await, vec!["stock.rejected"]);
 }
@@ -93,7 +123,13 @@ async fn two_orders_racing_for_the_last_unit_one_wins() {
     let (ra, rb) = tokio::join!(h.handle_message(&a), h.handle_message(&b));
     let mut outcomes = vec![ra.unwrap(), rb.unwrap()];
     outcomes.sort_by_key(|o| format!("{o:?}"));
-    assert_eq!(outcomes, vec![Outcome::Applied("stock.rejected"), Outcome::Applied("stock.reserved")]);
+    assert_eq!(
+        outcomes,
+        vec![
+            Outcome::Applied("stock.rejected"),
+            Outcome::Applied("stock.reserved")
+        ]
+    );
     let stock = h.stock("LAST").await.unwrap();
     assert_eq!((stock.available, stock.allocated), (0, 1));
 }
@@ -102,25 +138,44 @@ async fn two_orders_racing_for_the_last_unit_one_wins() {
 async fn a_cancelled_order_gets_its_stock_back_once() {
     let h = handler();
     h.restock("A", 5).await.unwrap();
-    h.handle_message(&message_for(&order("o-1", &[("A", 3)]), "o-1", 1)).await.unwrap();
-    let cancel = OrderEvent::Cancelled { order_id: "o-1".into(), reason: CancelReason::PaymentDeclined };
+    h.handle_message(&message_for(&order("o-1", &[("A", 3)]), "o-1", 1))
+        .await
+        .unwrap();
+    let cancel = OrderEvent::Cancelled {
+        order_id: "o-1".into(),
+        reason: CancelReason::PaymentDeclined,
+    };
     let first = message_for(&cancel, "o-1", 2);
     let again = message_for(&cancel, "o-1", 2);
-    assert_eq!(h.handle_message(&first).await.unwrap(), Outcome::Applied("stock.released"));
+    assert_eq!(
+        h.handle_message(&first).await.unwrap(),
+        Outcome::Applied("stock.released")
+    );
     // A redelivery, and a second cancellation, find nothing held any more.
     assert_eq!(h.handle_message(&first).await.unwrap(), Outcome::Ignored);
     assert_eq!(h.handle_message(&again).await.unwrap(), Outcome::Ignored);
     let stock = h.stock("A").await.unwrap();
     assert_eq!((stock.available, stock.allocated), (5, 0));
-    assert_eq!(reservation_types(&h, "o-1").await, vec!["stock.reserved", "stock.released"]);
+    assert_eq!(
+        reservation_types(&h, "o-1").await,
+        vec!["stock.reserved", "stock.released"]
+    );
 }
 
 #[tokio::test]
 async fn cancelling_an_order_that_holds_nothing_releases_nothing() {
     let h = handler();
     h.restock("A", 1).await.unwrap();
-    let cancel = OrderEvent::Cancelled { order_id: "never".into(), reason: CancelReason::CustomerRequest };
-    assert_eq!(h.handle_message(&message_for(&cancel, "never", 2)).await.unwrap(), Outcome::Ignored);
+    let cancel = OrderEvent::Cancelled {
+        order_id: "never".into(),
+        reason: CancelReason::CustomerRequest,
+    };
+    assert_eq!(
+        h.handle_message(&message_for(&cancel, "never", 2))
+            .await
+            .unwrap(),
+        Outcome::Ignored
+    );
     assert_eq!(h.stock("A").await.unwrap().version, 1);
 }
 
@@ -134,7 +189,12 @@ async fn a_poison_message_fails_alone_and_the_rest_of_the_batch_is_applied() {
     poison.body = Some("{\"not\": \"an envelope\"".into());
     let mut unknown = message_for(&order("o-u", &[("A", 1)]), "o-u", 1);
     unknown.message_id = Some("unknown-type".into());
-    unknown.body = Some(unknown.body.unwrap().replace("order.placed", "order.teleported"));
+    unknown.body = Some(
+        unknown
+            .body
+            .unwrap()
+            .replace("order.placed", "order.teleported"),
+    );
     event.records = vec![
         message_for(&order("o-1", &[("A", 1)]), "o-1", 1),
         poison,
@@ -145,7 +205,11 @@ async fn a_poison_message_fails_alone_and_the_rest_of_the_batch_is_applied() {
         .handle(LambdaEvent::new(event, lambda_runtime::Context::default()))
         .await
         .unwrap();
-    let failed: Vec<_> = response.batch_item_failures.iter().map(|f| f.item_identifier.as_str()).collect();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
     assert_eq!(failed, vec!["poison", "unknown-type"]);
     assert_eq!(reservation_types(&h, "o-1").await, vec!["stock.reserved"]);
     assert_eq!(reservation_types(&h, "o-2").await, vec!["stock.reserved"]);

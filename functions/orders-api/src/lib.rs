@@ -1,7 +1,9 @@
 //! `orders-api`: the HTTP API (API Gateway HTTP API, payload v2) of the order pipeline.
 //!
 //! - `POST /orders` validates the body and appends `order.placed` to a new order stream;
-//! - `GET /orders/{id}/events` returns the order's history from the event store.
+//! - `POST /orders/{id}/cancel` cancels an order until it is confirmed (a repeat is a no-op);
+//! - `GET /orders/{id}` returns the order, `?version=N` as it was after its N-th event;
+//! - `GET /orders/{id}/events` returns the order's history, paged with `?from=N&limit=M`.
 //!
 //! Bad input gets a 4xx with a JSON body `{"code", "message", "field"?}` and nothing is written.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -10,13 +12,13 @@ use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use base64::Engine;
 use domain::aggregate;
-use domain::order::{OrderEvent, PlaceOrder};
+use domain::order::{CancelReason, Order, OrderEvent, OrderStatus, PlaceOrder};
 use http::HeaderValue;
 use http::header::{CONTENT_TYPE, LOCATION};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{Value, json};
 use shared::config::{ConfigError, Env};
-use shared::store::DynamoEventStore;
+use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
 use shared::telemetry::Metrics;
 use shared::{Append, Envelope, EventStore, StoreError, StreamPosition};
 
@@ -93,6 +95,7 @@ impl From<domain::order::ValidationError> for ApiError {
 /// The HTTP handler over an event store.
 pub struct Handler<S = DynamoEventStore> {
     store: S,
+    retry: RetryPolicy,
     metrics: Metrics,
 }
 
@@ -109,6 +112,7 @@ impl<S: EventStore> Handler<S> {
     pub fn with_store(store: S) -> Self {
         Handler {
             store,
+            retry: RetryPolicy::default(),
             metrics: Metrics::new("Ripple", "orders-api"),
         }
     }
@@ -124,7 +128,12 @@ impl<S: EventStore> Handler<S> {
         tracing::info!(request_id = %event.context.request_id, ?route, "request");
         let result = match route {
             Route::PlaceOrder => self.place_order(&request).await,
-            Route::OrderEvents(id) => self.order_events(&id).await,
+            Route::CancelOrder(id) => self.cancel_order(&id).await,
+            Route::GetOrder(id) => self.get_order(&id, query(&request, "version")).await,
+            Route::OrderEvents(id) => {
+                self.order_events(&id, query(&request, "from"), query(&request, "limit"))
+                    .await
+            }
             Route::Unknown => Err(ApiError::new(404, "route_not_found", "no such route").into()),
         };
         self.metrics.flush();
@@ -138,13 +147,21 @@ impl<S: EventStore> Handler<S> {
                 tracing::error!(error = %err, source = ?std::error::Error::source(&err), "event store failed");
                 Ok(json_response(
                     503,
-                    &ApiError::new(503, "store_unavailable", "the event store is unavailable, retry later").body(),
+                    &ApiError::new(
+                        503,
+                        "store_unavailable",
+                        "the event store is unavailable, retry later",
+                    )
+                    .body(),
                 ))
             }
         }
     }
 
-    async fn place_order(&self, request: &ApiGatewayV2httpRequest) -> Result<ApiGatewayV2httpResponse, Failure> {
+    async fn place_order(
+        &self,
+        request: &ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, Failure> {
         let command: PlaceOrder = parse_json_body(request)?;
         let order_id = uuid::Uuid::now_v7().to_string();
         let placed = command.validate(&order_id).map_err(ApiError::from)?;
@@ -170,16 +187,168 @@ impl<S: EventStore> Handler<S> {
         Ok(response)
     }
 
-    async fn order_events(&self, order_id: &str) -> Result<ApiGatewayV2httpResponse, Failure> {
-        if !domain::is_valid_id(order_id) {
-            return Err(ApiError::new(400, "invalid_order_id", "order ids are letters, digits, '-', '_' or '.'").into());
-        }
-        let events = self.store.read_stream(aggregate::ORDER, order_id, 1).await?;
-        if events.is_empty() {
-            return Err(ApiError::new(404, "order_not_found", format!("no order {order_id}")).into());
-        }
-        Ok(json_response(200, &json!({"order_id": order_id, "events": events})))
+    async fn cancel_order(&self, order_id: &str) -> Result<ApiGatewayV2httpResponse, Failure> {
+        check_order_id(order_id)?;
+        let outcome: bool = retry_on_conflict(&self.retry, || async {
+            let order = self.current_order(order_id).await?;
+            match order.status {
+                OrderStatus::Cancelled => return Ok(false),
+                OrderStatus::Confirmed => {
+                    return Err(ApiError::new(
+                        409,
+                        "order_confirmed",
+                        "a confirmed order can no longer be cancelled",
+                    )
+                    .into());
+                }
+                OrderStatus::Placed => {}
+            }
+            let cancelled = OrderEvent::Cancelled {
+                order_id: order_id.to_owned(),
+                reason: CancelReason::CustomerRequest,
+            };
+            let at = StreamPosition::new(aggregate::ORDER, order_id, order.version + 1);
+            let event = Envelope::encode(SOURCE, at, &cancelled)
+                .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?;
+            self.store.append(Append::events(vec![event])).await?;
+            Ok::<_, Failure>(true)
+        })
+        .await?;
+        let (status, message) = if outcome {
+            self.metrics.count("OrdersCancelled");
+            (
+                202,
+                "cancellation accepted; reserved stock will be released",
+            )
+        } else {
+            (200, "order was already cancelled; nothing changed")
+        };
+        Ok(json_response(
+            status,
+            &json!({"order_id": order_id, "status": "cancelled", "changed": outcome, "message": message}),
+        ))
     }
+
+    async fn get_order(
+        &self,
+        order_id: &str,
+        version: Option<&str>,
+    ) -> Result<ApiGatewayV2httpResponse, Failure> {
+        check_order_id(order_id)?;
+        let version = match version {
+            None => None,
+            Some(v) => Some(v.parse::<u64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+                ApiError::new(
+                    400,
+                    "invalid_version",
+                    "version must be a whole number from 1",
+                )
+            })?),
+        };
+        let history: Vec<OrderEvent> = self.store.load(aggregate::ORDER, order_id).await?;
+        let current = history.len() as u64;
+        if current == 0 {
+            return Err(
+                ApiError::new(404, "order_not_found", format!("no order {order_id}")).into(),
+            );
+        }
+        let at = version.unwrap_or(current);
+        if at > current {
+            return Err(ApiError::new(
+                404,
+                "version_not_found",
+                format!("order {order_id} is at version {current}; there is no version {at}"),
+            )
+            .into());
+        }
+        let order = Order::from_history(history.iter().take(at as usize)).ok_or_else(|| {
+            Failure::Store(StoreError::InvalidAppend(format!(
+                "order {order_id} does not start with order.placed"
+            )))
+        })?;
+        Ok(json_response(
+            200,
+            &json!({"order_id": order_id, "version": at, "latest_version": current, "order": order}),
+        ))
+    }
+
+    async fn order_events(
+        &self,
+        order_id: &str,
+        from: Option<&str>,
+        limit: Option<&str>,
+    ) -> Result<ApiGatewayV2httpResponse, Failure> {
+        check_order_id(order_id)?;
+        let from = parse_bounded(from, "from", 1, u64::MAX, 1)?;
+        let limit = parse_bounded(limit, "limit", 1, MAX_PAGE, DEFAULT_PAGE)?;
+        let mut events = self
+            .store
+            .read_stream(aggregate::ORDER, order_id, from)
+            .await?;
+        if events.is_empty() && from == 1 {
+            return Err(
+                ApiError::new(404, "order_not_found", format!("no order {order_id}")).into(),
+            );
+        }
+        let next = (events.len() as u64 > limit).then(|| from + limit);
+        events.truncate(limit as usize);
+        Ok(json_response(
+            200,
+            &json!({"order_id": order_id, "events": events, "next_from": next}),
+        ))
+    }
+
+    async fn current_order(&self, order_id: &str) -> Result<Order, Failure> {
+        let history: Vec<OrderEvent> = self.store.load(aggregate::ORDER, order_id).await?;
+        Order::from_history(&history).ok_or_else(|| {
+            ApiError::new(404, "order_not_found", format!("no order {order_id}")).into()
+        })
+    }
+}
+
+/// Default and largest page of `GET /orders/{id}/events`.
+const DEFAULT_PAGE: u64 = 100;
+const MAX_PAGE: u64 = 1000;
+
+fn check_order_id(order_id: &str) -> Result<(), ApiError> {
+    if domain::is_valid_id(order_id) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            400,
+            "invalid_order_id",
+            "order ids are letters, digits, '-', '_' or '.'",
+        ))
+    }
+}
+
+/// A whole-number query parameter within `min..=max`, or `default` when absent.
+fn parse_bounded(
+    value: Option<&str>,
+    name: &str,
+    min: u64,
+    max: u64,
+    default: u64,
+) -> Result<u64, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| ApiError {
+                field: Some(name.to_owned()),
+                ..ApiError::new(
+                    400,
+                    "invalid_query",
+                    format!("{name} must be a whole number from {min} to {max}"),
+                )
+            }),
+    }
+}
+
+fn query<'a>(request: &'a ApiGatewayV2httpRequest, name: &str) -> Option<&'a str> {
+    request.query_string_parameters.first(name)
 }
 
 /// Why a request did not succeed.
@@ -194,6 +363,12 @@ impl From<ApiError> for Failure {
     }
 }
 
+impl Conflicting for Failure {
+    fn is_conflict(&self) -> bool {
+        matches!(self, Failure::Store(e) if e.is_conflict())
+    }
+}
+
 impl From<StoreError> for Failure {
     fn from(err: StoreError) -> Self {
         Failure::Store(err)
@@ -205,7 +380,11 @@ impl From<StoreError> for Failure {
 pub enum Route {
     /// `POST /orders`
     PlaceOrder,
-    /// `GET /orders/{id}/events`
+    /// `POST /orders/{id}/cancel`
+    CancelOrder(String),
+    /// `GET /orders/{id}` (optionally `?version=N`)
+    GetOrder(String),
+    /// `GET /orders/{id}/events` (optionally `?from=N&limit=M`)
     OrderEvents(String),
     /// Anything else.
     Unknown,
@@ -221,15 +400,18 @@ impl Route {
             .or(request.request_context.http.path.as_deref())
             .unwrap_or("/");
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let id = |segment: &str| {
+            request
+                .path_parameters
+                .get("id")
+                .cloned()
+                .unwrap_or_else(|| segment.to_owned())
+        };
         match (method, segments.as_slice()) {
             ("POST", ["orders"]) => Route::PlaceOrder,
-            ("GET", ["orders", id, "events"]) => Route::OrderEvents(
-                request
-                    .path_parameters
-                    .get("id")
-                    .cloned()
-                    .unwrap_or_else(|| (*id).to_owned()),
-            ),
+            ("POST", ["orders", order, "cancel"]) => Route::CancelOrder(id(order)),
+            ("GET", ["orders", order]) => Route::GetOrder(id(order)),
+            ("GET", ["orders", order, "events"]) => Route::OrderEvents(id(order)),
             _ => Route::Unknown,
         }
     }
@@ -241,11 +423,20 @@ fn header<'a>(request: &'a ApiGatewayV2httpRequest, name: &str) -> Option<&'a st
 
 /// The request body as `T`: 413 when too large, 415 for another content type, 400 when it is
 /// not JSON, 422 when it is JSON of the wrong shape.
-fn parse_json_body<T: serde::de::DeserializeOwned>(request: &ApiGatewayV2httpRequest) -> Result<T, ApiError> {
+fn parse_json_body<T: serde::de::DeserializeOwned>(
+    request: &ApiGatewayV2httpRequest,
+) -> Result<T, ApiError> {
     if let Some(content_type) = header(request, CONTENT_TYPE.as_str())
-        && !content_type.trim_start().to_ascii_lowercase().starts_with("application/json")
+        && !content_type
+            .trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/json")
     {
-        return Err(ApiError::new(415, "unsupported_media_type", "send application/json"));
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send application/json",
+        ));
     }
     let raw = request.body.as_deref().unwrap_or_default();
     let bytes = if request.is_base64_encoded {
@@ -259,7 +450,10 @@ fn parse_json_body<T: serde::de::DeserializeOwned>(request: &ApiGatewayV2httpReq
         return Err(ApiError::new(
             413,
             "payload_too_large",
-            format!("body is {} bytes; the limit is {MAX_BODY_BYTES}", bytes.len()),
+            format!(
+                "body is {} bytes; the limit is {MAX_BODY_BYTES}",
+                bytes.len()
+            ),
         ));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {

@@ -67,9 +67,15 @@ async fn the_history_of_a_placed_order_is_served() {
 #[tokio::test]
 async fn unknown_and_malformed_order_ids_are_refused() {
     let h = handler();
-    assert_eq!(call(&h, get_events("no-such-order")).await.1["code"], "order_not_found");
+    assert_eq!(
+        call(&h, get_events("no-such-order")).await.1["code"],
+        "order_not_found"
+    );
     let (status, body) = call(&h, get_events("bad id!")).await;
-    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_order_id")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_order_id"))
+    );
 }
 
 #[tokio::test]
@@ -79,28 +85,71 @@ async fn bad_input_of_every_kind_gets_a_clear_error_and_writes_nothing() {
     let cases: Vec<(ApiGatewayV2httpRequest, i64, &str)> = vec![
         (post("{not json"), 400, "malformed_json"),
         (post(""), 400, "empty_body"),
-        (post(r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":"two","unit_price_cents":5}]}"#), 422, "invalid_request"),
-        (post(r#"{"customer_id":"c-1","currency":"EUR"}"#), 422, "invalid_request"),
-        (post(r#"{"customer_id":"c-1","currency":"EUR","lines":[]}"#), 422, "no_lines"),
-        (post(r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":-1,"unit_price_cents":5}]}"#), 422, "invalid_request"),
-        (post(&format!(r#"{{"customer_id":"{}","currency":"EUR","lines":[]}}"#, "x".repeat(MAX_BODY_BYTES))), 413, "payload_too_large"),
-        ({
-            let mut r = post(valid);
-            r.headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-            r
-        }, 415, "unsupported_media_type"),
-        ({
-            let mut r = post(valid);
-            r.raw_path = Some("/orderz".into());
-            r
-        }, 404, "route_not_found"),
+        (
+            post(
+                r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":"two","unit_price_cents":5}]}"#,
+            ),
+            422,
+            "invalid_request",
+        ),
+        (
+            post(r#"{"customer_id":"c-1","currency":"EUR"}"#),
+            422,
+            "invalid_request",
+        ),
+        (
+            post(r#"{"customer_id":"c-1","currency":"EUR","lines":[]}"#),
+            422,
+            "no_lines",
+        ),
+        (
+            post(
+                r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":-1,"unit_price_cents":5}]}"#,
+            ),
+            422,
+            "invalid_request",
+        ),
+        (
+            post(&format!(
+                r#"{{"customer_id":"{}","currency":"EUR","lines":[]}}"#,
+                "x".repeat(MAX_BODY_BYTES)
+            )),
+            413,
+            "payload_too_large",
+        ),
+        (
+            {
+                let mut r = post(valid);
+                r.headers
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                r
+            },
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            {
+                let mut r = post(valid);
+                r.raw_path = Some("/orderz".into());
+                r
+            },
+            404,
+            "route_not_found",
+        ),
     ];
     for (r, status, code) in cases {
         let (got_status, body) = call(&h, r).await;
-        assert_eq!((got_status, body["code"].as_str()), (status, Some(code)), "{body}");
+        assert_eq!(
+            (got_status, body["code"].as_str()),
+            (status, Some(code)),
+            "{body}"
+        );
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    assert!(h.store.all_events().is_empty(), "nothing is written for bad input");
+    assert!(
+        h.store.all_events().is_empty(),
+        "nothing is written for bad input"
+    );
 }
 
 #[tokio::test]
@@ -124,4 +173,113 @@ async fn a_base64_body_is_decoded() {
     r.body = Some(base64::engine::general_purpose::STANDARD.encode(raw));
     r.is_base64_encoded = true;
     assert_eq!(call(&h, r).await.0, 201);
+}
+
+/// A request to `method path?query`, built from the GET sample.
+fn to(method: &str, path: &str, query: &[(&str, &str)]) -> ApiGatewayV2httpRequest {
+    let mut r = request(GET_EVENTS);
+    r.raw_path = Some(path.to_owned());
+    r.path_parameters.clear();
+    r.request_context.http.method = method.parse().unwrap();
+    let qs: String = query.iter().map(|(k, v)| format!("{k}={v}&")).collect();
+    r.raw_query_string = Some(qs.clone());
+    r.query_string_parameters = qs.trim_end_matches('&').parse().unwrap_or_default();
+    r
+}
+
+async fn place(h: &Handler<InMemoryEventStore>) -> String {
+    call(h, request(POST_ORDER)).await.1["order_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn cancelling_twice_cancels_once_and_says_so() {
+    let h = handler();
+    let id = place(&h).await;
+    let (status, body) = call(&h, to("POST", &format!("/orders/{id}/cancel"), &[])).await;
+    assert_eq!((status, &body["changed"]), (202, &json!(true)));
+    let (status, body) = call(&h, to("POST", &format!("/orders/{id}/cancel"), &[])).await;
+    assert_eq!((status, &body["changed"]), (200, &json!(false)));
+    let types: Vec<_> = h
+        .store
+        .read_stream("Order", &id, 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event_type)
+        .collect();
+    assert_eq!(types, vec!["order.placed", "order.cancelled"]);
+    assert_eq!(
+        call(&h, to("POST", "/orders/missing/cancel", &[])).await.0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn a_confirmed_order_cannot_be_cancelled() {
+    let h = handler();
+    let id = place(&h).await;
+    let confirmed = Envelope::encode(
+        "test",
+        StreamPosition::new("Order", &id, 2),
+        &OrderEvent::Confirmed {
+            order_id: id.clone(),
+        },
+    )
+    .unwrap();
+    h.store
+        .append(Append::events(vec![confirmed]))
+        .await
+        .unwrap();
+    let (status, body) = call(&h, to("POST", &format!("/orders/{id}/cancel"), &[])).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("order_confirmed"))
+    );
+}
+
+#[tokio::test]
+async fn an_order_can_be_read_as_it_was_at_any_version() {
+    let h = handler();
+    let id = place(&h).await;
+    call(&h, to("POST", &format!("/orders/{id}/cancel"), &[])).await;
+    let path = format!("/orders/{id}");
+    let (_, now) = call(&h, to("GET", &path, &[])).await;
+    assert_eq!(
+        (now["version"].as_u64(), now["order"]["status"].as_str()),
+        (Some(2), Some("cancelled"))
+    );
+    let (_, then) = call(&h, to("GET", &path, &[("version", "1")])).await;
+    assert_eq!(
+        (then["version"].as_u64(), then["order"]["status"].as_str()),
+        (Some(1), Some("placed"))
+    );
+    assert_eq!(
+        call(&h, to("GET", &path, &[("version", "3")])).await.1["code"],
+        "version_not_found"
+    );
+    assert_eq!(
+        call(&h, to("GET", &path, &[("version", "zero")])).await.1["code"],
+        "invalid_version"
+    );
+}
+
+#[tokio::test]
+async fn history_is_paged() {
+    let h = handler();
+    let id = place(&h).await;
+    call(&h, to("POST", &format!("/orders/{id}/cancel"), &[])).await;
+    let path = format!("/orders/{id}/events");
+    let (_, first) = call(&h, to("GET", &path, &[("limit", "1")])).await;
+    assert_eq!(first["events"].as_array().unwrap().len(), 1);
+    assert_eq!(first["next_from"], json!(2));
+    let (_, second) = call(&h, to("GET", &path, &[("from", "2"), ("limit", "1")])).await;
+    assert_eq!(second["events"][0]["type"], "order.cancelled");
+    assert_eq!(second["next_from"], Value::Null);
+    assert_eq!(
+        call(&h, to("GET", &path, &[("limit", "0")])).await.1["code"],
+        "invalid_query"
+    );
 }

@@ -10,12 +10,12 @@
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent};
+use shared::Envelope;
 use shared::batch::stream_failure_at;
 use shared::config::{ConfigError, Env};
 use shared::publish::{Publisher, SnsPublisher};
 use shared::store::envelope_from_stream_image;
 use shared::telemetry::{Metrics, Unit};
-use shared::Envelope;
 
 /// Settings, from the variables template.yaml gives this function.
 #[derive(Debug, Clone)]
@@ -48,7 +48,10 @@ pub struct Handler<P = SnsPublisher> {
 impl Handler<SnsPublisher> {
     /// The handler publishing to the topic named in `config`.
     pub fn new(config: Config, aws: &aws_config::SdkConfig) -> Self {
-        Self::with_publisher(SnsPublisher::new(aws_sdk_sns::Client::new(aws), config.topic_arn))
+        Self::with_publisher(SnsPublisher::new(
+            aws_sdk_sns::Client::new(aws),
+            config.topic_arn,
+        ))
     }
 }
 
@@ -117,9 +120,14 @@ impl<P: Publisher> Handler<P> {
         for envelope in envelopes.iter().filter(|e| !report.needs_retry(&e.id)) {
             let latency_ms = (chrono_now_ms() - envelope.time.timestamp_millis()).max(0);
             tracing::info!(event_id = %envelope.id, r#type = %envelope.event_type, correlation_id = %envelope.correlationid, "published");
-            self.metrics.add("StoreToTopicLatency", Unit::Milliseconds, latency_ms as f64);
+            self.metrics
+                .add("StoreToTopicLatency", Unit::Milliseconds, latency_ms as f64);
         }
-        self.metrics.add("EventsPublished", Unit::Count, report.published.len() as f64);
+        self.metrics.add(
+            "EventsPublished",
+            Unit::Count,
+            report.published.len() as f64,
+        );
         if first_failed.is_some() {
             self.metrics.count("PublishFailures");
         }

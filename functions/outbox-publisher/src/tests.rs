@@ -22,7 +22,12 @@ impl Publisher for Recording {
                 report.not_attempted.push(e.id.clone());
             } else if self.refuse.contains(&e.id) {
                 failed = true;
-                report.failed.push(FailedPublish { event_id: e.id.clone(), code: "X".into(), reason: "refused".into(), permanent: false });
+                report.failed.push(FailedPublish {
+                    event_id: e.id.clone(),
+                    code: "X".into(),
+                    reason: "refused".into(),
+                    permanent: false,
+                });
             } else {
                 self.published.lock().unwrap().push(e.id.clone());
                 report.published.push(e.id.clone());
@@ -44,9 +49,14 @@ fn batch(n: usize) -> (Event, Vec<String>) {
     let mut ids = Vec::new();
     for i in 0..n {
         let mut r = template.clone();
-        let mut envelope = envelope_from_stream_image(&r.change.new_image).unwrap().unwrap();
+        let mut envelope = envelope_from_stream_image(&r.change.new_image)
+            .unwrap()
+            .unwrap();
         envelope.id = format!("event-{i}");
-        r.change.new_image.insert("envelope".into(), serde_dynamo::AttributeValue::S(envelope.to_json()));
+        r.change.new_image.insert(
+            "envelope".into(),
+            serde_dynamo::AttributeValue::S(envelope.to_json()),
+        );
         r.change.sequence_number = Some(format!("{}", 100 + i));
         ids.push(envelope.id);
         event.records.push(r);
@@ -75,15 +85,24 @@ async fn the_sample_insert_is_published() {
 #[tokio::test]
 async fn a_refused_event_is_reported_and_nothing_after_it_is_lost() {
     let (event, ids) = batch(4);
-    let handler = Handler::with_publisher(Recording { refuse: vec![ids[2].clone()], ..Default::default() });
+    let handler = Handler::with_publisher(Recording {
+        refuse: vec![ids[2].clone()],
+        ..Default::default()
+    });
     assert_eq!(run(&handler, event).await, vec!["102"]);
-    assert_eq!(*handler.publisher.published.lock().unwrap(), ids[..2].to_vec());
+    assert_eq!(
+        *handler.publisher.published.lock().unwrap(),
+        ids[..2].to_vec()
+    );
 }
 
 #[tokio::test]
 async fn markers_updates_and_removals_are_not_published() {
     let (mut event, _) = batch(3);
-    event.records[0].change.new_image.insert("kind".into(), serde_dynamo::AttributeValue::S("dedupe".into()));
+    event.records[0].change.new_image.insert(
+        "kind".into(),
+        serde_dynamo::AttributeValue::S("dedupe".into()),
+    );
     event.records[1].event_name = "REMOVE".into();
     let handler = Handler::with_publisher(Recording::default());
     assert!(run(&handler, event).await.is_empty());
@@ -93,8 +112,14 @@ async fn markers_updates_and_removals_are_not_published() {
 #[tokio::test]
 async fn a_corrupt_item_stops_the_batch_at_itself() {
     let (mut event, ids) = batch(3);
-    event.records[1].change.new_image.insert("envelope".into(), serde_dynamo::AttributeValue::S("{oops".into()));
+    event.records[1].change.new_image.insert(
+        "envelope".into(),
+        serde_dynamo::AttributeValue::S("{oops".into()),
+    );
     let handler = Handler::with_publisher(Recording::default());
     assert_eq!(run(&handler, event).await, vec!["101"]);
-    assert_eq!(*handler.publisher.published.lock().unwrap(), vec![ids[0].clone()]);
+    assert_eq!(
+        *handler.publisher.published.lock().unwrap(),
+        vec![ids[0].clone()]
+    );
 }

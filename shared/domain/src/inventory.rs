@@ -160,7 +160,9 @@ pub enum Reservation {
 
 impl Reservation {
     /// Folds an order's reservation history; also returns its version.
-    pub fn from_history<'a>(events: impl IntoIterator<Item = &'a ReservationEvent>) -> (Reservation, u64) {
+    pub fn from_history<'a>(
+        events: impl IntoIterator<Item = &'a ReservationEvent>,
+    ) -> (Reservation, u64) {
         let mut state = Reservation::None;
         let mut version = 0;
         for event in events {
@@ -297,7 +299,11 @@ mod tests {
             currency: "EUR".into(),
             lines: lines
                 .iter()
-                .map(|(sku, q)| OrderLine { sku: (*sku).into(), quantity: *q, unit_price_cents: 100 })
+                .map(|(sku, q)| OrderLine {
+                    sku: (*sku).into(),
+                    quantity: *q,
+                    unit_price_cents: 100,
+                })
                 .collect(),
             total_cents: 100,
         }
@@ -307,7 +313,10 @@ mod tests {
         levels
             .iter()
             .map(|(sku, q)| {
-                let history = [StockEvent::Restocked { sku: (*sku).into(), quantity: *q }];
+                let history = [StockEvent::Restocked {
+                    sku: (*sku).into(),
+                    quantity: *q,
+                }];
                 ((*sku).to_owned(), Stock::from_history(&history))
             })
             .collect()
@@ -315,7 +324,10 @@ mod tests {
 
     #[test]
     fn given_enough_stock_when_reserving_then_every_line_is_allocated_at_the_next_version() {
-        let d = decide_reservation(&order(&[("A", 2), ("B", 1)]), &stocks(&[("A", 2), ("B", 5)]));
+        let d = decide_reservation(
+            &order(&[("A", 2), ("B", 1)]),
+            &stocks(&[("A", 2), ("B", 5)]),
+        );
         assert!(matches!(d.outcome, ReservationEvent::Reserved(ref r) if r.lines.len() == 2));
         assert_eq!(d.changes.len(), 2);
         assert!(d.changes.iter().all(|c| c.sequence == 2));
@@ -323,12 +335,19 @@ mod tests {
 
     #[test]
     fn given_one_short_line_when_reserving_then_nothing_is_allocated() {
-        let d = decide_reservation(&order(&[("A", 2), ("B", 6)]), &stocks(&[("A", 2), ("B", 5)]));
+        let d = decide_reservation(
+            &order(&[("A", 2), ("B", 6)]),
+            &stocks(&[("A", 2), ("B", 5)]),
+        );
         assert_eq!(
             d.outcome,
             ReservationEvent::Rejected {
                 order_id: "o-1".into(),
-                shortages: vec![Shortage { sku: "B".into(), requested: 6, available: 5 }],
+                shortages: vec![Shortage {
+                    sku: "B".into(),
+                    requested: 6,
+                    available: 5
+                }],
             }
         );
         assert!(d.changes.is_empty());
@@ -342,10 +361,21 @@ mod tests {
 
     #[test]
     fn stock_never_goes_negative_and_releases_restore_it() {
-        let mut s = Stock::from_history(&[StockEvent::Restocked { sku: "A".into(), quantity: 3 }]);
-        s.apply(&StockEvent::Allocated { sku: "A".into(), order_id: "o".into(), quantity: 3 });
+        let mut s = Stock::from_history(&[StockEvent::Restocked {
+            sku: "A".into(),
+            quantity: 3,
+        }]);
+        s.apply(&StockEvent::Allocated {
+            sku: "A".into(),
+            order_id: "o".into(),
+            quantity: 3,
+        });
         assert_eq!((s.available, s.allocated), (0, 3));
-        s.apply(&StockEvent::Deallocated { sku: "A".into(), order_id: "o".into(), quantity: 3 });
+        s.apply(&StockEvent::Deallocated {
+            sku: "A".into(),
+            order_id: "o".into(),
+            quantity: 3,
+        });
         assert_eq!((s.available, s.allocated, s.version), (3, 0, 3));
     }
 
@@ -355,7 +385,10 @@ mod tests {
         assert!(decide_release("o", &Reservation::None, &levels).is_none());
         assert!(decide_release("o", &Reservation::Rejected, &levels).is_none());
         assert!(decide_release("o", &Reservation::Released, &levels).is_none());
-        let held = Reservation::Reserved(vec![SkuQuantity { sku: "A".into(), quantity: 1 }]);
+        let held = Reservation::Reserved(vec![SkuQuantity {
+            sku: "A".into(),
+            quantity: 1,
+        }]);
         let d = decide_release("o", &held, &levels).unwrap();
         assert_eq!(d.changes[0].sequence, 2);
         assert!(matches!(d.outcome, ReservationEvent::Released { .. }));
@@ -364,8 +397,14 @@ mod tests {
     #[test]
     fn reservation_history_folds_to_the_latest_state() {
         let reserved = decide_reservation(&order(&[("A", 1)]), &stocks(&[("A", 1)])).outcome;
-        let released = ReservationEvent::Released { order_id: "o-1".into(), lines: vec![] };
+        let released = ReservationEvent::Released {
+            order_id: "o-1".into(),
+            lines: vec![],
+        };
         assert_eq!(Reservation::from_history([&reserved]).1, 1);
-        assert_eq!(Reservation::from_history([&reserved, &released]), (Reservation::Released, 2));
+        assert_eq!(
+            Reservation::from_history([&reserved, &released]),
+            (Reservation::Released, 2)
+        );
     }
 }

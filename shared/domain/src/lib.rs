@@ -7,6 +7,9 @@
 
 pub mod inventory;
 pub mod order;
+pub mod payment;
+pub mod saga;
+pub mod view;
 
 /// Aggregate type names: the `<AggregateType>` part of a stream key.
 pub mod aggregate {

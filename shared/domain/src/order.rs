@@ -41,7 +41,11 @@ pub struct ValidationError {
     pub message: String,
 }
 
-fn invalid(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> ValidationError {
+fn invalid(
+    code: &'static str,
+    field: impl Into<String>,
+    message: impl Into<String>,
+) -> ValidationError {
     ValidationError {
         code,
         field: field.into(),
@@ -110,10 +114,18 @@ impl PlaceOrder {
             ));
         }
         if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
-            return Err(invalid("invalid_currency", "currency", "must be a 3-letter ISO 4217 code such as EUR"));
+            return Err(invalid(
+                "invalid_currency",
+                "currency",
+                "must be a 3-letter ISO 4217 code such as EUR",
+            ));
         }
         if self.lines.is_empty() {
-            return Err(invalid("no_lines", "lines", "an order needs at least one line"));
+            return Err(invalid(
+                "no_lines",
+                "lines",
+                "an order needs at least one line",
+            ));
         }
         if self.lines.len() > limits::MAX_LINES {
             return Err(invalid(
@@ -126,10 +138,18 @@ impl PlaceOrder {
         let mut total: u64 = 0;
         for (i, line) in self.lines.iter().enumerate() {
             if !is_valid_id(&line.sku) {
-                return Err(invalid("invalid_sku", format!("lines[{i}].sku"), "must be 1-64 letters, digits, '-', '_' or '.'"));
+                return Err(invalid(
+                    "invalid_sku",
+                    format!("lines[{i}].sku"),
+                    "must be 1-64 letters, digits, '-', '_' or '.'",
+                ));
             }
             if !skus.insert(line.sku.as_str()) {
-                return Err(invalid("duplicate_sku", format!("lines[{i}].sku"), "each sku may appear on one line only"));
+                return Err(invalid(
+                    "duplicate_sku",
+                    format!("lines[{i}].sku"),
+                    "each sku may appear on one line only",
+                ));
             }
             if line.quantity == 0 || line.quantity > limits::MAX_QUANTITY {
                 return Err(invalid(
@@ -239,7 +259,9 @@ mod tests {
 
     #[test]
     fn a_valid_order_totals_its_lines() {
-        let placed = command(vec![line("A", 2, 1250), line("B", 1, 99)]).validate("o-1").unwrap();
+        let placed = command(vec![line("A", 2, 1250), line("B", 1, 99)])
+            .validate("o-1")
+            .unwrap();
         assert_eq!(placed.total_cents, 2599);
         assert_eq!(placed.order_id, "o-1");
     }
@@ -248,13 +270,43 @@ mod tests {
     fn each_broken_rule_names_its_field() {
         let cases = [
             (command(vec![]), "no_lines", "lines"),
-            (command(vec![line("A", 0, 1)]), "invalid_quantity", "lines[0].quantity"),
-            (command(vec![line("A", 1, 0)]), "invalid_price", "lines[0].unit_price_cents"),
-            (command(vec![line("A", 1, 1), line("A", 1, 1)]), "duplicate_sku", "lines[1].sku"),
+            (
+                command(vec![line("A", 0, 1)]),
+                "invalid_quantity",
+                "lines[0].quantity",
+            ),
+            (
+                command(vec![line("A", 1, 0)]),
+                "invalid_price",
+                "lines[0].unit_price_cents",
+            ),
+            (
+                command(vec![line("A", 1, 1), line("A", 1, 1)]),
+                "duplicate_sku",
+                "lines[1].sku",
+            ),
             (command(vec![line("", 1, 1)]), "invalid_sku", "lines[0].sku"),
-            (command((0..51).map(|i| line(&format!("S{i}"), 1, 1)).collect()), "too_many_lines", "lines"),
-            (PlaceOrder { currency: "euro".into(), ..command(vec![line("A", 1, 1)]) }, "invalid_currency", "currency"),
-            (PlaceOrder { customer_id: "a b".into(), ..command(vec![line("A", 1, 1)]) }, "invalid_customer_id", "customer_id"),
+            (
+                command((0..51).map(|i| line(&format!("S{i}"), 1, 1)).collect()),
+                "too_many_lines",
+                "lines",
+            ),
+            (
+                PlaceOrder {
+                    currency: "euro".into(),
+                    ..command(vec![line("A", 1, 1)])
+                },
+                "invalid_currency",
+                "currency",
+            ),
+            (
+                PlaceOrder {
+                    customer_id: "a b".into(),
+                    ..command(vec![line("A", 1, 1)])
+                },
+                "invalid_customer_id",
+                "customer_id",
+            ),
         ];
         for (cmd, code, field) in cases {
             let err = cmd.validate("o").unwrap_err();
@@ -265,7 +317,13 @@ mod tests {
     #[test]
     fn the_largest_allowed_order_does_not_overflow() {
         let lines = (0..limits::MAX_LINES)
-            .map(|i| line(&format!("S{i}"), limits::MAX_QUANTITY, limits::MAX_UNIT_PRICE_CENTS))
+            .map(|i| {
+                line(
+                    &format!("S{i}"),
+                    limits::MAX_QUANTITY,
+                    limits::MAX_UNIT_PRICE_CENTS,
+                )
+            })
             .collect();
         let placed = command(lines).validate("o").unwrap();
         assert_eq!(placed.total_cents, 50 * 10_000 * 100_000_000);
@@ -279,7 +337,10 @@ mod tests {
 
     #[test]
     fn events_serialise_as_type_and_data() {
-        let e = OrderEvent::Cancelled { order_id: "o".into(), reason: CancelReason::OutOfStock };
+        let e = OrderEvent::Cancelled {
+            order_id: "o".into(),
+            reason: CancelReason::OutOfStock,
+        };
         assert_eq!(
             serde_json::to_value(&e).unwrap(),
             json!({"type": "order.cancelled", "data": {"order_id": "o", "reason": "out_of_stock"}})
@@ -291,7 +352,10 @@ mod tests {
         let placed = command(vec![line("A", 1, 5)]).validate("o").unwrap();
         let history = [
             OrderEvent::Placed(placed),
-            OrderEvent::Cancelled { order_id: "o".into(), reason: CancelReason::PaymentDeclined },
+            OrderEvent::Cancelled {
+                order_id: "o".into(),
+                reason: CancelReason::PaymentDeclined,
+            },
         ];
         let order = Order::from_history(&history).unwrap();
         assert_eq!(order.status, OrderStatus::Cancelled);

@@ -1,0 +1,178 @@
+//! The order saga: how an order reacts to what inventory and payments decided.
+//!
+//! - `stock.rejected` → `order.cancelled` (out of stock);
+//! - `payment.declined` → `order.cancelled` (payment declined);
+//! - `payment.captured` → `order.confirmed`.
+//!
+//! Only an order that is still `placed` reacts. An order the customer cancelled meanwhile stays
+//! cancelled: a late `payment.captured` confirms nothing, and payments refunds the capture when it
+//! sees the cancellation. Compensation of reserved stock is inventory's reaction to
+//! `order.cancelled`, so it needs nothing here.
+
+use crate::inventory::ReservationEvent;
+use crate::order::{CancelReason, Order, OrderEvent, OrderStatus};
+use crate::payment::PaymentEvent;
+
+/// An event the saga listens to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SagaInput {
+    /// Something inventory decided for an order.
+    Reservation(ReservationEvent),
+    /// Something payments decided for an order.
+    Payment(PaymentEvent),
+}
+
+impl SagaInput {
+    /// The order concerned.
+    pub fn order_id(&self) -> &str {
+        match self {
+            SagaInput::Reservation(ReservationEvent::Reserved(r)) => &r.order_id,
+            SagaInput::Reservation(
+                ReservationEvent::Rejected { order_id, .. }
+                | ReservationEvent::Released { order_id, .. },
+            ) => order_id,
+            SagaInput::Payment(p) => p.order_id(),
+        }
+    }
+}
+
+/// The order event `input` leads to, or `None` when the order does not change.
+pub fn react(order: &Order, input: &SagaInput) -> Option<OrderEvent> {
+    if order.status != OrderStatus::Placed {
+        return None;
+    }
+    let order_id = order.placed.order_id.clone();
+    match input {
+        SagaInput::Reservation(ReservationEvent::Rejected { .. }) => Some(OrderEvent::Cancelled {
+            order_id,
+            reason: CancelReason::OutOfStock,
+        }),
+        SagaInput::Payment(PaymentEvent::Declined { .. }) => Some(OrderEvent::Cancelled {
+            order_id,
+            reason: CancelReason::PaymentDeclined,
+        }),
+        SagaInput::Payment(PaymentEvent::Captured { .. }) => {
+            Some(OrderEvent::Confirmed { order_id })
+        }
+        SagaInput::Reservation(
+            ReservationEvent::Reserved(_) | ReservationEvent::Released { .. },
+        )
+        | SagaInput::Payment(PaymentEvent::Refunded { .. }) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{OrderLine, OrderPlaced};
+
+    fn placed() -> OrderEvent {
+        OrderEvent::Placed(OrderPlaced {
+            order_id: "o-1".into(),
+            customer_id: "c-1".into(),
+            currency: "EUR".into(),
+            lines: vec![OrderLine {
+                sku: "A".into(),
+                quantity: 1,
+                unit_price_cents: 500,
+            }],
+            total_cents: 500,
+        })
+    }
+
+    fn given(history: &[OrderEvent]) -> Order {
+        Order::from_history(history).unwrap()
+    }
+
+    fn rejected() -> SagaInput {
+        SagaInput::Reservation(ReservationEvent::Rejected {
+            order_id: "o-1".into(),
+            shortages: vec![],
+        })
+    }
+
+    fn declined() -> SagaInput {
+        SagaInput::Payment(PaymentEvent::Declined {
+            order_id: "o-1".into(),
+            amount_cents: 500,
+            reason: "card_declined".into(),
+        })
+    }
+
+    fn captured() -> SagaInput {
+        SagaInput::Payment(PaymentEvent::Captured {
+            order_id: "o-1".into(),
+            amount_cents: 500,
+            currency: "EUR".into(),
+            payment_id: "p-1".into(),
+        })
+    }
+
+    fn cancelled(reason: CancelReason) -> OrderEvent {
+        OrderEvent::Cancelled {
+            order_id: "o-1".into(),
+            reason,
+        }
+    }
+
+    #[test]
+    fn given_a_placed_order_when_stock_is_rejected_then_it_is_cancelled_out_of_stock() {
+        let then = react(&given(&[placed()]), &rejected());
+        assert_eq!(then, Some(cancelled(CancelReason::OutOfStock)));
+    }
+
+    #[test]
+    fn given_a_placed_order_when_payment_is_declined_then_it_is_cancelled_payment_declined() {
+        let then = react(&given(&[placed()]), &declined());
+        assert_eq!(then, Some(cancelled(CancelReason::PaymentDeclined)));
+    }
+
+    #[test]
+    fn given_a_placed_order_when_payment_is_captured_then_it_is_confirmed() {
+        let then = react(&given(&[placed()]), &captured());
+        assert_eq!(
+            then,
+            Some(OrderEvent::Confirmed {
+                order_id: "o-1".into()
+            })
+        );
+    }
+
+    #[test]
+    fn given_a_customer_cancelled_order_when_payment_is_captured_then_nothing_happens() {
+        let order = given(&[placed(), cancelled(CancelReason::CustomerRequest)]);
+        assert_eq!(react(&order, &captured()), None);
+    }
+
+    #[test]
+    fn given_a_decided_order_when_anything_arrives_again_then_nothing_happens() {
+        let confirmed = given(&[
+            placed(),
+            OrderEvent::Confirmed {
+                order_id: "o-1".into(),
+            },
+        ]);
+        let cancelled = given(&[placed(), cancelled(CancelReason::OutOfStock)]);
+        for input in [rejected(), declined(), captured()] {
+            assert_eq!(react(&confirmed, &input), None);
+            assert_eq!(react(&cancelled, &input), None);
+        }
+    }
+
+    #[test]
+    fn reserved_released_and_refunded_change_no_order() {
+        let order = given(&[placed()]);
+        let released = SagaInput::Reservation(ReservationEvent::Released {
+            order_id: "o-1".into(),
+            lines: vec![],
+        });
+        let refunded = SagaInput::Payment(PaymentEvent::Refunded {
+            order_id: "o-1".into(),
+            amount_cents: 500,
+            payment_id: "p-1".into(),
+        });
+        assert_eq!(react(&order, &released), None);
+        assert_eq!(react(&order, &refunded), None);
+        assert_eq!(refunded.order_id(), "o-1");
+    }
+}
