@@ -8,6 +8,9 @@
 //!   it is reported too (or, with [`FifoMode::SkipFailedGroup`], only the rest of that message group);
 //! - streams: the first failure is reported and Lambda retries the shard from there;
 //! - a batch in which every record failed is an error, so Lambda retries it whole and backs off.
+//!
+//! Optionally, [`process_sqs_with_backoff`] (or [`Redelivery::delay`] on the failed records) grows
+//! each failed record's visibility timeout exponentially with its receive count.
 
 use std::collections::HashSet;
 use std::fmt::Display;
@@ -18,6 +21,13 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::StreamExt;
 use tracing::Instrument;
+
+mod redelivery;
+
+pub use redelivery::{
+    FailedRedelivery, MAX_VISIBILITY_TIMEOUT, Redelivery, RedeliveryBackoff, RedeliveryReport,
+    failed_records, process_sqs_with_backoff, queue_of_arn, receive_count,
+};
 
 /// Every record of a batch failed.
 #[derive(Debug, thiserror::Error)]
@@ -143,7 +153,11 @@ where
     Ok(response)
 }
 
-async fn process_fifo<F, Fut, E>(records: Vec<SqsMessage>, mode: FifoMode, handler: &F) -> Vec<String>
+async fn process_fifo<F, Fut, E>(
+    records: Vec<SqsMessage>,
+    mode: FifoMode,
+    handler: &F,
+) -> Vec<String>
 where
     F: Fn(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
@@ -154,8 +168,7 @@ where
     let mut stopped = false;
     for record in records {
         let group = message_group(&record).unwrap_or_default().to_owned();
-        let skip = stopped
-            || (mode == FifoMode::SkipFailedGroup && failed_groups.contains(&group));
+        let skip = stopped || (mode == FifoMode::SkipFailedGroup && failed_groups.contains(&group));
         if skip {
             tracing::warn!(message_id = %message_id(&record), "not processed: an earlier record of its group failed");
             failed.push(message_id(&record));
@@ -211,7 +224,10 @@ fn item_failure(sequence: String) -> DynamoDbBatchItemFailure {
 }
 
 /// The stream response for a batch whose records up to `first_failed` (exclusive) are done.
-pub fn stream_failure_at(records: &[EventRecord], first_failed: Option<usize>) -> DynamoDbEventResponse {
+pub fn stream_failure_at(
+    records: &[EventRecord],
+    first_failed: Option<usize>,
+) -> DynamoDbEventResponse {
     let mut response = DynamoDbEventResponse::default();
     if let Some(record) = first_failed.and_then(|i| records.get(i)) {
         let sequence = record.change.sequence_number.clone().unwrap_or_default();
@@ -257,15 +273,23 @@ mod tests {
 
     #[tokio::test]
     async fn a_poison_record_is_reported_alone() {
-        let event = batch(vec![record("a", None), record("bad-b", None), record("c", None)]);
-        let r = process_sqs(event, QueueKind::Standard { concurrency: 2 }, fail_on_bad).await.unwrap();
+        let event = batch(vec![
+            record("a", None),
+            record("bad-b", None),
+            record("c", None),
+        ]);
+        let r = process_sqs(event, QueueKind::Standard { concurrency: 2 }, fail_on_bad)
+            .await
+            .unwrap();
         assert_eq!(failures(&r), vec!["bad-b"]);
     }
 
     #[tokio::test]
     async fn a_batch_that_fails_whole_is_an_error() {
         let event = batch(vec![record("bad-1", None), record("bad-2", None)]);
-        let err = process_sqs(event, QueueKind::default(), fail_on_bad).await.unwrap_err();
+        let err = process_sqs(event, QueueKind::default(), fail_on_bad)
+            .await
+            .unwrap_err();
         assert_eq!(err.count, 2);
     }
 
@@ -295,9 +319,13 @@ mod tests {
             record("b", Some("g2")),
             record("c", Some("g1")),
         ]);
-        let r = process_sqs(event, QueueKind::Fifo(FifoMode::SkipFailedGroup), fail_on_bad)
-            .await
-            .unwrap();
+        let r = process_sqs(
+            event,
+            QueueKind::Fifo(FifoMode::SkipFailedGroup),
+            fail_on_bad,
+        )
+        .await
+        .unwrap();
         assert_eq!(failures(&r), vec!["bad-a", "c"]);
     }
 
@@ -305,8 +333,14 @@ mod tests {
     fn fifo_is_detected_from_the_queue_arn() {
         let mut r = record("a", None);
         r.event_source_arn = Some("arn:aws:sqs:us-east-1:1:q.fifo".into());
-        assert_eq!(QueueKind::detect(&batch(vec![r]), 4), QueueKind::Fifo(FifoMode::StopAtFirstFailure));
-        assert_eq!(QueueKind::detect(&batch(vec![record("b", None)]), 4), QueueKind::Standard { concurrency: 4 });
+        assert_eq!(
+            QueueKind::detect(&batch(vec![r]), 4),
+            QueueKind::Fifo(FifoMode::StopAtFirstFailure)
+        );
+        assert_eq!(
+            QueueKind::detect(&batch(vec![record("b", None)]), 4),
+            QueueKind::Standard { concurrency: 4 }
+        );
     }
 
     fn stream_record(seq: &str) -> EventRecord {
@@ -322,20 +356,36 @@ mod tests {
         let records = vec![stream_record("1"), stream_record("2"), stream_record("3")];
         let r = process_stream(records, |rec| {
             seen.lock().unwrap().push(rec.event_id.clone());
-            async move { if rec.event_id == "e-2" { Err("boom") } else { Ok(()) } }
+            async move {
+                if rec.event_id == "e-2" {
+                    Err("boom")
+                } else {
+                    Ok(())
+                }
+            }
         })
         .await
         .unwrap();
         assert_eq!(r.batch_item_failures.len(), 1);
-        assert_eq!(r.batch_item_failures[0].item_identifier.as_deref(), Some("2"));
+        assert_eq!(
+            r.batch_item_failures[0].item_identifier.as_deref(),
+            Some("2")
+        );
         assert_eq!(*seen.lock().unwrap(), vec!["e-1", "e-2"]);
     }
 
     #[test]
     fn stream_failure_at_names_the_record() {
         let records = vec![stream_record("10"), stream_record("11")];
-        assert!(stream_failure_at(&records, None).batch_item_failures.is_empty());
+        assert!(
+            stream_failure_at(&records, None)
+                .batch_item_failures
+                .is_empty()
+        );
         let r = stream_failure_at(&records, Some(1));
-        assert_eq!(r.batch_item_failures[0].item_identifier.as_deref(), Some("11"));
+        assert_eq!(
+            r.batch_item_failures[0].item_identifier.as_deref(),
+            Some("11")
+        );
     }
 }

@@ -65,11 +65,14 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     {
         match self.optional(key) {
             None => Ok(default),
-            Some(value) => value.trim().parse().map_err(|err: T::Err| ConfigError::Invalid {
-                key: key.to_owned(),
-                reason: err.to_string(),
-                value,
-            }),
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_err(|err: T::Err| ConfigError::Invalid {
+                    key: key.to_owned(),
+                    reason: err.to_string(),
+                    value,
+                }),
         }
     }
 }

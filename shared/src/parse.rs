@@ -45,8 +45,7 @@ pub fn envelope_from_body(body: &str) -> Result<Envelope, ParseError> {
             .ok_or(ParseError::BadNotification)?;
         Envelope::from_json(message)?
     } else {
-        let envelope: Envelope =
-            serde_json::from_value(value).map_err(EnvelopeError::Malformed)?;
+        let envelope: Envelope = serde_json::from_value(value).map_err(EnvelopeError::Malformed)?;
         envelope.validate()?;
         envelope
     };
@@ -111,13 +110,18 @@ mod tests {
 
     #[test]
     fn every_kind_of_bad_body_has_its_own_reason() {
-        assert!(matches!(envelope_from_sqs(&message(None)), Err(ParseError::EmptyBody)));
+        assert!(matches!(
+            envelope_from_sqs(&message(None)),
+            Err(ParseError::EmptyBody)
+        ));
         assert!(matches!(
             envelope_from_sqs(&message(Some("{oops".into()))),
             Err(ParseError::NotJson(_))
         ));
         assert!(matches!(
-            envelope_from_sqs(&message(Some(json!({"Type": "Notification", "TopicArn": "a"}).to_string()))),
+            envelope_from_sqs(&message(Some(
+                json!({"Type": "Notification", "TopicArn": "a"}).to_string()
+            ))),
             Err(ParseError::BadNotification)
         ));
         assert!(matches!(

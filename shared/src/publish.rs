@@ -120,7 +120,10 @@ fn batch_entry_id(event_id: &str) -> String {
 /// The bytes an entry counts against the request limit: body plus attribute names and values.
 fn entry_size(event: &Envelope, body: &str) -> usize {
     body.len()
-        + ATTRIBUTE_NAMES.iter().map(|n| n.len() + "String".len()).sum::<usize>()
+        + ATTRIBUTE_NAMES
+            .iter()
+            .map(|n| n.len() + "String".len())
+            .sum::<usize>()
         + event.event_type.len()
         + event.aggregatetype.len()
 }
@@ -177,12 +180,14 @@ impl Publisher for SnsPublisher {
             let entries = match entries {
                 Ok(entries) => entries,
                 Err(err) => {
-                    report.failed.extend(chunk_events.iter().map(|e| FailedPublish {
-                        event_id: e.id.clone(),
-                        code: "InvalidEntry".into(),
-                        reason: err.to_string(),
-                        permanent: true,
-                    }));
+                    report
+                        .failed
+                        .extend(chunk_events.iter().map(|e| FailedPublish {
+                            event_id: e.id.clone(),
+                            code: "InvalidEntry".into(),
+                            reason: err.to_string(),
+                            permanent: true,
+                        }));
                     break;
                 }
             };

@@ -208,10 +208,16 @@ fn validate_append(append: &Append) -> Result<(), StoreError> {
 pub fn event_item(event: &Envelope) -> HashMap<String, AttributeValue> {
     HashMap::from([
         (attr::PK.into(), AttributeValue::S(event.stream_key())),
-        (attr::SK.into(), AttributeValue::N(event.sequence.to_string())),
+        (
+            attr::SK.into(),
+            AttributeValue::N(event.sequence.to_string()),
+        ),
         (attr::KIND.into(), AttributeValue::S(KIND_EVENT.into())),
         (attr::ID.into(), AttributeValue::S(event.id.clone())),
-        (attr::TYPE.into(), AttributeValue::S(event.event_type.clone())),
+        (
+            attr::TYPE.into(),
+            AttributeValue::S(event.event_type.clone()),
+        ),
         (attr::ENVELOPE.into(), AttributeValue::S(event.to_json())),
     ])
 }
@@ -223,12 +229,17 @@ pub fn dedupe_item(marker: &DedupeMarker, now_epoch_secs: i64) -> HashMap<String
         (attr::PK.into(), AttributeValue::S(marker.key())),
         (attr::SK.into(), AttributeValue::N("0".into())),
         (attr::KIND.into(), AttributeValue::S(KIND_DEDUPE.into())),
-        (attr::EXPIRES_AT.into(), AttributeValue::N(expires_at.to_string())),
+        (
+            attr::EXPIRES_AT.into(),
+            AttributeValue::N(expires_at.to_string()),
+        ),
     ])
 }
 
 /// The envelope stored in an event item.
-pub fn envelope_from_item(item: &HashMap<String, AttributeValue>) -> Result<Envelope, EnvelopeError> {
+pub fn envelope_from_item(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<Envelope, EnvelopeError> {
     match item.get(attr::ENVELOPE) {
         Some(AttributeValue::S(text)) => Envelope::from_json(text),
         _ => Err(EnvelopeError::Invalid(
@@ -239,7 +250,9 @@ pub fn envelope_from_item(item: &HashMap<String, AttributeValue>) -> Result<Enve
 
 /// The envelope in a DynamoDB stream image (`NewImage`), or `None` for an item that is not an
 /// event (a dedupe marker): the stream is the outbox, and only events are published.
-pub fn envelope_from_stream_image(image: &serde_dynamo::Item) -> Result<Option<Envelope>, EnvelopeError> {
+pub fn envelope_from_stream_image(
+    image: &serde_dynamo::Item,
+) -> Result<Option<Envelope>, EnvelopeError> {
     use serde_dynamo::AttributeValue as StreamValue;
     match image.get(attr::KIND) {
         Some(StreamValue::S(kind)) if kind == KIND_EVENT => {}
@@ -279,7 +292,11 @@ impl DynamoEventStore {
         &self.table
     }
 
-    async fn put_one(&self, item: HashMap<String, AttributeValue>, append: &Append) -> Result<(), StoreError> {
+    async fn put_one(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        append: &Append,
+    ) -> Result<(), StoreError> {
         self.client
             .put_item()
             .table_name(&self.table)
@@ -361,7 +378,10 @@ where
             return collision(append, index);
         }
         // Another transaction touched the same items at the same moment: a race, not a fault.
-        if reasons.iter().any(|r| r.code() == Some("TransactionConflict")) {
+        if reasons
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict"))
+        {
             return StoreError::Conflict {
                 stream: "transaction".into(),
             };
@@ -582,7 +602,12 @@ mod tests {
     }
 
     fn event(id: &str, seq: u64) -> Envelope {
-        Envelope::encode("test", StreamPosition::new("Thing", id, seq), &Ev::Counted { n: 1 }).unwrap()
+        Envelope::encode(
+            "test",
+            StreamPosition::new("Thing", id, seq),
+            &Ev::Counted { n: 1 },
+        )
+        .unwrap()
     }
 
     #[test]
@@ -606,7 +631,8 @@ mod tests {
         ])
         .into();
         assert_eq!(envelope_from_stream_image(&image).unwrap(), Some(e));
-        let marker: serde_dynamo::Item = Map::from([("kind".to_owned(), V::S("dedupe".into()))]).into();
+        let marker: serde_dynamo::Item =
+            Map::from([("kind".to_owned(), V::S("dedupe".into()))]).into();
         assert_eq!(envelope_from_stream_image(&marker).unwrap(), None);
         let keys_only: serde_dynamo::Item = Map::from([("pk".to_owned(), V::S("x".into()))]).into();
         assert!(envelope_from_stream_image(&keys_only).is_err());
@@ -631,17 +657,29 @@ mod tests {
 
     #[test]
     fn appends_are_checked_before_they_are_sent() {
-        assert!(matches!(validate_append(&Append::default()), Err(StoreError::InvalidAppend(_))));
+        assert!(matches!(
+            validate_append(&Append::default()),
+            Err(StoreError::InvalidAppend(_))
+        ));
         let twice = Append::events(vec![event("a", 1), event("a", 1)]);
-        assert!(matches!(validate_append(&twice), Err(StoreError::InvalidAppend(_))));
+        assert!(matches!(
+            validate_append(&twice),
+            Err(StoreError::InvalidAppend(_))
+        ));
         let many = Append::events((1..=101).map(|s| event("a", s)).collect());
-        assert!(matches!(validate_append(&many), Err(StoreError::InvalidAppend(_))));
+        assert!(matches!(
+            validate_append(&many),
+            Err(StoreError::InvalidAppend(_))
+        ));
     }
 
     #[tokio::test]
     async fn memory_store_turns_a_taken_position_into_a_conflict_and_keeps_nothing() {
         let store = InMemoryEventStore::new();
-        store.append(Append::events(vec![event("a", 1)])).await.unwrap();
+        store
+            .append(Append::events(vec![event("a", 1)]))
+            .await
+            .unwrap();
         let err = store
             .append(Append::events(vec![event("b", 1), event("a", 1)]))
             .await

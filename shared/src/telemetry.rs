@@ -29,9 +29,11 @@ pub fn traceparent(incoming: Option<&str>) -> String {
     if let Some(tp) = incoming.map(str::trim).filter(|tp| is_traceparent(tp)) {
         return tp.to_owned();
     }
-    let hex = |n: usize| -> String { (0..n)
+    let hex = |n: usize| -> String {
+        (0..n)
             .map(|_| char::from_digit(fastrand::u32(0..16), 16).unwrap_or('0'))
-            .collect() };
+            .collect()
+    };
     format!("00-{}-{}-01", hex(32), hex(16))
 }
 

@@ -1,0 +1,1443 @@
+//! Idempotency for side effects outside the event store: a payment gateway call, a notification.
+//!
+//! Event-sourced consumers get exactly-once for free from the dedupe marker in their append
+//! transaction ([`crate::store::DedupeMarker`]). An effect that leaves the system cannot ride in that
+//! transaction, so [`Idempotency::run`] brackets it with a record in its own table:
+//!
+//! 1. a conditional put of an `INPROGRESS` record claims the key; its `in_progress_expiry` is the
+//!    invocation's deadline, so a Lambda that died mid-effect blocks retries only until it would
+//!    have timed out anyway;
+//! 2. the effect runs;
+//! 3. success turns the record `COMPLETED` with the result stored as JSON text; failure deletes the
+//!    record, so the redelivered message runs the effect again;
+//! 4. a repeat finds the record in the same round trip (`ReturnValuesOnConditionCheckFailure`):
+//!    `COMPLETED` returns the stored result without running the effect, a live `INPROGRESS` is
+//!    [`IdempotencyError::AlreadyInProgress`], and a payload whose hash differs from the stored one
+//!    is [`IdempotencyError::PayloadMismatch`].
+//!
+//! The key is `<name>#<sha256 of the canonical JSON of the key material>`. The name is chosen by the
+//! caller (e.g. `notifications.order-confirmed`) and never derived from a function or module path,
+//! so moving or renaming code does not change keys and replay what was already done.
+//!
+//! # Table layout
+//!
+//! One table per system (or per function), declared in `template.yaml` as:
+//!
+//! | attribute            | type | meaning                                                            |
+//! |----------------------|------|--------------------------------------------------------------------|
+//! | `id`                 | S    | hash key: `<name>#<sha256 hex>`                                    |
+//! | `expiration`         | N    | epoch seconds; the table's TTL attribute (default: 1 hour after)  |
+//! | `in_progress_expiry` | N    | epoch **milliseconds**: the Lambda deadline of the claiming call   |
+//! | `status`             | S    | `INPROGRESS` or `COMPLETED`                                        |
+//! | `data`               | S    | the effect's result as JSON text (`COMPLETED` only)                |
+//! | `validation`         | S    | sha256 hex of the canonical JSON of the payload                    |
+//!
+//! ```yaml
+//! IdempotencyTable:
+//!   Type: AWS::DynamoDB::Table
+//!   Properties:
+//!     BillingMode: PAY_PER_REQUEST
+//!     AttributeDefinitions: [{AttributeName: id, AttributeType: S}]
+//!     KeySchema: [{AttributeName: id, KeyType: HASH}]
+//!     TimeToLiveSpecification: {AttributeName: expiration, Enabled: true}
+//! ```
+//!
+//! The function needs `dynamodb:PutItem`, `GetItem`, `UpdateItem` and `DeleteItem` on it.
+//! DynamoDB's TTL deletes lazily (up to days later), which is why every check compares
+//! `expiration` itself rather than trusting that an expired record is gone.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Attribute names of the idempotency table.
+pub mod attr {
+    /// Hash key: `<name>#<sha256 hex of the key material>`.
+    pub const ID: &str = "id";
+    /// Epoch seconds after which the record is void; the table's TTL attribute.
+    pub const EXPIRATION: &str = "expiration";
+    /// Epoch milliseconds after which an `INPROGRESS` record may be taken over.
+    pub const IN_PROGRESS_EXPIRY: &str = "in_progress_expiry";
+    /// `INPROGRESS` or `COMPLETED`.
+    pub const STATUS: &str = "status";
+    /// The effect's result as JSON text.
+    pub const DATA: &str = "data";
+    /// sha256 hex of the payload's canonical JSON.
+    pub const VALIDATION: &str = "validation";
+}
+
+/// How long a completed result is kept and replayed, unless configured otherwise.
+pub const DEFAULT_EXPIRES_AFTER: Duration = Duration::from_secs(3600);
+/// Lambda's longest timeout: no invocation can still be running this long after it started.
+pub const MAX_LAMBDA_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// How many times a claim is tried again when the record it collided with vanished or expired
+/// between the put and the read (the same bound Powertools uses).
+const MAX_CLAIM_RETRIES: usize = 2;
+
+/// Where a record is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// An invocation has claimed the key and is running the effect.
+    InProgress,
+    /// The effect succeeded; `data` holds its result.
+    Completed,
+}
+
+impl Status {
+    /// The stored form: `INPROGRESS` or `COMPLETED`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::InProgress => "INPROGRESS",
+            Status::Completed => "COMPLETED",
+        }
+    }
+
+    /// The status from its stored form.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "INPROGRESS" => Some(Status::InProgress),
+            "COMPLETED" => Some(Status::Completed),
+            _ => None,
+        }
+    }
+}
+
+/// One row of the idempotency table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// `<name>#<sha256 hex>`.
+    pub key: String,
+    /// In progress or completed.
+    pub status: Status,
+    /// Epoch seconds after which the record is void (and TTL may delete it).
+    pub expiration: i64,
+    /// Epoch milliseconds after which an `INPROGRESS` record may be taken over.
+    pub in_progress_expiry: Option<i64>,
+    /// The effect's result as JSON text, once completed.
+    pub data: Option<String>,
+    /// sha256 hex of the payload, to refuse a reused key with another payload.
+    pub validation: Option<String>,
+}
+
+impl IdempotencyRecord {
+    /// True when the record is past its `expiration` and counts as absent.
+    pub fn is_expired(&self, now_epoch_secs: i64) -> bool {
+        self.expiration < now_epoch_secs
+    }
+
+    /// True when the record still stops a new claim: the condition of the claiming put, in Rust.
+    ///
+    /// A claim succeeds when there is no record, or it expired, or it is `INPROGRESS` past its
+    /// `in_progress_expiry` (the invocation that claimed it has timed out).
+    pub fn blocks_claim(&self, now_epoch_secs: i64, now_epoch_millis: i64) -> bool {
+        let abandoned = self.status == Status::InProgress
+            && self
+                .in_progress_expiry
+                .is_some_and(|expiry| expiry < now_epoch_millis);
+        !(self.is_expired(now_epoch_secs) || abandoned)
+    }
+}
+
+/// The DynamoDB item for a record.
+pub fn record_to_item(record: &IdempotencyRecord) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        (attr::ID.into(), AttributeValue::S(record.key.clone())),
+        (
+            attr::EXPIRATION.into(),
+            AttributeValue::N(record.expiration.to_string()),
+        ),
+        (
+            attr::STATUS.into(),
+            AttributeValue::S(record.status.as_str().into()),
+        ),
+    ]);
+    if let Some(expiry) = record.in_progress_expiry {
+        item.insert(
+            attr::IN_PROGRESS_EXPIRY.into(),
+            AttributeValue::N(expiry.to_string()),
+        );
+    }
+    if let Some(data) = &record.data {
+        item.insert(attr::DATA.into(), AttributeValue::S(data.clone()));
+    }
+    if let Some(validation) = &record.validation {
+        item.insert(
+            attr::VALIDATION.into(),
+            AttributeValue::S(validation.clone()),
+        );
+    }
+    item
+}
+
+/// The record in a DynamoDB item.
+pub fn record_from_item(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<IdempotencyRecord, IdempotencyStoreError> {
+    let key = match item.get(attr::ID) {
+        Some(AttributeValue::S(key)) => key.clone(),
+        _ => {
+            return Err(IdempotencyStoreError::Malformed {
+                key: String::new(),
+                reason: "no string `id`".into(),
+            });
+        }
+    };
+    let malformed = |reason: &str| IdempotencyStoreError::Malformed {
+        key: key.clone(),
+        reason: reason.to_owned(),
+    };
+    let string = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(text)) => Ok(Some(text.clone())),
+        None => Ok(None),
+        Some(_) => Err(malformed(&format!("`{name}` is not a string"))),
+    };
+    let number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(n)) => n
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| malformed(&format!("`{name}` is not an integer"))),
+        None => Ok(None),
+        Some(_) => Err(malformed(&format!("`{name}` is not a number"))),
+    };
+    let status = string(attr::STATUS)?
+        .as_deref()
+        .and_then(Status::parse)
+        .ok_or_else(|| malformed("`status` is not INPROGRESS or COMPLETED"))?;
+    let expiration = number(attr::EXPIRATION)?.ok_or_else(|| malformed("no `expiration`"))?;
+    Ok(IdempotencyRecord {
+        status,
+        expiration,
+        in_progress_expiry: number(attr::IN_PROGRESS_EXPIRY)?,
+        data: string(attr::DATA)?,
+        validation: string(attr::VALIDATION)?,
+        key,
+    })
+}
+
+/// JSON text with object keys sorted at every level: the same value always gives the same text,
+/// whatever order its fields were built or parsed in.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            // Sorted here rather than relying on serde_json's map order, which a crate elsewhere
+            // in the build can switch to insertion order with the `preserve_order` feature.
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push('{');
+            for (i, (name, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(name.clone()).to_string());
+                out.push(':');
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// sha256 hex of the canonical JSON of `value`.
+pub fn hash_json(value: &Value) -> String {
+    hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
+}
+
+/// The record key for `key_material` under the caller-chosen `name`: `<name>#<sha256 hex>`.
+pub fn idempotency_key(name: &str, key_material: &Value) -> String {
+    format!("{name}#{}", hash_json(key_material))
+}
+
+/// True when the key material carries nothing to tell two requests apart.
+fn is_missing_key(key_material: &Value) -> bool {
+    match key_material {
+        Value::Null => true,
+        Value::String(s) => s.is_empty(),
+        Value::Array(items) => items.iter().all(Value::is_null),
+        Value::Object(map) => map.values().all(Value::is_null),
+        Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
+/// What the idempotency table failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyStoreError {
+    /// A stored item is not a record this module wrote.
+    #[error("malformed idempotency record {key:?}: {reason}")]
+    Malformed {
+        /// The record's key (empty when the item has none).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// DynamoDB failed (throttling, network, permissions); the SDK already retried.
+    #[error("idempotency store request failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The outcome of trying to claim a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The `INPROGRESS` record is ours: run the effect.
+    Acquired,
+    /// A live record holds the key. `None` when the store could not return it in the same round
+    /// trip (some emulators ignore `ReturnValuesOnConditionCheckFailure`): read it with
+    /// [`IdempotencyStore::get`].
+    Taken(Option<IdempotencyRecord>),
+}
+
+/// The persistence behind [`Idempotency`]: DynamoDB in Lambda, memory in tests.
+pub trait IdempotencyStore: Send + Sync {
+    /// Puts `record` (an `INPROGRESS` one) unless a record that [blocks a
+    /// claim](IdempotencyRecord::blocks_claim) at `now` holds its key.
+    fn put_in_progress(
+        &self,
+        record: &IdempotencyRecord,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Claim, IdempotencyStoreError>> + Send;
+
+    /// Marks the record `COMPLETED` with its result and new expiration.
+    fn complete(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
+
+    /// Removes the record so the next delivery runs the effect again.
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
+
+    /// The record under `key`, expired or not (TTL deletes lazily).
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>, IdempotencyStoreError>> + Send;
+}
+
+impl<S: IdempotencyStore> IdempotencyStore for Arc<S> {
+    fn put_in_progress(
+        &self,
+        record: &IdempotencyRecord,
+        now: SystemTime,
+    ) -> impl Future<Output = Result<Claim, IdempotencyStoreError>> + Send {
+        S::put_in_progress(self, record, now)
+    }
+
+    fn complete(
+        &self,
+        record: &IdempotencyRecord,
+    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send {
+        S::complete(self, record)
+    }
+
+    fn delete(&self, key: &str) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send {
+        S::delete(self, key)
+    }
+
+    fn get(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<IdempotencyRecord>, IdempotencyStoreError>> + Send {
+        S::get(self, key)
+    }
+}
+
+fn epoch_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn epoch_millis(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+const CLAIM_CONDITION: &str = "attribute_not_exists(#id) OR #expiration < :now \
+     OR (#status = :inprogress AND #in_progress_expiry < :now_ms)";
+
+/// The idempotency table on DynamoDB (layout in the [module docs](self)).
+#[derive(Clone, Debug)]
+pub struct DynamoIdempotencyStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoIdempotencyStore {
+    /// The store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoIdempotencyStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+fn backend<E: std::error::Error + Send + Sync + 'static>(err: E) -> IdempotencyStoreError {
+    IdempotencyStoreError::Backend(Box::new(err))
+}
+
+impl IdempotencyStore for DynamoIdempotencyStore {
+    async fn put_in_progress(
+        &self,
+        record: &IdempotencyRecord,
+        now: SystemTime,
+    ) -> Result<Claim, IdempotencyStoreError> {
+        let sent = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(record_to_item(record)))
+            .condition_expression(CLAIM_CONDITION)
+            // `status` and `data` are DynamoDB reserved words; every name goes through `#` alike.
+            .expression_attribute_names("#id", attr::ID)
+            .expression_attribute_names("#expiration", attr::EXPIRATION)
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#in_progress_expiry", attr::IN_PROGRESS_EXPIRY)
+            .expression_attribute_values(":now", AttributeValue::N(epoch_secs(now).to_string()))
+            .expression_attribute_values(
+                ":now_ms",
+                AttributeValue::N(epoch_millis(now).to_string()),
+            )
+            .expression_attribute_values(
+                ":inprogress",
+                AttributeValue::S(Status::InProgress.as_str().into()),
+            )
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match sent {
+            Ok(_) => Ok(Claim::Acquired),
+            Err(err) => match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                    let existing = failed.item().map(record_from_item).transpose()?;
+                    Ok(Claim::Taken(existing))
+                }
+                _ => Err(backend(err)),
+            },
+        }
+    }
+
+    async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        let mut expression =
+            "SET #status = :status, #expiration = :expiration, #data = :data".to_owned();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::ID, AttributeValue::S(record.key.clone()))
+            .expression_attribute_names("#status", attr::STATUS)
+            .expression_attribute_names("#expiration", attr::EXPIRATION)
+            .expression_attribute_names("#data", attr::DATA)
+            .expression_attribute_values(
+                ":status",
+                AttributeValue::S(record.status.as_str().into()),
+            )
+            .expression_attribute_values(
+                ":expiration",
+                AttributeValue::N(record.expiration.to_string()),
+            )
+            .expression_attribute_values(
+                ":data",
+                AttributeValue::S(record.data.clone().unwrap_or_else(|| "null".into())),
+            );
+        if let Some(validation) = &record.validation {
+            expression.push_str(", #validation = :validation");
+            update = update
+                .expression_attribute_names("#validation", attr::VALIDATION)
+                .expression_attribute_values(":validation", AttributeValue::S(validation.clone()));
+        }
+        update
+            .update_expression(expression)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(attr::ID, AttributeValue::S(key.to_owned()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(backend)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::ID, AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(backend)?;
+        output.item().map(record_from_item).transpose()
+    }
+}
+
+/// The idempotency table in memory, with the same claim condition as the DynamoDB adapter.
+///
+/// For unit tests of handlers and for the local runner.
+#[derive(Debug, Default)]
+pub struct InMemoryIdempotencyStore {
+    records: Mutex<HashMap<String, IdempotencyRecord>>,
+}
+
+impl InMemoryIdempotencyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every stored record, in no particular order.
+    pub fn records(&self) -> Vec<IdempotencyRecord> {
+        self.records
+            .lock()
+            .map(|records| records.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stores `record` as is, e.g. to set up a test.
+    pub fn insert(&self, record: IdempotencyRecord) {
+        if let Ok(mut records) = self.records.lock() {
+            records.insert(record.key.clone(), record);
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, IdempotencyRecord>>, IdempotencyStoreError>
+    {
+        self.records
+            .lock()
+            .map_err(|_| IdempotencyStoreError::Backend("in-memory store poisoned".into()))
+    }
+}
+
+impl IdempotencyStore for InMemoryIdempotencyStore {
+    async fn put_in_progress(
+        &self,
+        record: &IdempotencyRecord,
+        now: SystemTime,
+    ) -> Result<Claim, IdempotencyStoreError> {
+        let mut records = self.lock()?;
+        if let Some(existing) = records.get(&record.key)
+            && existing.blocks_claim(epoch_secs(now), epoch_millis(now))
+        {
+            return Ok(Claim::Taken(Some(existing.clone())));
+        }
+        records.insert(record.key.clone(), record.clone());
+        Ok(Claim::Acquired)
+    }
+
+    async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        let mut records = self.lock()?;
+        // UpdateItem semantics: attributes not set here (in_progress_expiry) are kept.
+        let entry = records
+            .entry(record.key.clone())
+            .or_insert_with(|| record.clone());
+        entry.status = record.status;
+        entry.expiration = record.expiration;
+        entry.data = record.data.clone();
+        if record.validation.is_some() {
+            entry.validation = record.validation.clone();
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
+        self.lock()?.remove(key);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
+        Ok(self.lock()?.get(key).cloned())
+    }
+}
+
+/// Why an idempotent call did not return the effect's result. `E` is the effect's own error.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError<E> {
+    /// The effect ran and failed; its record was deleted so a retry runs it again.
+    #[error("the idempotent effect failed")]
+    Effect(#[source] E),
+    /// Another invocation holds the key and has not timed out: retry later (let the message be
+    /// redelivered); never run the effect alongside it.
+    #[error("an earlier call with idempotency key {key} is still in progress")]
+    AlreadyInProgress {
+        /// The record's key.
+        key: String,
+    },
+    /// The key was used before with a different payload: a client bug or a replay attack, never
+    /// retried.
+    #[error("idempotency key {key} was already used with a different payload")]
+    PayloadMismatch {
+        /// The record's key.
+        key: String,
+    },
+    /// The key material is null or empty, so no key can be made (see
+    /// [`Idempotency::run_without_key`]).
+    #[error("no idempotency key: the key material is empty")]
+    MissingKey,
+    /// The stored result does not deserialize into the type asked for (the result type changed
+    /// while records were live, or the record was edited).
+    #[error("stored result of idempotency key {key} is unreadable")]
+    CorruptRecord {
+        /// The record's key.
+        key: String,
+        /// What serde said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The record kept changing between the claim and the read: retry later.
+    #[error("idempotency record {key} changed while it was being claimed")]
+    InconsistentState {
+        /// The record's key.
+        key: String,
+    },
+    /// The idempotency table failed; the effect did not run.
+    #[error("idempotency store failed")]
+    Store(#[source] IdempotencyStoreError),
+}
+
+impl<E> IdempotencyError<E> {
+    /// The effect's own error, if the effect ran and failed.
+    pub fn effect(&self) -> Option<&E> {
+        match self {
+            IdempotencyError::Effect(err) => Some(err),
+            _ => None,
+        }
+    }
+
+    /// The effect's own error, by value.
+    pub fn into_effect(self) -> Option<E> {
+        match self {
+            IdempotencyError::Effect(err) => Some(err),
+            _ => None,
+        }
+    }
+
+    /// True when redelivering the same message later can succeed without a fix: the key is
+    /// busy, the store failed or raced. False for a mismatch, a missing key, a corrupt record,
+    /// and for the effect's own error (the caller decides about that one).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            IdempotencyError::AlreadyInProgress { .. }
+                | IdempotencyError::InconsistentState { .. }
+                | IdempotencyError::Store(_)
+        )
+    }
+}
+
+/// A result and whether it was replayed from an earlier call instead of running the effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome<T> {
+    /// The effect's result, fresh or stored.
+    pub value: T,
+    /// True when the effect did not run because an earlier call completed it.
+    pub replayed: bool,
+}
+
+type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Completed records kept per execution environment, so a hot duplicate costs no round trip.
+///
+/// Bounded: when full, the least recently used entry goes. Entries leave at their `expiration`.
+#[derive(Debug)]
+struct LocalCache {
+    max_items: usize,
+    tick: u64,
+    entries: HashMap<String, (IdempotencyRecord, u64)>,
+}
+
+impl LocalCache {
+    fn new(max_items: usize) -> Self {
+        LocalCache {
+            max_items: max_items.max(1),
+            tick: 0,
+            entries: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, key: &str, now_epoch_secs: i64) -> Option<IdempotencyRecord> {
+        self.tick += 1;
+        let tick = self.tick;
+        match self.entries.get_mut(key) {
+            Some((record, _)) if record.is_expired(now_epoch_secs) => {
+                self.entries.remove(key);
+                None
+            }
+            Some((record, used)) => {
+                *used = tick;
+                Some(record.clone())
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&mut self, record: IdempotencyRecord) {
+        self.tick += 1;
+        if !self.entries.contains_key(&record.key) && self.entries.len() >= self.max_items {
+            let oldest = self
+                .entries
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(key, _)| key.clone());
+            if let Some(oldest) = oldest {
+                self.entries.remove(&oldest);
+            }
+        }
+        self.entries.insert(record.key.clone(), (record, self.tick));
+    }
+}
+
+/// What a found record means for this call.
+enum Verdict {
+    /// Completed with this result text.
+    Replay(String),
+    /// Expired or abandoned in the meantime: claim again.
+    ClaimAgain,
+}
+
+/// Runs side effects at most once per key (see the [module docs](self)).
+///
+/// Build one per effect kind when the function starts and keep it for the life of the execution
+/// environment (the local cache lives in it).
+pub struct Idempotency<S> {
+    store: S,
+    name: String,
+    expires_after: Duration,
+    run_without_key: bool,
+    cache: Option<Mutex<LocalCache>>,
+    clock: Clock,
+}
+
+impl<S> std::fmt::Debug for Idempotency<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idempotency")
+            .field("name", &self.name)
+            .field("expires_after", &self.expires_after)
+            .field("run_without_key", &self.run_without_key)
+            .field("local_cache", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: IdempotencyStore> Idempotency<S> {
+    /// Idempotent effects named `name` (the key prefix; choose it once and never derive it from
+    /// code paths), recorded in `store`, replayed for [`DEFAULT_EXPIRES_AFTER`], no local cache.
+    pub fn new(store: S, name: impl Into<String>) -> Self {
+        Idempotency {
+            store,
+            name: name.into(),
+            expires_after: DEFAULT_EXPIRES_AFTER,
+            run_without_key: false,
+            cache: None,
+            clock: Arc::new(SystemTime::now),
+        }
+    }
+
+    /// How long a completed result is replayed (and the record kept); at least one second.
+    pub fn expires_after(mut self, expires_after: Duration) -> Self {
+        self.expires_after = expires_after.max(Duration::from_secs(1));
+        self
+    }
+
+    /// Keeps up to `max_items` completed results in memory, so a duplicate delivered to the same
+    /// execution environment is answered without a DynamoDB call.
+    pub fn with_local_cache(mut self, max_items: usize) -> Self {
+        self.cache = Some(Mutex::new(LocalCache::new(max_items)));
+        self
+    }
+
+    /// With `true`, empty key material runs the effect unprotected (logging a warning) instead of
+    /// failing with [`IdempotencyError::MissingKey`].
+    pub fn run_without_key(mut self, run_without_key: bool) -> Self {
+        self.run_without_key = run_without_key;
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system clock (for tests of expiry).
+    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The record key this runner uses for `key_material`.
+    pub fn key(&self, key_material: &Value) -> String {
+        idempotency_key(&self.name, key_material)
+    }
+
+    /// Runs `effect` at most once per `key_material` and returns its result, fresh or stored.
+    ///
+    /// `payload` is what the stored result answers: a repeat with the same key but a different
+    /// payload is refused. `deadline` is the invocation's (`LambdaEvent::context.deadline()`); an
+    /// in-progress record blocks other calls only until then. A deadline not in the future (a
+    /// test's default context) counts as [`MAX_LAMBDA_TIMEOUT`] from now.
+    pub async fn run<T, E, F, Fut>(
+        &self,
+        key_material: &Value,
+        payload: &Value,
+        deadline: SystemTime,
+        effect: F,
+    ) -> Result<T, IdempotencyError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.execute(key_material, payload, deadline, effect)
+            .await
+            .map(|outcome| outcome.value)
+    }
+
+    /// Like [`run`](Self::run), and also says whether the result was replayed (for a
+    /// "duplicates skipped" metric or a response header).
+    pub async fn execute<T, E, F, Fut>(
+        &self,
+        key_material: &Value,
+        payload: &Value,
+        deadline: SystemTime,
+        effect: F,
+    ) -> Result<Outcome<T>, IdempotencyError<E>>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if is_missing_key(key_material) {
+            if !self.run_without_key {
+                return Err(IdempotencyError::MissingKey);
+            }
+            tracing::warn!(name = %self.name, "no idempotency key; running the effect unprotected");
+            let value = effect().await.map_err(IdempotencyError::Effect)?;
+            return Ok(Outcome {
+                value,
+                replayed: false,
+            });
+        }
+        let key = self.key(key_material);
+        let validation = hash_json(payload);
+        let now = (self.clock)();
+        let (now_s, now_ms) = (epoch_secs(now), epoch_millis(now));
+
+        if let Some(record) = self.cached(&key, now_s) {
+            if let Verdict::Replay(data) = judge(&record, &validation, now_s, now_ms)? {
+                tracing::debug!(%key, "idempotent result replayed from the local cache");
+                return replay(&key, &data);
+            }
+        }
+
+        let in_progress_expiry = if deadline > now {
+            epoch_millis(deadline)
+        } else {
+            epoch_millis(now + MAX_LAMBDA_TIMEOUT)
+        };
+        let claim = IdempotencyRecord {
+            key: key.clone(),
+            status: Status::InProgress,
+            expiration: now_s
+                .saturating_add(i64::try_from(self.expires_after.as_secs()).unwrap_or(i64::MAX)),
+            in_progress_expiry: Some(in_progress_expiry),
+            data: None,
+            validation: Some(validation.clone()),
+        };
+        let mut acquired = false;
+        for _ in 0..=MAX_CLAIM_RETRIES {
+            let existing = match self
+                .store
+                .put_in_progress(&claim, now)
+                .await
+                .map_err(IdempotencyError::Store)?
+            {
+                Claim::Acquired => {
+                    acquired = true;
+                    break;
+                }
+                Claim::Taken(Some(record)) => Some(record),
+                Claim::Taken(None) => self
+                    .store
+                    .get(&key)
+                    .await
+                    .map_err(IdempotencyError::Store)?,
+            };
+            // Gone (its effect failed and it was deleted) between the put and the read: claim again.
+            let Some(existing) = existing else { continue };
+            match judge(&existing, &validation, now_s, now_ms)? {
+                Verdict::Replay(data) => {
+                    tracing::info!(%key, "idempotent result replayed; the effect did not run again");
+                    let outcome = replay(&key, &data)?;
+                    self.remember(existing);
+                    return Ok(outcome);
+                }
+                Verdict::ClaimAgain => continue,
+            }
+        }
+        if !acquired {
+            return Err(IdempotencyError::InconsistentState { key });
+        }
+
+        match effect().await {
+            Ok(value) => {
+                self.save(claim, &value).await;
+                Ok(Outcome {
+                    value,
+                    replayed: false,
+                })
+            }
+            Err(err) => {
+                if let Err(store_err) = self.store.delete(&key).await {
+                    // The record stays INPROGRESS until the deadline, then a retry takes it over.
+                    tracing::error!(%key, error = %store_err, "could not release the idempotency record after the effect failed");
+                }
+                Err(IdempotencyError::Effect(err))
+            }
+        }
+    }
+
+    /// Stores the result. A failure here is logged, not returned: the effect has happened, and
+    /// reporting an error would get the message redelivered and the effect run twice.
+    async fn save<T: Serialize>(&self, mut record: IdempotencyRecord, value: &T) {
+        let data = match serde_json::to_string(value) {
+            Ok(data) => data,
+            Err(err) => {
+                tracing::error!(key = %record.key, error = %err, "idempotent result is not serialisable; the record stays in progress until the deadline");
+                return;
+            }
+        };
+        record.status = Status::Completed;
+        record.data = Some(data);
+        match self.store.complete(&record).await {
+            Ok(()) => self.remember(record),
+            Err(err) => {
+                tracing::error!(key = %record.key, error = %err, "could not store the idempotent result; the record stays in progress until the deadline");
+            }
+        }
+    }
+
+    fn cached(&self, key: &str, now_s: i64) -> Option<IdempotencyRecord> {
+        self.cache.as_ref()?.lock().ok()?.get(key, now_s)
+    }
+
+    fn remember(&self, record: IdempotencyRecord) {
+        if record.status != Status::Completed {
+            return;
+        }
+        if let Some(mut cache) = self.cache.as_ref().and_then(|c| c.lock().ok()) {
+            cache.insert(record);
+        }
+    }
+}
+
+/// What `record`, found holding the key, means for a call with payload hash `validation`.
+fn judge<E>(
+    record: &IdempotencyRecord,
+    validation: &str,
+    now_s: i64,
+    now_ms: i64,
+) -> Result<Verdict, IdempotencyError<E>> {
+    if !record.blocks_claim(now_s, now_ms) {
+        return Ok(Verdict::ClaimAgain);
+    }
+    // A record without a hash (written by another tool) cannot be checked; one with a hash must match.
+    if record
+        .validation
+        .as_deref()
+        .is_some_and(|v| v != validation)
+    {
+        return Err(IdempotencyError::PayloadMismatch {
+            key: record.key.clone(),
+        });
+    }
+    match (record.status, &record.data) {
+        (Status::InProgress, _) => Err(IdempotencyError::AlreadyInProgress {
+            key: record.key.clone(),
+        }),
+        (Status::Completed, Some(data)) => Ok(Verdict::Replay(data.clone())),
+        (Status::Completed, None) => {
+            Err(IdempotencyError::Store(IdempotencyStoreError::Malformed {
+                key: record.key.clone(),
+                reason: "COMPLETED without `data`".into(),
+            }))
+        }
+    }
+}
+
+fn replay<T: DeserializeOwned, E>(
+    key: &str,
+    data: &str,
+) -> Result<Outcome<T>, IdempotencyError<E>> {
+    serde_json::from_str(data)
+        .map(|value| Outcome {
+            value,
+            replayed: true,
+        })
+        .map_err(|source| IdempotencyError::CorruptRecord {
+            key: key.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    const T0: u64 = 1_800_000_000;
+
+    /// A clock the test moves by hand, in seconds since the epoch.
+    fn clock() -> (
+        Arc<AtomicU64>,
+        impl Fn() -> SystemTime + Send + Sync + 'static,
+    ) {
+        let secs = Arc::new(AtomicU64::new(T0));
+        let read = secs.clone();
+        (secs, move || {
+            UNIX_EPOCH + Duration::from_secs(read.load(Ordering::SeqCst))
+        })
+    }
+
+    fn deadline() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(T0 + 10)
+    }
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Receipt {
+        charge_id: String,
+    }
+
+    fn runner() -> (Arc<AtomicU64>, Idempotency<Arc<InMemoryIdempotencyStore>>) {
+        let (time, clock) = clock();
+        let store = Arc::new(InMemoryIdempotencyStore::new());
+        (
+            time,
+            Idempotency::new(store, "payments.capture").with_clock(clock),
+        )
+    }
+
+    async fn charge(calls: &AtomicUsize) -> Result<Receipt, String> {
+        let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Receipt {
+            charge_id: format!("ch-{n}"),
+        })
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let a = json!({"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": "é\"q"}});
+        assert_eq!(
+            canonical_json(&a),
+            r#"{"a":{"x":"é\"q","y":[1,{"c":3,"d":2}]},"b":1}"#
+        );
+        let reordered: Value =
+            serde_json::from_str(r#"{"a":{"y":[1,{"c":3,"d":2}],"x":"é\"q"},"b":1}"#).unwrap();
+        assert_eq!(hash_json(&a), hash_json(&reordered));
+    }
+
+    #[test]
+    fn keys_are_the_name_and_a_sha256_of_the_key_material() {
+        let key = idempotency_key("notifications.confirmed", &json!({"order": "o-1"}));
+        let (name, hash) = key.split_once('#').unwrap();
+        assert_eq!(name, "notifications.confirmed");
+        assert_eq!(hash.len(), 64);
+        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(
+            key,
+            idempotency_key("notifications.confirmed", &json!({"order": "o-2"}))
+        );
+        // Known vector: sha256 of the text `"o-1"`.
+        assert_eq!(
+            hash_json(&json!("o-1")),
+            hex::encode(Sha256::digest(br#""o-1""#))
+        );
+    }
+
+    #[test]
+    fn records_round_trip_through_dynamodb_items() {
+        let record = IdempotencyRecord {
+            key: "n#abc".into(),
+            status: Status::Completed,
+            expiration: 1_700_000_000,
+            in_progress_expiry: Some(1_700_000_000_123),
+            data: Some(r#"{"ok":true}"#.into()),
+            validation: Some("ff".into()),
+        };
+        let item = record_to_item(&record);
+        assert_eq!(item["status"], AttributeValue::S("COMPLETED".into()));
+        assert_eq!(
+            item["in_progress_expiry"],
+            AttributeValue::N("1700000000123".into())
+        );
+        assert_eq!(record_from_item(&item).unwrap(), record);
+        let mut bad = item.clone();
+        bad.insert("status".into(), AttributeValue::S("EXPIRED".into()));
+        assert!(matches!(
+            record_from_item(&bad),
+            Err(IdempotencyStoreError::Malformed { key, .. }) if key == "n#abc"
+        ));
+    }
+
+    #[test]
+    fn a_record_blocks_a_claim_until_it_expires_or_its_invocation_times_out() {
+        let record = IdempotencyRecord {
+            key: "k".into(),
+            status: Status::InProgress,
+            expiration: 100,
+            in_progress_expiry: Some(50_000),
+            data: None,
+            validation: None,
+        };
+        assert!(record.blocks_claim(40, 40_000));
+        assert!(!record.blocks_claim(51, 51_000), "the claimer timed out");
+        assert!(!record.blocks_claim(101, 0), "expired");
+        let completed = IdempotencyRecord {
+            status: Status::Completed,
+            ..record
+        };
+        assert!(
+            completed.blocks_claim(51, 51_000),
+            "completed records ignore the deadline"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repeat_returns_the_stored_result_without_running_the_effect() {
+        let (_, idempotency) = runner();
+        let calls = AtomicUsize::new(0);
+        let key = json!({"order_id": "o-1"});
+        let payload = json!({"order_id": "o-1", "amount": 2500});
+        let first = idempotency
+            .execute(&key, &payload, deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        let second = idempotency
+            .execute(&key, &payload, deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        assert_eq!(
+            first.value,
+            Receipt {
+                charge_id: "ch-1".into()
+            }
+        );
+        assert!(!first.replayed);
+        assert_eq!(second.value, first.value);
+        assert!(second.replayed);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let records = idempotency.store().records();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].status, Status::Completed);
+        assert_eq!(records[0].expiration, (T0 + 3600) as i64);
+        assert_eq!(
+            records[0].in_progress_expiry,
+            Some(((T0 + 10) * 1000) as i64)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_same_key_with_another_payload_is_refused() {
+        let (_, idempotency) = runner();
+        let calls = AtomicUsize::new(0);
+        let key = json!("o-1");
+        idempotency
+            .run(&key, &json!({"amount": 1}), deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        let err = idempotency
+            .run(&key, &json!({"amount": 2}), deadline(), || charge(&calls))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, IdempotencyError::PayloadMismatch { .. }),
+            "{err:?}"
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_live_in_progress_record_is_reported_and_taken_over_after_the_deadline() {
+        let (time, idempotency) = runner();
+        let calls = AtomicUsize::new(0);
+        let key = json!("o-1");
+        let payload = json!({"amount": 1});
+        // Another invocation claimed the key and is still running (or died) until T0 + 10.
+        idempotency.store().insert(IdempotencyRecord {
+            key: idempotency.key(&key),
+            status: Status::InProgress,
+            expiration: (T0 + 3600) as i64,
+            in_progress_expiry: Some(((T0 + 10) * 1000) as i64),
+            data: None,
+            validation: Some(hash_json(&payload)),
+        });
+        let err = idempotency
+            .run(&key, &payload, deadline(), || charge(&calls))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, IdempotencyError::AlreadyInProgress { .. }),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+        time.store(T0 + 11, Ordering::SeqCst);
+        let later = UNIX_EPOCH + Duration::from_secs(T0 + 20);
+        let receipt = idempotency
+            .run(&key, &payload, later, || charge(&calls))
+            .await
+            .unwrap();
+        assert_eq!(receipt.charge_id, "ch-1");
+    }
+
+    #[tokio::test]
+    async fn a_concurrent_duplicate_is_turned_away_while_the_first_runs() {
+        let (_, idempotency) = runner();
+        let key = json!("o-1");
+        let started = tokio::sync::Notify::new();
+        let release = tokio::sync::Notify::new();
+        let first = idempotency.run(&key, &key, deadline(), || async {
+            started.notify_one();
+            release.notified().await;
+            Ok::<_, String>(1)
+        });
+        let second = async {
+            started.notified().await;
+            let result = idempotency
+                .run(&key, &key, deadline(), || async { Ok::<_, String>(2) })
+                .await;
+            release.notify_one();
+            result
+        };
+        let (first, second) = tokio::join!(first, second);
+        assert_eq!(first.unwrap(), 1);
+        assert!(matches!(
+            second,
+            Err(IdempotencyError::AlreadyInProgress { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_effect_releases_the_key_and_keeps_its_own_error() {
+        let (_, idempotency) = runner();
+        let calls = AtomicUsize::new(0);
+        let key = json!("o-1");
+        let err = idempotency
+            .run(&key, &key, deadline(), || async {
+                Err::<Receipt, _>("gateway timeout")
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.effect(), Some(&"gateway timeout"));
+        assert!(idempotency.store().records().is_empty());
+        let receipt = idempotency
+            .run(&key, &key, deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        assert_eq!(receipt.charge_id, "ch-1");
+    }
+
+    #[tokio::test]
+    async fn a_completed_record_is_replayed_only_until_it_expires() {
+        let (time, idempotency) = runner();
+        let idempotency = idempotency.expires_after(Duration::from_secs(60));
+        let calls = AtomicUsize::new(0);
+        let key = json!("o-1");
+        idempotency
+            .run(&key, &key, deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        time.store(T0 + 61, Ordering::SeqCst);
+        let far = UNIX_EPOCH + Duration::from_secs(T0 + 100);
+        let again = idempotency
+            .run(&key, &key, far, || charge(&calls))
+            .await
+            .unwrap();
+        assert_eq!(again.charge_id, "ch-2");
+    }
+
+    #[tokio::test]
+    async fn empty_key_material_is_an_error_unless_allowed() {
+        let (_, idempotency) = runner();
+        let calls = AtomicUsize::new(0);
+        for empty in [
+            json!(null),
+            json!(""),
+            json!([]),
+            json!({"a": null}),
+            json!([null]),
+        ] {
+            let err = idempotency
+                .run(&empty, &empty, deadline(), || charge(&calls))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, IdempotencyError::MissingKey), "{empty}");
+        }
+        let lenient = idempotency.run_without_key(true);
+        lenient
+            .run(&json!(null), &json!(null), deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        lenient
+            .run(&json!(null), &json!(null), deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert!(lenient.store().records().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stored_result_of_another_type_is_a_corrupt_record() {
+        let (_, idempotency) = runner();
+        let key = json!("o-1");
+        idempotency
+            .run(&key, &key, deadline(), || async { Ok::<_, String>(42_u32) })
+            .await
+            .unwrap();
+        let err = idempotency
+            .run(&key, &key, deadline(), || async {
+                Ok::<_, String>(Receipt {
+                    charge_id: "x".into(),
+                })
+            })
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, IdempotencyError::CorruptRecord { .. }),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_past_deadline_falls_back_to_the_longest_lambda_timeout() {
+        let (_, idempotency) = runner();
+        let key = json!("o-1");
+        idempotency
+            .run(&key, &key, UNIX_EPOCH, || async { Ok::<_, String>(1) })
+            .await
+            .unwrap();
+        let record = &idempotency.store().records()[0];
+        assert_eq!(
+            record.in_progress_expiry,
+            Some(((T0 + MAX_LAMBDA_TIMEOUT.as_secs()) * 1000) as i64)
+        );
+    }
+
+    /// A store that counts calls, to see the local cache save round trips.
+    #[derive(Default)]
+    struct Counting {
+        inner: InMemoryIdempotencyStore,
+        puts: AtomicUsize,
+    }
+
+    impl IdempotencyStore for Counting {
+        async fn put_in_progress(
+            &self,
+            record: &IdempotencyRecord,
+            now: SystemTime,
+        ) -> Result<Claim, IdempotencyStoreError> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            self.inner.put_in_progress(record, now).await
+        }
+        async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+            self.inner.complete(record).await
+        }
+        async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
+            self.inner.delete(key).await
+        }
+        async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
+            self.inner.get(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn the_local_cache_answers_hot_duplicates_and_still_checks_the_payload() {
+        let (_, clock) = clock();
+        let store = Arc::new(Counting::default());
+        let idempotency = Idempotency::new(store.clone(), "n")
+            .with_clock(clock)
+            .with_local_cache(2);
+        let calls = AtomicUsize::new(0);
+        let key = json!("o-1");
+        idempotency
+            .run(&key, &key, deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        idempotency
+            .run(&key, &key, deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.puts.load(Ordering::SeqCst),
+            1,
+            "the repeat never reached the store"
+        );
+        let err = idempotency
+            .run(&key, &json!("other"), deadline(), || charge(&calls))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IdempotencyError::PayloadMismatch { .. }));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn the_local_cache_evicts_the_least_recently_used_and_the_expired() {
+        let record = |key: &str, expiration| IdempotencyRecord {
+            key: key.into(),
+            status: Status::Completed,
+            expiration,
+            in_progress_expiry: None,
+            data: Some("1".into()),
+            validation: None,
+        };
+        let mut cache = LocalCache::new(2);
+        cache.insert(record("a", 100));
+        cache.insert(record("b", 100));
+        assert!(cache.get("a", 0).is_some());
+        cache.insert(record("c", 100));
+        assert!(cache.get("b", 0).is_none(), "b was the least recently used");
+        assert!(cache.get("a", 0).is_some());
+        assert!(cache.get("c", 0).is_some());
+        assert!(cache.get("a", 101).is_none(), "expired");
+        assert_eq!(cache.entries.len(), 1);
+    }
+}

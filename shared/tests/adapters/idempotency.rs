@@ -1,0 +1,372 @@
+//! `DynamoIdempotencyStore` under `Idempotency::run`: the calls each path makes, in order
+//! (`RuleMode::Sequential` fails a test on any unexpected call), and what each answer means.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+use aws_sdk_dynamodb::types::error::{ConditionalCheckFailedException, ResourceNotFoundException};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use shared::idempotency::{
+    DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyRecord,
+    IdempotencyStoreError, Status, hash_json, idempotency_key, record_to_item,
+};
+
+const T0: u64 = 1_800_000_000;
+const NAME: &str = "notifications.order-confirmed";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Sent {
+    message_id: String,
+}
+
+fn key_material() -> Value {
+    json!({"order_id": "o-1"})
+}
+
+fn payload() -> Value {
+    json!({"order_id": "o-1", "email": "c-1@example.com"})
+}
+
+fn key() -> String {
+    idempotency_key(NAME, &key_material())
+}
+
+fn deadline() -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(T0 * 1000 + 9_500)
+}
+
+fn runner(rules: &[&Rule]) -> Idempotency<DynamoIdempotencyStore> {
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        rules.iter().copied()
+    );
+    Idempotency::new(DynamoIdempotencyStore::new(client, "idempotency"), NAME)
+        .with_clock(|| UNIX_EPOCH + Duration::from_secs(T0))
+}
+
+fn stored(status: Status, payload: &Value) -> HashMap<String, AttributeValue> {
+    record_to_item(&IdempotencyRecord {
+        key: key(),
+        status,
+        expiration: (T0 + 3000) as i64,
+        in_progress_expiry: Some((T0 * 1000 + 5_000) as i64),
+        data: (status == Status::Completed).then(|| r#"{"message_id":"m-first"}"#.to_owned()),
+        validation: Some(hash_json(payload)),
+    })
+}
+
+/// A claim refused with the existing item returned (`ReturnValuesOnConditionCheckFailure`).
+fn refused_with(item: Option<HashMap<String, AttributeValue>>) -> Rule {
+    mock!(Client::put_item).then_error(move || {
+        PutItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .message("The conditional request failed")
+                .set_item(item.clone())
+                .build(),
+        )
+    })
+}
+
+fn claim_accepted() -> Rule {
+    mock!(Client::put_item).then_output(|| PutItemOutput::builder().build())
+}
+
+fn get_returns(item: Option<HashMap<String, AttributeValue>>) -> Rule {
+    mock!(Client::get_item)
+        .match_requests(|req| {
+            req.key().and_then(|k| k.get("id")) == Some(&AttributeValue::S(key()))
+                && req.consistent_read() == Some(true)
+        })
+        .then_output(move || GetItemOutput::builder().set_item(item.clone()).build())
+}
+
+fn completed() -> Rule {
+    mock!(Client::update_item).then_output(|| UpdateItemOutput::builder().build())
+}
+
+async fn send(calls: &AtomicUsize) -> Result<Sent, String> {
+    calls.fetch_add(1, Ordering::SeqCst);
+    Ok(Sent {
+        message_id: "m-new".into(),
+    })
+}
+
+#[tokio::test]
+async fn a_first_call_claims_the_key_runs_the_effect_and_stores_its_result() {
+    let s = |v: &str| AttributeValue::S(v.into());
+    let n = |v: u64| AttributeValue::N(v.to_string());
+    let claim = mock!(Client::put_item)
+        .match_requests(move |req| {
+            let item = req.item().unwrap();
+            let values = req.expression_attribute_values().unwrap();
+            let names = req.expression_attribute_names().unwrap();
+            req.table_name() == Some("idempotency")
+                && req.condition_expression()
+                    == Some(
+                        "attribute_not_exists(#id) OR #expiration < :now \
+                         OR (#status = :inprogress AND #in_progress_expiry < :now_ms)",
+                    )
+                && names["#status"] == "status"
+                && names["#in_progress_expiry"] == "in_progress_expiry"
+                && values[":now"] == n(T0)
+                && values[":now_ms"] == n(T0 * 1000)
+                && values[":inprogress"] == s("INPROGRESS")
+                && req.return_values_on_condition_check_failure()
+                    == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+                && item["id"] == s(&key())
+                && item["status"] == s("INPROGRESS")
+                && item["expiration"] == n(T0 + 3600)
+                && item["in_progress_expiry"] == n(T0 * 1000 + 9_500)
+                && item["validation"] == s(&hash_json(&payload()))
+                && !item.contains_key("data")
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let complete = mock!(Client::update_item)
+        .match_requests(move |req| {
+            let values = req.expression_attribute_values().unwrap();
+            req.key().unwrap()["id"] == s(&key())
+                && req
+                    .update_expression()
+                    .is_some_and(|e| e.starts_with("SET #status = :status"))
+                && req.expression_attribute_names().unwrap()["#data"] == "data"
+                && values[":status"] == s("COMPLETED")
+                && values[":data"] == s(r#"{"message_id":"m-new"}"#)
+                && values[":expiration"] == n(T0 + 3600)
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let idempotency = runner(&[&claim, &complete]);
+    let calls = AtomicUsize::new(0);
+
+    let outcome = idempotency
+        .execute(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap();
+    assert_eq!(outcome.value.message_id, "m-new");
+    assert!(!outcome.replayed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!((claim.num_calls(), complete.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_completed_record_in_the_refusal_is_replayed_in_one_round_trip() {
+    let claim = refused_with(Some(stored(Status::Completed, &payload())));
+    let idempotency = runner(&[&claim]);
+    let calls = AtomicUsize::new(0);
+
+    let outcome = idempotency
+        .execute(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap();
+    assert_eq!(outcome.value.message_id, "m-first");
+    assert!(outcome.replayed);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn without_the_item_in_the_refusal_the_record_is_read_with_get_item() {
+    let claim = refused_with(None);
+    let get = get_returns(Some(stored(Status::Completed, &payload())));
+    let idempotency = runner(&[&claim, &get]);
+    let calls = AtomicUsize::new(0);
+
+    let sent = idempotency
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap();
+    assert_eq!(sent.message_id, "m-first");
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert_eq!(get.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_live_in_progress_record_is_already_in_progress() {
+    let claim = refused_with(Some(stored(Status::InProgress, &payload())));
+    let idempotency = runner(&[&claim]);
+    let calls = AtomicUsize::new(0);
+
+    let err = idempotency
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, IdempotencyError::AlreadyInProgress { ref key } if *key == self::key()),
+        "{err:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn another_payload_in_the_refusal_item_is_a_mismatch() {
+    let claim = refused_with(Some(stored(
+        Status::Completed,
+        &json!({"order_id": "o-1", "email": "x"}),
+    )));
+    let idempotency = runner(&[&claim]);
+    let calls = AtomicUsize::new(0);
+
+    let err = idempotency
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, IdempotencyError::PayloadMismatch { .. }),
+        "{err:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn another_payload_in_the_read_record_is_a_mismatch() {
+    let claim = refused_with(None);
+    let get = get_returns(Some(stored(Status::InProgress, &json!("something else"))));
+    let idempotency = runner(&[&claim, &get]);
+    let calls = AtomicUsize::new(0);
+
+    let err = idempotency
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, IdempotencyError::PayloadMismatch { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_effect_deletes_the_record_and_returns_its_own_error() {
+    let claim = claim_accepted();
+    let delete = mock!(Client::delete_item)
+        .match_requests(|req| req.key().unwrap()["id"] == AttributeValue::S(key()))
+        .then_output(|| DeleteItemOutput::builder().build());
+    let idempotency = runner(&[&claim, &delete]);
+
+    let err = idempotency
+        .run(&key_material(), &payload(), deadline(), || async {
+            Err::<Sent, _>("mail server down".to_owned())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.into_effect().as_deref(), Some("mail server down"));
+    assert_eq!(delete.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_record_gone_between_the_refusal_and_the_read_is_claimed_again() {
+    let claim = mock!(Client::put_item)
+        .sequence()
+        .error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            )
+        })
+        .output(|| PutItemOutput::builder().build())
+        .build();
+    let get = get_returns(None);
+    let complete = completed();
+    // Expected: put (refused), get (nothing), put (accepted), update. MatchAny, because the put
+    // rule is a two-step sequence interleaved with the get.
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::MatchAny,
+        [&claim, &get, &complete]
+    );
+    let idempotency = Idempotency::new(DynamoIdempotencyStore::new(client, "idempotency"), NAME);
+    let calls = AtomicUsize::new(0);
+
+    let sent = idempotency
+        .run(
+            &key_material(),
+            &payload(),
+            SystemTime::now() + Duration::from_secs(5),
+            || send(&calls),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sent.message_id, "m-new");
+    assert_eq!(
+        (claim.num_calls(), get.num_calls(), complete.num_calls()),
+        (2, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_record_that_keeps_vanishing_is_an_inconsistent_state() {
+    let claim = mock!(Client::put_item).then_error(|| {
+        PutItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder().build(),
+        )
+    });
+    let get = get_returns(None);
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&claim, &get]);
+    let idempotency = Idempotency::new(DynamoIdempotencyStore::new(client, "idempotency"), NAME);
+    let calls = AtomicUsize::new(0);
+
+    let err = idempotency
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, IdempotencyError::InconsistentState { .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert_eq!((claim.num_calls(), get.num_calls()), (3, 3));
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_failing_table_is_a_store_error_and_the_effect_does_not_run() {
+    let claim = mock!(Client::put_item).then_error(|| {
+        PutItemError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .message("no table")
+                .build(),
+        )
+    });
+    let idempotency = runner(&[&claim]);
+    let calls = AtomicUsize::new(0);
+
+    let err = idempotency
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IdempotencyError::Store(IdempotencyStoreError::Backend(_))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_malformed_item_in_the_refusal_is_a_store_error() {
+    let mut item = stored(Status::Completed, &payload());
+    item.insert("status".into(), AttributeValue::S("DONE".into()));
+    let claim = refused_with(Some(item));
+    let idempotency = runner(&[&claim]);
+    let calls = AtomicUsize::new(0);
+
+    let err = idempotency
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            IdempotencyError::Store(IdempotencyStoreError::Malformed { .. })
+        ),
+        "{err:?}"
+    );
+}

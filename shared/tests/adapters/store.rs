@@ -1,0 +1,262 @@
+//! `DynamoEventStore`: which call an append makes and how DynamoDB's refusals become domain errors.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+use aws_sdk_dynamodb::operation::query::QueryOutput;
+use aws_sdk_dynamodb::operation::transact_write_items::{
+    TransactWriteItemsError, TransactWriteItemsOutput,
+};
+use aws_sdk_dynamodb::types::error::{
+    ConditionalCheckFailedException, ResourceNotFoundException, TransactionCanceledException,
+};
+use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
+use aws_smithy_mocks::{RuleMode, mock, mock_client};
+use shared::store::{Append, DedupeMarker, DynamoEventStore, EventStore, StoreError, event_item};
+
+use crate::event;
+
+fn cancelled(codes: &[&str]) -> TransactWriteItemsError {
+    let mut exception = TransactionCanceledException::builder().message("Transaction cancelled");
+    for code in codes {
+        exception =
+            exception.cancellation_reasons(CancellationReason::builder().code(*code).build());
+    }
+    TransactWriteItemsError::TransactionCanceledException(exception.build())
+}
+
+#[tokio::test]
+async fn a_single_event_is_one_conditional_put() {
+    let put = mock!(Client::put_item)
+        .match_requests(|req| {
+            req.table_name() == Some("events")
+                && req.condition_expression() == Some("attribute_not_exists(pk)")
+                && req.item().and_then(|i| i.get("pk"))
+                    == Some(&AttributeValue::S("Thing#a".into()))
+                && req.item().and_then(|i| i.get("sk")) == Some(&AttributeValue::N("1".into()))
+        })
+        .then_output(|| PutItemOutput::builder().build());
+    let client = mock_client!(aws_sdk_dynamodb, [&put]);
+    let store = DynamoEventStore::new(client, "events");
+
+    store
+        .append(Append::events(vec![event("a", 1)]))
+        .await
+        .unwrap();
+    assert_eq!(put.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_taken_position_on_the_single_put_is_a_conflict() {
+    let put = mock!(Client::put_item).then_error(|| {
+        PutItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .message("The conditional request failed")
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_dynamodb, [&put]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let err = store
+        .append(Append::events(vec![event("a", 1)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { ref stream } if stream == "Thing#a"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn any_other_put_failure_is_a_backend_error() {
+    let put = mock!(Client::put_item).then_error(|| {
+        PutItemError::ResourceNotFoundException(
+            ResourceNotFoundException::builder()
+                .message("no table")
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_dynamodb, [&put]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let err = store
+        .append(Append::events(vec![event("a", 1)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+    assert!(!err.is_conflict());
+}
+
+#[tokio::test]
+async fn several_items_are_one_transaction_with_the_marker_last() {
+    let first = event("a", 1);
+    let token = first.id.clone();
+    let transact = mock!(Client::transact_write_items)
+        .match_requests(move |req| {
+            let items = req.transact_items();
+            let key = |i: usize| {
+                items[i]
+                    .put()
+                    .and_then(|p| p.item().get("pk").cloned())
+                    .unwrap_or(AttributeValue::Null(true))
+            };
+            items.len() == 3
+                && key(0) == AttributeValue::S("Thing#a".into())
+                && key(1) == AttributeValue::S("Thing#b".into())
+                && key(2) == AttributeValue::S("dedupe#inventory#src-1".into())
+                && items.iter().all(|i| {
+                    i.put().and_then(|p| p.condition_expression())
+                        == Some("attribute_not_exists(pk)")
+                })
+                && req.client_request_token() == Some(token.as_str())
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    let client = mock_client!(aws_sdk_dynamodb, [&transact]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let append = Append::events(vec![first, event("b", 1)])
+        .deduplicated_by(DedupeMarker::new("inventory", "src-1"));
+    store.append(append).await.unwrap();
+    assert_eq!(transact.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn cancellation_reasons_tell_conflict_from_duplicate_from_race() {
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["None", "ConditionalCheckFailed", "None"],
+            "conflict on Thing#b",
+        ),
+        (&["None", "None", "ConditionalCheckFailed"], "duplicate"),
+        // The marker wins: the whole message was handled before, whatever else collided.
+        (
+            &["ConditionalCheckFailed", "None", "ConditionalCheckFailed"],
+            "duplicate",
+        ),
+        (
+            &["TransactionConflict", "None", "None"],
+            "conflict on transaction",
+        ),
+    ];
+    for (codes, expected) in cases {
+        let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
+        let transact = mock!(Client::transact_write_items)
+            .then_error(move || cancelled(&codes.iter().map(String::as_str).collect::<Vec<_>>()));
+        let client = mock_client!(aws_sdk_dynamodb, [&transact]);
+        let store = DynamoEventStore::new(client, "events");
+        let append = Append::events(vec![event("a", 1), event("b", 1)])
+            .deduplicated_by(DedupeMarker::new("inventory", "src-1"));
+
+        let got = match store.append(append).await.unwrap_err() {
+            StoreError::Conflict { stream } => format!("conflict on {stream}"),
+            StoreError::Duplicate {
+                consumer,
+                source_event_id,
+            } => {
+                assert_eq!(
+                    (consumer.as_str(), source_event_id.as_str()),
+                    ("inventory", "src-1")
+                );
+                "duplicate".to_owned()
+            }
+            other => format!("{other:?}"),
+        };
+        assert_eq!(got, expected);
+    }
+}
+
+#[tokio::test]
+async fn a_transaction_without_a_marker_maps_its_failed_item_to_its_stream() {
+    let transact = mock!(Client::transact_write_items)
+        .then_error(|| cancelled(&["None", "ConditionalCheckFailed"]));
+    let client = mock_client!(aws_sdk_dynamodb, [&transact]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let err = store
+        .append(Append::events(vec![event("a", 1), event("a", 2)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { ref stream } if stream == "Thing#a"),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn other_cancellations_are_backend_errors() {
+    let transact =
+        mock!(Client::transact_write_items).then_error(|| cancelled(&["ValidationError", "None"]));
+    let client = mock_client!(aws_sdk_dynamodb, [&transact]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let err = store
+        .append(Append::events(vec![event("a", 1), event("b", 1)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn read_stream_follows_last_evaluated_key_across_pages() {
+    let events: Vec<_> = (1..=5).map(|s| event("a", s)).collect();
+    let page1: Vec<_> = events[..3].iter().map(event_item).collect();
+    let page2: Vec<_> = events[3..].iter().map(event_item).collect();
+    let resume = HashMap::from([
+        ("pk".to_owned(), AttributeValue::S("Thing#a".into())),
+        ("sk".to_owned(), AttributeValue::N("3".into())),
+    ]);
+    let expected_start = resume.clone();
+    let first = mock!(Client::query)
+        .match_requests(|req| {
+            req.exclusive_start_key().is_none()
+                && req.consistent_read() == Some(true)
+                && req.expression_attribute_values().and_then(|v| v.get(":pk"))
+                    == Some(&AttributeValue::S("Thing#a".into()))
+                && req
+                    .expression_attribute_values()
+                    .and_then(|v| v.get(":from"))
+                    == Some(&AttributeValue::N("1".into()))
+        })
+        .then_output(move || {
+            QueryOutput::builder()
+                .set_items(Some(page1.clone()))
+                .set_last_evaluated_key(Some(resume.clone()))
+                .build()
+        });
+    let second = mock!(Client::query)
+        .match_requests(move |req| req.exclusive_start_key() == Some(&expected_start))
+        .then_output(move || {
+            QueryOutput::builder()
+                .set_items(Some(page2.clone()))
+                .build()
+        });
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&first, &second]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let read = store.read_stream("Thing", "a", 1).await.unwrap();
+    assert_eq!(read, events);
+    assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_corrupt_item_makes_the_stream_corrupt() {
+    let good = event_item(&event("a", 1));
+    let mut bad = event_item(&event("a", 2));
+    bad.insert("envelope".into(), AttributeValue::S("{not json".into()));
+    let query = mock!(Client::query).then_output(move || {
+        QueryOutput::builder()
+            .items(good.clone())
+            .items(bad.clone())
+            .build()
+    });
+    let client = mock_client!(aws_sdk_dynamodb, [&query]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let err = store.read_stream("Thing", "a", 1).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { ref stream, .. } if stream == "Thing#a"),
+        "{err:?}"
+    );
+}
