@@ -18,6 +18,9 @@ use http::header::{CONTENT_TYPE, LOCATION};
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::{Value, json};
 use shared::config::{ConfigError, Env};
+use shared::idempotency::{
+    DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
+};
 use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
 use shared::telemetry::Metrics;
 use shared::{Append, Envelope, EventStore, StoreError, StreamPosition};
@@ -32,6 +35,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct Config {
     /// The events table.
     pub events_table: String,
+    /// The idempotency table (`Idempotency-Key` responses).
+    pub idempotency_table: String,
 }
 
 impl Config {
@@ -45,6 +50,7 @@ impl Config {
         let env = Env::new(get);
         Ok(Config {
             events_table: env.required("EVENTS_TABLE")?,
+            idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
         })
     }
 }
@@ -92,26 +98,39 @@ impl From<domain::order::ValidationError> for ApiError {
     }
 }
 
-/// The HTTP handler over an event store.
-pub struct Handler<S = DynamoEventStore> {
+/// The name that prefixes `Idempotency-Key` records; never change it, or keys in flight are lost.
+pub const IDEMPOTENCY_NAME: &str = "orders-api.place-order";
+/// How long an `Idempotency-Key` replays its first response.
+pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// Longest `Idempotency-Key` accepted.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// The HTTP handler over an event store and an idempotency store.
+pub struct Handler<S = DynamoEventStore, I = DynamoIdempotencyStore> {
     store: S,
+    idempotency: Idempotency<I>,
     retry: RetryPolicy,
     metrics: Metrics,
 }
 
-impl Handler<DynamoEventStore> {
-    /// The handler on the DynamoDB event store named in `config`.
+impl Handler<DynamoEventStore, DynamoIdempotencyStore> {
+    /// The handler on the DynamoDB tables named in `config`.
     pub fn new(config: Config, aws: &aws_config::SdkConfig) -> Self {
         let client = aws_sdk_dynamodb::Client::new(aws);
-        Self::with_store(DynamoEventStore::new(client, config.events_table))
+        Self::with_stores(
+            DynamoEventStore::new(client.clone(), config.events_table),
+            DynamoIdempotencyStore::new(client, config.idempotency_table),
+        )
     }
 }
 
-impl<S: EventStore> Handler<S> {
-    /// The handler over any event store (tests pass the in-memory one).
-    pub fn with_store(store: S) -> Self {
+impl<S: EventStore, I: IdempotencyStore> Handler<S, I> {
+    /// The handler over any stores (tests pass the in-memory ones).
+    pub fn with_stores(store: S, idempotency: I) -> Self {
         Handler {
             store,
+            idempotency: Idempotency::new(idempotency, IDEMPOTENCY_NAME)
+                .expires_after(IDEMPOTENCY_WINDOW),
             retry: RetryPolicy::default(),
             metrics: Metrics::new("Ripple", "orders-api"),
         }
@@ -127,7 +146,7 @@ impl<S: EventStore> Handler<S> {
         let route = Route::of(&request);
         tracing::info!(request_id = %event.context.request_id, ?route, "request");
         let result = match route {
-            Route::PlaceOrder => self.place_order(&request).await,
+            Route::PlaceOrder => self.place_order(&request, event.context.deadline()).await,
             Route::CancelOrder(id) => self.cancel_order(&id).await,
             Route::GetOrder(id) => self.get_order(&id, query(&request, "version")).await,
             Route::OrderEvents(id) => {
@@ -158,31 +177,70 @@ impl<S: EventStore> Handler<S> {
         }
     }
 
+    /// `POST /orders`. With an `Idempotency-Key` header, the first response for that key is
+    /// stored and replayed for the same body; another body with the same key is refused.
     async fn place_order(
         &self,
         request: &ApiGatewayV2httpRequest,
+        deadline: std::time::SystemTime,
     ) -> Result<ApiGatewayV2httpResponse, Failure> {
-        let command: PlaceOrder = parse_json_body(request)?;
+        let body = parse_json_body(request)?;
+        let command: PlaceOrder = serde_json::from_value(body.clone())
+            .map_err(|e| ApiError::new(422, "invalid_request", e.to_string()))?;
         let order_id = uuid::Uuid::now_v7().to_string();
         let placed = command.validate(&order_id).map_err(ApiError::from)?;
         let traceparent = shared::telemetry::traceparent(header(request, "traceparent"));
-        let event = Envelope::encode(
-            SOURCE,
-            StreamPosition::new(aggregate::ORDER, &order_id, 1),
-            &OrderEvent::Placed(placed),
-        )
-        .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?
-        .with_traceparent(Some(traceparent));
-        let event_id = event.id.clone();
-        self.store.append(Append::events(vec![event])).await?;
-        self.metrics.count("OrdersPlaced");
-        tracing::info!(order_id = %order_id, event_id = %event_id, "order placed");
-        let mut response = json_response(
-            201,
-            &json!({"order_id": order_id, "status": "placed", "event_id": event_id}),
-        );
-        if let Ok(location) = HeaderValue::from_str(&format!("/orders/{order_id}")) {
+        let append = || async {
+            let event = Envelope::encode(
+                SOURCE,
+                StreamPosition::new(aggregate::ORDER, &order_id, 1),
+                &OrderEvent::Placed(placed),
+            )
+            .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?
+            .with_traceparent(Some(traceparent));
+            let event_id = event.id.clone();
+            self.store.append(Append::events(vec![event])).await?;
+            self.metrics.count("OrdersPlaced");
+            tracing::info!(order_id = %order_id, event_id = %event_id, "order placed");
+            Ok::<_, Failure>(StoredResponse {
+                status: 201,
+                body: json!({"order_id": order_id, "status": "placed", "event_id": event_id}),
+            })
+        };
+        let (stored, replayed) = match header(request, "idempotency-key") {
+            None => (append().await?, false),
+            Some(key) => {
+                if key.trim().is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                    return Err(ApiError {
+                        field: Some("Idempotency-Key".into()),
+                        ..ApiError::new(
+                            400,
+                            "invalid_idempotency_key",
+                            format!("the key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"),
+                        )
+                    }
+                    .into());
+                }
+                let outcome = self
+                    .idempotency
+                    .execute(&json!(key), &body, deadline, append)
+                    .await
+                    .map_err(idempotency_failure)?;
+                (outcome.value, outcome.replayed)
+            }
+        };
+        let mut response = json_response(stored.status, &stored.body);
+        if let Some(location) = stored.body["order_id"]
+            .as_str()
+            .and_then(|id| HeaderValue::from_str(&format!("/orders/{id}")).ok())
+        {
             response.headers.insert(LOCATION, location);
+        }
+        if replayed {
+            self.metrics.count("IdempotentReplays");
+            response
+                .headers
+                .insert("idempotent-replayed", HeaderValue::from_static("true"));
         }
         Ok(response)
     }
@@ -351,6 +409,41 @@ fn query<'a>(request: &'a ApiGatewayV2httpRequest, name: &str) -> Option<&'a str
     request.query_string_parameters.first(name)
 }
 
+/// A response kept under an `Idempotency-Key`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredResponse {
+    status: u16,
+    body: Value,
+}
+
+/// What an idempotent `POST /orders` that did not complete tells the client.
+fn idempotency_failure(err: IdempotencyError<Failure>) -> Failure {
+    match err {
+        IdempotencyError::Effect(failure) => failure,
+        IdempotencyError::PayloadMismatch { .. } => ApiError {
+            field: Some("Idempotency-Key".into()),
+            ..ApiError::new(
+                422,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with a different body",
+            )
+        }
+        .into(),
+        IdempotencyError::AlreadyInProgress { .. } | IdempotencyError::InconsistentState { .. } => {
+            ApiError::new(
+                409,
+                "request_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            )
+            .into()
+        }
+        other => {
+            tracing::error!(error = %other, "idempotency store failed");
+            Failure::Store(StoreError::Backend(other.to_string().into()))
+        }
+    }
+}
+
 /// Why a request did not succeed.
 enum Failure {
     Client(ApiError),
@@ -421,11 +514,9 @@ fn header<'a>(request: &'a ApiGatewayV2httpRequest, name: &str) -> Option<&'a st
     request.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// The request body as `T`: 413 when too large, 415 for another content type, 400 when it is
-/// not JSON, 422 when it is JSON of the wrong shape.
-fn parse_json_body<T: serde::de::DeserializeOwned>(
-    request: &ApiGatewayV2httpRequest,
-) -> Result<T, ApiError> {
+/// The request body as JSON: 413 when too large, 415 for another content type, 400 when it is
+/// not JSON.
+fn parse_json_body(request: &ApiGatewayV2httpRequest) -> Result<Value, ApiError> {
     if let Some(content_type) = header(request, CONTENT_TYPE.as_str())
         && !content_type
             .trim_start()
@@ -459,9 +550,8 @@ fn parse_json_body<T: serde::de::DeserializeOwned>(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::new(400, "empty_body", "a JSON body is required"));
     }
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(400, "malformed_json", format!("body is not JSON: {e}")))?;
-    serde_json::from_value(value).map_err(|e| ApiError::new(422, "invalid_request", e.to_string()))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(400, "malformed_json", format!("body is not JSON: {e}")))
 }
 
 /// A JSON response.

@@ -1,7 +1,10 @@
 //! Handler tests over the in-memory event store, starting from the sample events in `events/`.
 
 use super::*;
+use shared::idempotency::InMemoryIdempotencyStore;
 use shared::store::InMemoryEventStore;
+
+type TestHandler = Handler<InMemoryEventStore, InMemoryIdempotencyStore>;
 
 const POST_ORDER: &str = include_str!("../../../events/orders-api-post-order.json");
 const GET_EVENTS: &str = include_str!("../../../events/orders-api-get-events.json");
@@ -23,7 +26,7 @@ fn get_events(order_id: &str) -> ApiGatewayV2httpRequest {
     r
 }
 
-async fn call(handler: &Handler<InMemoryEventStore>, r: ApiGatewayV2httpRequest) -> (i64, Value) {
+async fn call(handler: &TestHandler, r: ApiGatewayV2httpRequest) -> (i64, Value) {
     let response = handler
         .handle(LambdaEvent::new(r, lambda_runtime::Context::default()))
         .await
@@ -35,8 +38,8 @@ async fn call(handler: &Handler<InMemoryEventStore>, r: ApiGatewayV2httpRequest)
     (response.status_code, body)
 }
 
-fn handler() -> Handler<InMemoryEventStore> {
-    Handler::with_store(InMemoryEventStore::new())
+fn handler() -> TestHandler {
+    Handler::with_stores(InMemoryEventStore::new(), InMemoryIdempotencyStore::new())
 }
 
 #[tokio::test]
@@ -187,7 +190,7 @@ fn to(method: &str, path: &str, query: &[(&str, &str)]) -> ApiGatewayV2httpReque
     r
 }
 
-async fn place(h: &Handler<InMemoryEventStore>) -> String {
+async fn place(h: &TestHandler) -> String {
     call(h, request(POST_ORDER)).await.1["order_id"]
         .as_str()
         .unwrap()
@@ -281,5 +284,43 @@ async fn history_is_paged() {
     assert_eq!(
         call(&h, to("GET", &path, &[("limit", "0")])).await.1["code"],
         "invalid_query"
+    );
+}
+
+fn with_key(mut r: ApiGatewayV2httpRequest, key: &str) -> ApiGatewayV2httpRequest {
+    r.headers
+        .insert("idempotency-key", HeaderValue::from_str(key).unwrap());
+    r
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_and_body_replay_the_first_response() {
+    let h = handler();
+    let (s1, first) = call(&h, with_key(request(POST_ORDER), "k-1")).await;
+    let (s2, second) = call(&h, with_key(request(POST_ORDER), "k-1")).await;
+    assert_eq!((s1, s2), (201, 201));
+    assert_eq!(first, second);
+    assert_eq!(h.store.all_events().len(), 1, "one order, not two");
+    let (_, other) = call(&h, with_key(request(POST_ORDER), "k-2")).await;
+    assert_ne!(other["order_id"], first["order_id"]);
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_with_another_body_is_refused() {
+    let h = handler();
+    call(&h, with_key(request(POST_ORDER), "k-1")).await;
+    let other = post(
+        r#"{"customer_id":"c-2","currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price_cents":5}]}"#,
+    );
+    let (status, body) = call(&h, with_key(other, "k-1")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    assert_eq!(h.store.all_events().len(), 1);
+    let (status, body) = call(&h, with_key(request(POST_ORDER), &"k".repeat(300))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_idempotency_key"))
     );
 }
