@@ -3,8 +3,8 @@
 //! An order's story is spread over its `Order`, `Reservation` and `Payment` streams, and the
 //! queue that feeds the projection delivers their events at least once and in any order. The view
 //! therefore remembers, per stream, the last sequence it applied ([`OrderView::versions`]) and
-//! takes only the next one: an older or equal sequence is a [`Applied::Duplicate`], a later one a
-//! [`Applied::Gap`] (something in between has not arrived yet; the caller rebuilds from the store
+//! takes only the next one: an older or equal sequence is a [`ApplyOutcome::Duplicate`], a later one a
+//! [`ApplyOutcome::Gap`] (something in between has not arrived yet; the caller rebuilds from the store
 //! or waits for the redelivery). Every field shown is derived from the three per-stream states,
 //! never from the order in which streams were interleaved, so any delivery order that ends with
 //! the same per-stream versions ends with the same view.
@@ -133,7 +133,7 @@ pub struct ViewEvent {
 
 /// What [`OrderView::apply`] did with an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
+pub enum ApplyOutcome {
     /// It was the next one of its stream and is now part of the view.
     Applied,
     /// Its sequence was applied before: the view is unchanged.
@@ -229,17 +229,17 @@ impl OrderView {
     }
 
     /// Applies `event` if it is the next one of its stream.
-    pub fn apply(&mut self, event: &ViewEvent) -> Applied {
+    pub fn apply(&mut self, event: &ViewEvent) -> ApplyOutcome {
         if event.event.order_id() != self.order_id {
-            return Applied::OtherOrder;
+            return ApplyOutcome::OtherOrder;
         }
         let aggregate_type = event.event.aggregate_type();
         let version = self.version_of(aggregate_type);
         if event.sequence <= version {
-            return Applied::Duplicate;
+            return ApplyOutcome::Duplicate;
         }
         if event.sequence > version + 1 {
-            return Applied::Gap {
+            return ApplyOutcome::Gap {
                 aggregate_type,
                 expected: version + 1,
                 got: event.sequence,
@@ -255,7 +255,7 @@ impl OrderView {
         // The latest time, not the last applied: arrival order must not show.
         self.updated_at = self.updated_at.max(Some(event.time));
         self.derive();
-        Applied::Applied
+        ApplyOutcome::Applied
     }
 
     fn apply_order(&mut self, event: &OrderEvent) {
@@ -584,7 +584,7 @@ mod tests {
         let statuses: Vec<ViewStatus> = story
             .iter()
             .map(|e| {
-                assert_eq!(view.apply(e), Applied::Applied);
+                assert_eq!(view.apply(e), ApplyOutcome::Applied);
                 view.status
             })
             .collect();
@@ -599,22 +599,22 @@ mod tests {
         let mut view = OrderView::new(ORDER);
         assert_eq!(
             view.apply(confirmed),
-            Applied::Gap {
+            ApplyOutcome::Gap {
                 aggregate_type: "Order",
                 expected: 1,
                 got: 2
             }
         );
         assert_eq!(view, OrderView::new(ORDER), "a gap changes nothing");
-        assert_eq!(view.apply(placed), Applied::Applied);
+        assert_eq!(view.apply(placed), ApplyOutcome::Applied);
         let before = view.clone();
-        assert_eq!(view.apply(placed), Applied::Duplicate);
+        assert_eq!(view.apply(placed), ApplyOutcome::Duplicate);
         assert_eq!(view, before, "a duplicate changes nothing");
         let mut other = story[1].clone();
         other.event = SourceEvent::Order(OrderEvent::Confirmed {
             order_id: "o-2".into(),
         });
-        assert_eq!(view.apply(&other), Applied::OtherOrder);
+        assert_eq!(view.apply(&other), ApplyOutcome::OtherOrder);
     }
 
     #[test]
@@ -623,7 +623,7 @@ mod tests {
         let mut view = OrderView::new(ORDER);
         assert_eq!(
             view.apply(&story[2]),
-            Applied::Applied,
+            ApplyOutcome::Applied,
             "payment #1 needs nothing before it"
         );
         assert!(!view.is_placed());
@@ -669,7 +669,7 @@ mod tests {
                     }
                     let message = in_flight.swap_remove(rng.below(in_flight.len()));
                     let before = view.events_applied();
-                    if let Applied::Gap { .. } = view.apply(&message) {
+                    if let ApplyOutcome::Gap { .. } = view.apply(&message) {
                         view = OrderView::rebuild(ORDER, &stored);
                     }
                     assert!(
@@ -701,7 +701,7 @@ mod tests {
                 while let Some(message) = queue.pop() {
                     deliveries += 1;
                     assert!(deliveries < 10_000, "seed {seed}: no progress");
-                    if let Applied::Gap { .. } = view.apply(&message) {
+                    if let ApplyOutcome::Gap { .. } = view.apply(&message) {
                         let back = rng.below(queue.len() + 1);
                         queue.insert(back, message);
                     }

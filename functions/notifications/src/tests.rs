@@ -1,0 +1,264 @@
+//! Handler tests over the recording notifier and the in-memory idempotency store, and the SNS
+//! adapter against mocked responses.
+
+use super::*;
+use domain::order::CancelReason;
+use shared::idempotency::InMemoryIdempotencyStore;
+use shared::{Envelope, StreamPosition};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+fn deadline() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(10)
+}
+
+fn handler() -> Handler<RecordingNotifier, InMemoryIdempotencyStore> {
+    Handler::with_ports(RecordingNotifier::new(), InMemoryIdempotencyStore::new())
+}
+
+fn message(order_id: &str, sequence: u64, event: &OrderEvent) -> SqsMessage {
+    let envelope = Envelope::encode(
+        "test",
+        StreamPosition::new("Order", order_id, sequence),
+        event,
+    )
+    .unwrap();
+    let mut m = SqsMessage::default();
+    m.message_id = Some(format!("m-{}", envelope.id));
+    m.body = Some(envelope.to_json());
+    m
+}
+
+fn confirmed(order_id: &str) -> SqsMessage {
+    message(
+        order_id,
+        2,
+        &OrderEvent::Confirmed {
+            order_id: order_id.into(),
+        },
+    )
+}
+
+fn cancelled(order_id: &str, reason: CancelReason) -> SqsMessage {
+    message(
+        order_id,
+        2,
+        &OrderEvent::Cancelled {
+            order_id: order_id.into(),
+            reason,
+        },
+    )
+}
+
+#[tokio::test]
+async fn a_confirmed_order_is_announced_once_however_often_it_is_delivered() {
+    let h = handler();
+    let m = confirmed("o-123");
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Sent
+    );
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Duplicate
+    );
+    // A second copy published by SNS is another message with the same event: still one send.
+    assert_eq!(
+        h.handle_message(&confirmed("o-123"), deadline())
+            .await
+            .unwrap(),
+        Outcome::Duplicate
+    );
+    let sent = h.notifier().sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].subject, "Your order o-123 is confirmed");
+    assert!(
+        sent[0].text.starts_with("Your order o-123 is confirmed."),
+        "{}",
+        sent[0].text
+    );
+}
+
+#[tokio::test]
+async fn a_cancellation_says_why() {
+    let h = handler();
+    let cases = [
+        ("o-1", CancelReason::OutOfStock, "out of stock"),
+        ("o-2", CancelReason::PaymentDeclined, "payment was declined"),
+        ("o-3", CancelReason::CustomerRequest, "refunded"),
+    ];
+    for (order_id, reason, says) in cases {
+        assert_eq!(
+            h.handle_message(&cancelled(order_id, reason), deadline())
+                .await
+                .unwrap(),
+            Outcome::Sent
+        );
+        let last = h.notifier().sent().pop().unwrap();
+        assert_eq!(last.outcome, "order.cancelled");
+        assert!(
+            last.text
+                .starts_with(&format!("Your order {order_id} was cancelled because"))
+        );
+        assert!(last.text.contains(says), "{}", last.text);
+    }
+}
+
+#[tokio::test]
+async fn each_outcome_of_an_order_gets_its_own_message() {
+    let h = handler();
+    h.handle_message(&confirmed("o-1"), deadline())
+        .await
+        .unwrap();
+    let cancel = cancelled("o-1", CancelReason::CustomerRequest);
+    assert_eq!(
+        h.handle_message(&cancel, deadline()).await.unwrap(),
+        Outcome::Sent
+    );
+    assert_eq!(
+        h.handle_message(&cancel, deadline()).await.unwrap(),
+        Outcome::Duplicate
+    );
+    let outcomes: Vec<_> = h.notifier().sent().into_iter().map(|n| n.outcome).collect();
+    assert_eq!(outcomes, vec!["order.confirmed", "order.cancelled"]);
+}
+
+#[tokio::test]
+async fn a_placed_order_is_not_an_outcome() {
+    let h = handler();
+    let placed: SqsEvent =
+        serde_json::from_str(include_str!("../../../events/inventory-order-placed.json")).unwrap();
+    let m = &placed.records[0];
+    assert_eq!(
+        h.handle_message(m, deadline()).await.unwrap(),
+        Outcome::Ignored
+    );
+    assert!(h.notifier().sent().is_empty());
+}
+
+/// A channel that is down for the first send, and yields mid-send so deliveries interleave.
+#[derive(Default)]
+struct Flaky {
+    inner: RecordingNotifier,
+    down: AtomicBool,
+}
+
+impl Notifier for Flaky {
+    async fn notify(&self, notification: &Notification) -> Result<Delivery, NotifyError> {
+        tokio::task::yield_now().await;
+        if self.down.swap(false, Ordering::SeqCst) {
+            return Err(NotifyError::Backend("topic throttled".into()));
+        }
+        self.inner.notify(notification).await
+    }
+}
+
+#[tokio::test]
+async fn a_failed_send_is_sent_by_the_redelivery() {
+    let h = Handler::with_ports(Flaky::default(), InMemoryIdempotencyStore::new());
+    h.notifier().down.store(true, Ordering::SeqCst);
+    let m = confirmed("o-1");
+    let err = h.handle_message(&m, deadline()).await.unwrap_err();
+    assert!(
+        matches!(err, NotificationsError::Send(IdempotencyError::Effect(_))),
+        "{err:?}"
+    );
+    assert!(h.notifier().inner.sent().is_empty());
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Sent
+    );
+    assert_eq!(h.notifier().inner.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn two_deliveries_at_the_same_moment_send_once() {
+    let h = Handler::with_ports(Flaky::default(), InMemoryIdempotencyStore::new());
+    let m = confirmed("o-1");
+    let (a, b) = tokio::join!(
+        h.handle_message(&m, deadline()),
+        h.handle_message(&m, deadline())
+    );
+    let mut results = [a, b];
+    results.sort_by_key(Result::is_err);
+    assert_eq!(results[0].as_ref().unwrap(), &Outcome::Sent);
+    // The loser finds the key in progress and fails, so SQS redelivers it later.
+    assert!(matches!(
+        results[1],
+        Err(NotificationsError::Send(
+            IdempotencyError::AlreadyInProgress { .. }
+        ))
+    ));
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Duplicate
+    );
+    assert_eq!(h.notifier().inner.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn the_batch_reports_only_the_poison_record() {
+    let h = handler();
+    let mut poison = SqsMessage::default();
+    poison.message_id = Some("poison".into());
+    poison.body = Some("{}".into());
+    let mut event = SqsEvent::default();
+    event.records = vec![
+        confirmed("o-1"),
+        poison,
+        cancelled("o-2", CancelReason::OutOfStock),
+    ];
+    let response = h
+        .handle(LambdaEvent::new(event, lambda_runtime::Context::default()))
+        .await
+        .unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["poison"]);
+    assert_eq!(h.notifier().sent().len(), 2);
+}
+
+#[tokio::test]
+async fn the_sns_adapter_publishes_subject_text_and_filterable_attributes() {
+    use aws_sdk_sns::Client;
+    use aws_sdk_sns::operation::publish::PublishOutput;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    let publish = mock!(Client::publish)
+        .match_requests(|req| {
+            let attribute = |name: &str| {
+                req.message_attributes()
+                    .and_then(|a| a.get(name))
+                    .and_then(|v| v.string_value())
+                    .map(str::to_owned)
+            };
+            req.topic_arn() == Some("arn:aws:sns:us-east-1:1:notifications")
+                && req.subject() == Some("Your order o-9 is confirmed")
+                && req.message().is_some_and(|m| m.contains("o-9"))
+                && attribute("type").as_deref() == Some("order.confirmed")
+                && attribute("order_id").as_deref() == Some("o-9")
+        })
+        .then_output(|| PublishOutput::builder().message_id("mid-1").build());
+    let client = mock_client!(aws_sdk_sns, [&publish]);
+    let notifier = SnsNotifier::new(client, "arn:aws:sns:us-east-1:1:notifications");
+    let notification = compose(&OrderEvent::Confirmed {
+        order_id: "o-9".into(),
+    })
+    .unwrap();
+    let delivery = notifier.notify(&notification).await.unwrap();
+    assert_eq!(delivery.message_id, "mid-1");
+    assert_eq!(publish.num_calls(), 1);
+}
+
+#[test]
+fn config_needs_the_topic_and_the_table() {
+    assert!(Config::from_lookup(|k| (k == "IDEMPOTENCY_TABLE").then(|| "i".to_owned())).is_err());
+    let config = Config::from_lookup(|k| Some(k.to_lowercase())).unwrap();
+    assert_eq!(
+        (config.topic_arn.as_str(), config.idempotency_table.as_str()),
+        ("notifications_topic_arn", "idempotency_table")
+    );
+}

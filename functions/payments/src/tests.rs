@@ -1,0 +1,481 @@
+//! Handler tests over the in-memory event and idempotency stores and a counting gateway:
+//! capture, decline, redelivery at every step, refunds, and a cancel racing the charge.
+
+use super::*;
+use domain::inventory::SkuQuantity;
+use domain::order::{CancelReason, OrderLine, OrderPlaced};
+use domain::payment::ChargeResult;
+use domain::payment::RefundRequest;
+use shared::idempotency::InMemoryIdempotencyStore;
+use shared::store::InMemoryEventStore;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, UNIX_EPOCH};
+
+const ORDER: &str = "o-1";
+
+/// The event store shared between the handler and the test (and a gateway that cancels).
+#[derive(Clone, Default)]
+struct Store(Arc<InMemoryEventStore>);
+
+impl EventStore for Store {
+    async fn append(&self, append: Append) -> Result<(), StoreError> {
+        self.0.append(append).await
+    }
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        self.0.read_stream(aggregate_type, aggregate_id, from).await
+    }
+}
+
+/// The simulated gateway, counting calls; it can fail, and can run something mid-charge.
+#[derive(Default)]
+struct Recording {
+    inner: SimulatedGateway,
+    charges: AtomicUsize,
+    refunds: AtomicUsize,
+    unavailable_once: AtomicBool,
+    during_charge: Mutex<Option<(Store, Envelope)>>,
+}
+
+impl PaymentGateway for Arc<Recording> {
+    async fn charge(&self, request: ChargeRequest) -> Result<ChargeResult, GatewayError> {
+        if self.unavailable_once.swap(false, Ordering::SeqCst) {
+            return Err(GatewayError::Unavailable("timeout".into()));
+        }
+        self.charges.fetch_add(1, Ordering::SeqCst);
+        let during = self.during_charge.lock().unwrap().take();
+        if let Some((store, event)) = during {
+            store.append(Append::events(vec![event])).await.unwrap();
+        }
+        self.inner.charge(request).await
+    }
+
+    async fn refund(&self, request: RefundRequest) -> Result<RefundReceipt, GatewayError> {
+        self.refunds.fetch_add(1, Ordering::SeqCst);
+        self.inner.refund(request).await
+    }
+}
+
+type TestHandler = Handler<Store, Arc<Recording>, Arc<InMemoryIdempotencyStore>>;
+
+fn handler_with(gateway: SimulatedGateway) -> TestHandler {
+    let recording = Recording {
+        inner: gateway,
+        ..Recording::default()
+    };
+    Handler::with_ports(
+        Store::default(),
+        Arc::new(recording),
+        Arc::new(InMemoryIdempotencyStore::new()),
+    )
+}
+
+fn deadline() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(10)
+}
+
+fn envelope<E: serde::Serialize>(aggregate_type: &str, sequence: u64, event: &E) -> Envelope {
+    Envelope::encode(
+        "test",
+        StreamPosition::new(aggregate_type, ORDER, sequence),
+        event,
+    )
+    .unwrap()
+}
+
+fn message(envelope: &Envelope) -> SqsMessage {
+    let mut m = SqsMessage::default();
+    m.message_id = Some(format!("m-{}", envelope.id));
+    m.body = Some(envelope.to_json());
+    m
+}
+
+fn cancelled(reason: CancelReason) -> Envelope {
+    envelope(
+        "Order",
+        2,
+        &OrderEvent::Cancelled {
+            order_id: ORDER.into(),
+            reason,
+        },
+    )
+}
+
+/// Stores `order.placed` for `customer_id` and returns the `stock.reserved` that follows it.
+async fn given_a_reserved_order(h: &TestHandler, customer_id: &str, total_cents: u64) -> Envelope {
+    let placed = OrderEvent::Placed(OrderPlaced {
+        order_id: ORDER.into(),
+        customer_id: customer_id.into(),
+        currency: "EUR".into(),
+        lines: vec![OrderLine {
+            sku: "SKU-1".into(),
+            quantity: 1,
+            unit_price_cents: total_cents,
+        }],
+        total_cents,
+    });
+    h.store()
+        .append(Append::events(vec![envelope("Order", 1, &placed)]))
+        .await
+        .unwrap();
+    let reserved = ReservationEvent::Reserved(StockReserved {
+        order_id: ORDER.into(),
+        customer_id: customer_id.into(),
+        total_cents,
+        currency: "EUR".into(),
+        lines: vec![SkuQuantity {
+            sku: "SKU-1".into(),
+            quantity: 1,
+        }],
+    });
+    let reserved = envelope("Reservation", 1, &reserved);
+    h.store()
+        .append(Append::events(vec![reserved.clone()]))
+        .await
+        .unwrap();
+    reserved
+}
+
+async fn payments(h: &TestHandler) -> Vec<PaymentEvent> {
+    h.store().load("Payment", ORDER).await.unwrap()
+}
+
+fn charges(h: &TestHandler) -> usize {
+    h.gateway().charges.load(Ordering::SeqCst)
+}
+
+fn refunds(h: &TestHandler) -> usize {
+    h.gateway().refunds.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_reserved_order_is_charged_once_however_often_it_is_delivered() {
+    let h = handler_with(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    let m = message(&reserved);
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Applied("payment.captured")
+    );
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Duplicate
+    );
+
+    assert_eq!(charges(&h), 1);
+    let stream = h.store().read_stream("Payment", ORDER, 1).await.unwrap();
+    assert_eq!(stream.len(), 1);
+    assert_eq!(stream[0].causationid.as_deref(), Some(reserved.id.as_str()));
+    assert!(
+        matches!(&payments(&h).await[0], PaymentEvent::Captured { amount_cents: 2500, currency, .. } if currency == "EUR")
+    );
+}
+
+#[tokio::test]
+async fn a_declined_card_records_payment_declined_with_the_reason() {
+    let h = handler_with(SimulatedGateway::new(0.0, Some(1_000_000)));
+    let reserved = given_a_reserved_order(&h, "declined-c-9", 2500).await;
+    let m = message(&reserved);
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Applied("payment.declined")
+    );
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        payments(&h).await,
+        vec![PaymentEvent::Declined {
+            order_id: ORDER.into(),
+            amount_cents: 2500,
+            reason: "card_declined".into()
+        }]
+    );
+    // The saga cancels the order; payments has nothing to refund.
+    let cancel = message(&cancelled(CancelReason::PaymentDeclined));
+    assert_eq!(
+        h.handle_message(&cancel, deadline()).await.unwrap(),
+        Outcome::Ignored
+    );
+    assert_eq!((charges(&h), refunds(&h)), (1, 0));
+}
+
+#[tokio::test]
+async fn an_amount_over_the_limit_is_declined() {
+    let h = handler_with(SimulatedGateway::new(0.0, Some(1_000)));
+    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    h.handle_message(&message(&reserved), deadline())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&payments(&h).await[0], PaymentEvent::Declined { reason, .. } if reason == "amount_over_limit")
+    );
+}
+
+/// A store whose next append fails as if DynamoDB were unreachable.
+#[tokio::test]
+async fn a_charge_whose_event_was_not_stored_is_not_charged_again_on_redelivery() {
+    #[derive(Clone, Default)]
+    struct Flaky {
+        inner: Store,
+        fail_next_payment_append: Arc<AtomicBool>,
+    }
+    impl EventStore for Flaky {
+        async fn append(&self, append: Append) -> Result<(), StoreError> {
+            let payment = append.events.iter().any(|e| e.aggregatetype == "Payment");
+            if payment && self.fail_next_payment_append.swap(false, Ordering::SeqCst) {
+                return Err(StoreError::Backend("throttled".into()));
+            }
+            self.inner.append(append).await
+        }
+        async fn read_stream(
+            &self,
+            t: &str,
+            id: &str,
+            from: u64,
+        ) -> Result<Vec<Envelope>, StoreError> {
+            self.inner.read_stream(t, id, from).await
+        }
+    }
+    let gateway = Arc::new(Recording::default());
+    let store = Flaky::default();
+    let h = Handler::with_ports(
+        store.clone(),
+        gateway.clone(),
+        Arc::new(InMemoryIdempotencyStore::new()),
+    );
+    let seed = handler_with(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(&seed, "c-1", 2500).await;
+    for event in seed.store().0.all_events() {
+        store
+            .inner
+            .append(Append::events(vec![event]))
+            .await
+            .unwrap();
+    }
+
+    store.fail_next_payment_append.store(true, Ordering::SeqCst);
+    let m = message(&reserved);
+    let err = h.handle_message(&m, deadline()).await.unwrap_err();
+    assert!(
+        matches!(err, PaymentsError::Store(StoreError::Backend(_))),
+        "{err:?}"
+    );
+    assert_eq!(
+        gateway.charges.load(Ordering::SeqCst),
+        1,
+        "the gateway was charged"
+    );
+
+    // SQS redelivers: the stored answer is replayed and recorded, the gateway is not called.
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Applied("payment.captured")
+    );
+    assert_eq!(gateway.charges.load(Ordering::SeqCst), 1);
+    let stream: Vec<PaymentEvent> = store.load("Payment", ORDER).await.unwrap();
+    let expected_id = match SimulatedGateway::default().decide(
+        &decide_charge(
+            &StockReserved {
+                order_id: ORDER.into(),
+                customer_id: "c-1".into(),
+                total_cents: 2500,
+                currency: "EUR".into(),
+                lines: vec![],
+            },
+            &Payment::None,
+        )
+        .unwrap(),
+    ) {
+        ChargeResult::Captured { payment_id } => payment_id,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        matches!(&stream[..], [PaymentEvent::Captured { payment_id, .. }] if *payment_id == expected_id)
+    );
+}
+
+#[tokio::test]
+async fn an_unavailable_gateway_fails_the_message_and_the_redelivery_charges() {
+    let h = handler_with(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    h.gateway().unavailable_once.store(true, Ordering::SeqCst);
+    let err = h
+        .handle_message(&message(&reserved), deadline())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        PaymentsError::Gateway(IdempotencyError::Effect(GatewayError::Unavailable(_)))
+    ));
+    assert!(payments(&h).await.is_empty());
+    assert_eq!(
+        h.handle_message(&message(&reserved), deadline())
+            .await
+            .unwrap(),
+        Outcome::Applied("payment.captured")
+    );
+    assert_eq!(charges(&h), 1);
+}
+
+#[tokio::test]
+async fn a_captured_order_that_is_cancelled_is_refunded_once() {
+    let h = handler_with(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    h.handle_message(&message(&reserved), deadline())
+        .await
+        .unwrap();
+    let cancel = cancelled(CancelReason::CustomerRequest);
+    h.store()
+        .append(Append::events(vec![cancel.clone()]))
+        .await
+        .unwrap();
+
+    let m = message(&cancel);
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Applied("payment.refunded")
+    );
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Duplicate
+    );
+    // And a late redelivery of the reservation charges nothing and refunds nothing more.
+    assert_eq!(
+        h.handle_message(&message(&reserved), deadline())
+            .await
+            .unwrap(),
+        Outcome::Duplicate
+    );
+
+    assert_eq!((charges(&h), refunds(&h)), (1, 1));
+    let stream = h.store().read_stream("Payment", ORDER, 1).await.unwrap();
+    let types: Vec<_> = stream.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, vec!["payment.captured", "payment.refunded"]);
+    assert_eq!(stream[1].causationid.as_deref(), Some(cancel.id.as_str()));
+    assert!(matches!(
+        &payments(&h).await[1],
+        PaymentEvent::Refunded {
+            amount_cents: 2500,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn an_order_cancelled_before_its_charge_is_never_charged() {
+    let h = handler_with(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    let cancel = cancelled(CancelReason::CustomerRequest);
+    h.store()
+        .append(Append::events(vec![cancel.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.handle_message(&message(&cancel), deadline())
+            .await
+            .unwrap(),
+        Outcome::Ignored
+    );
+    assert_eq!(
+        h.handle_message(&message(&reserved), deadline())
+            .await
+            .unwrap(),
+        Outcome::Ignored
+    );
+    assert_eq!((charges(&h), refunds(&h)), (0, 0));
+    assert!(payments(&h).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_cancel_that_lands_while_the_charge_is_in_flight_is_refunded_after_the_capture() {
+    let h = handler_with(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    let cancel = cancelled(CancelReason::CustomerRequest);
+    // The customer cancels while the gateway is charging...
+    *h.gateway().during_charge.lock().unwrap() = Some((h.store().clone(), cancel.clone()));
+    assert_eq!(
+        h.handle_message(&message(&reserved), deadline())
+            .await
+            .unwrap(),
+        Outcome::Applied("payment.captured")
+    );
+    // ...so the capture is followed by its refund, and the cancel message finds nothing left to do.
+    assert_eq!(
+        h.handle_message(&message(&cancel), deadline())
+            .await
+            .unwrap(),
+        Outcome::Duplicate
+    );
+    assert_eq!((charges(&h), refunds(&h)), (1, 1));
+    let types: Vec<_> = payments(&h).await.iter().map(super::event_type).collect();
+    assert_eq!(types, vec!["payment.captured", "payment.refunded"]);
+}
+
+#[tokio::test]
+async fn the_batch_reports_only_the_poison_record() {
+    let h = handler_with(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    let mut poison = SqsMessage::default();
+    poison.message_id = Some("poison".into());
+    poison.body = Some("[]".into());
+    let mut event = SqsEvent::default();
+    event.records = vec![message(&reserved), poison];
+    let mut context = lambda_runtime::Context::default();
+    context.deadline =
+        u64::try_from(deadline().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
+    let response = h.handle(LambdaEvent::new(event, context)).await.unwrap();
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, vec!["poison"]);
+    assert_eq!(charges(&h), 1);
+}
+
+#[test]
+fn config_reads_the_gateway_settings_and_rejects_a_bad_rate() {
+    let env = |pairs: &'static [(&'static str, &'static str)]| {
+        move |key: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    };
+    const BASE: &[(&str, &str)] = &[("EVENTS_TABLE", "e"), ("IDEMPOTENCY_TABLE", "i")];
+    let config = Config::from_lookup(env(BASE)).unwrap();
+    assert_eq!((config.decline_rate, config.max_amount_cents), (0.0, None));
+    const FULL: &[(&str, &str)] = &[
+        ("EVENTS_TABLE", "e"),
+        ("IDEMPOTENCY_TABLE", "i"),
+        ("PAYMENT_DECLINE_RATE", "0.25"),
+        ("PAYMENT_MAX_AMOUNT_CENTS", "100000"),
+    ];
+    let config = Config::from_lookup(env(FULL)).unwrap();
+    assert_eq!(
+        (config.decline_rate, config.max_amount_cents),
+        (0.25, Some(100_000))
+    );
+    const BAD: &[(&str, &str)] = &[
+        ("EVENTS_TABLE", "e"),
+        ("IDEMPOTENCY_TABLE", "i"),
+        ("PAYMENT_DECLINE_RATE", "1.5"),
+    ];
+    assert!(matches!(
+        Config::from_lookup(env(BAD)),
+        Err(ConfigError::Invalid { .. })
+    ));
+    assert!(Config::from_lookup(env(&[("EVENTS_TABLE", "e")])).is_err());
+}

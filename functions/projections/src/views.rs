@@ -1,0 +1,228 @@
+//! Where order views live: the [`ViewStore`] port, its DynamoDB adapter and an in-memory twin.
+//!
+//! One item per order in the views table: `id` (S, the order id), `view` (S, the view as JSON) and
+//! `version` (N, how many events the view holds over all its streams). A write names the version
+//! it read, `attribute_not_exists(id) OR version = :expected`, so two projections of the same
+//! order racing each other cannot overwrite one another: the loser reloads and applies again.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use domain::view::OrderView;
+
+/// Attribute names of the views table.
+pub mod attr {
+    /// Hash key: the order id.
+    pub const ID: &str = "id";
+    /// The view as JSON text.
+    pub const VIEW: &str = "view";
+    /// Events the view holds, over all its streams (the optimistic-lock version).
+    pub const VERSION: &str = "version";
+}
+
+/// A view as stored, with the version a write must name to replace it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredView {
+    /// The view.
+    pub view: OrderView,
+    /// Its stored version.
+    pub version: u64,
+}
+
+/// What the views table failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewStoreError {
+    /// Another writer replaced the view since it was read: reload and apply again.
+    #[error("view of order {order_id} changed since it was read")]
+    Conflict {
+        /// The order.
+        order_id: String,
+    },
+    /// A stored item is not a view this function wrote.
+    #[error("stored view of order {order_id} is unreadable: {reason}")]
+    Corrupt {
+        /// The order.
+        order_id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// DynamoDB failed (throttling, network, permissions); the SDK already retried.
+    #[error("views table request failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Order views by order id, with optimistic locking.
+pub trait ViewStore: Send + Sync {
+    /// The stored view of `order_id`, if any.
+    fn get(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Option<StoredView>, ViewStoreError>> + Send;
+
+    /// Stores `view` if the stored version is still `expected` (0: no view stored yet).
+    fn put(
+        &self,
+        view: &OrderView,
+        expected: u64,
+    ) -> impl Future<Output = Result<(), ViewStoreError>> + Send;
+}
+
+/// The DynamoDB item of `view`.
+pub fn view_item(view: &OrderView) -> Result<HashMap<String, AttributeValue>, ViewStoreError> {
+    let json = serde_json::to_string(view).map_err(|e| ViewStoreError::Backend(Box::new(e)))?;
+    Ok(HashMap::from([
+        (
+            attr::ID.to_owned(),
+            AttributeValue::S(view.order_id.clone()),
+        ),
+        (attr::VIEW.to_owned(), AttributeValue::S(json)),
+        (
+            attr::VERSION.to_owned(),
+            AttributeValue::N(view.events_applied().to_string()),
+        ),
+    ]))
+}
+
+/// The view in a DynamoDB item.
+pub fn view_from_item(
+    order_id: &str,
+    item: &HashMap<String, AttributeValue>,
+) -> Result<StoredView, ViewStoreError> {
+    let corrupt = |reason: &str| ViewStoreError::Corrupt {
+        order_id: order_id.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let json = match item.get(attr::VIEW) {
+        Some(AttributeValue::S(json)) => json,
+        _ => return Err(corrupt("no string `view`")),
+    };
+    let version = match item.get(attr::VERSION) {
+        Some(AttributeValue::N(n)) => n
+            .parse()
+            .map_err(|_| corrupt("`version` is not an integer"))?,
+        _ => return Err(corrupt("no number `version`")),
+    };
+    let view = serde_json::from_str(json).map_err(|e| corrupt(&e.to_string()))?;
+    Ok(StoredView { view, version })
+}
+
+/// The views table on DynamoDB.
+#[derive(Clone, Debug)]
+pub struct DynamoViewStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoViewStore {
+    /// The store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoViewStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// The table's name.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+impl ViewStore for DynamoViewStore {
+    async fn get(&self, order_id: &str) -> Result<Option<StoredView>, ViewStoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(attr::ID, AttributeValue::S(order_id.to_owned()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| ViewStoreError::Backend(Box::new(e)))?;
+        output
+            .item()
+            .map(|item| view_from_item(order_id, item))
+            .transpose()
+    }
+
+    async fn put(&self, view: &OrderView, expected: u64) -> Result<(), ViewStoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(view_item(view)?))
+            .condition_expression("attribute_not_exists(#id) OR #version = :expected")
+            .expression_attribute_names("#id", attr::ID)
+            .expression_attribute_names("#version", attr::VERSION)
+            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| match err.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => {
+                    ViewStoreError::Conflict {
+                        order_id: view.order_id.clone(),
+                    }
+                }
+                _ => ViewStoreError::Backend(Box::new(err)),
+            })
+    }
+}
+
+/// Views in memory, stored as JSON like the table, with the same version check.
+#[derive(Debug, Default)]
+pub struct InMemoryViewStore {
+    items: Mutex<HashMap<String, JsonAndVersion>>,
+}
+
+/// A stored item: the view's JSON text and its version.
+type JsonAndVersion = (String, u64);
+
+impl InMemoryViewStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, JsonAndVersion>>, ViewStoreError> {
+        self.items
+            .lock()
+            .map_err(|_| ViewStoreError::Backend("in-memory view store poisoned".into()))
+    }
+}
+
+impl ViewStore for InMemoryViewStore {
+    async fn get(&self, order_id: &str) -> Result<Option<StoredView>, ViewStoreError> {
+        let items = self.lock()?;
+        let Some((json, version)) = items.get(order_id) else {
+            return Ok(None);
+        };
+        let view = serde_json::from_str(json).map_err(|e| ViewStoreError::Corrupt {
+            order_id: order_id.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(StoredView {
+            view,
+            version: *version,
+        }))
+    }
+
+    async fn put(&self, view: &OrderView, expected: u64) -> Result<(), ViewStoreError> {
+        let json = serde_json::to_string(view).map_err(|e| ViewStoreError::Backend(Box::new(e)))?;
+        let mut items = self.lock()?;
+        if let Some((_, version)) = items.get(&view.order_id)
+            && *version != expected
+        {
+            return Err(ViewStoreError::Conflict {
+                order_id: view.order_id.clone(),
+            });
+        }
+        items.insert(view.order_id.clone(), (json, view.events_applied()));
+        Ok(())
+    }
+}
