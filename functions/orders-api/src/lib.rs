@@ -2,7 +2,8 @@
 //!
 //! - `POST /orders` validates the body and appends `order.placed` to a new order stream;
 //! - `POST /orders/{id}/cancel` cancels an order until it is confirmed (a repeat is a no-op);
-//! - `GET /orders/{id}` returns the order, `?version=N` as it was after its N-th event;
+//! - `GET /orders/{id}` returns the order's read model, `?version=N` the order rebuilt from the
+//!   store as it was after its N-th event;
 //! - `GET /orders/{id}/events` returns the order's history, paged with `?from=N&limit=M`.
 //!
 //! Bad input gets a 4xx with a JSON body `{"code", "message", "field"?}` and nothing is written.
@@ -16,6 +17,7 @@ use domain::order::{CancelReason, Order, OrderEvent, OrderStatus, PlaceOrder};
 use http::HeaderValue;
 use http::header::{CONTENT_TYPE, LOCATION};
 use lambda_runtime::{Error, LambdaEvent};
+use projections::{DynamoViewStore, ViewStore};
 use serde_json::{Value, json};
 use shared::config::{ConfigError, Env};
 use shared::idempotency::{
@@ -37,6 +39,8 @@ pub struct Config {
     pub events_table: String,
     /// The idempotency table (`Idempotency-Key` responses).
     pub idempotency_table: String,
+    /// The order views table (the read model `GET /orders/{id}` serves).
+    pub views_table: String,
 }
 
 impl Config {
@@ -51,6 +55,7 @@ impl Config {
         Ok(Config {
             events_table: env.required("EVENTS_TABLE")?,
             idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
+            views_table: env.required("VIEWS_TABLE")?,
         })
     }
 }
@@ -106,29 +111,32 @@ pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_se
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 
 /// The HTTP handler over an event store and an idempotency store.
-pub struct Handler<S = DynamoEventStore, I = DynamoIdempotencyStore> {
+pub struct Handler<S = DynamoEventStore, I = DynamoIdempotencyStore, V = DynamoViewStore> {
     store: S,
     idempotency: Idempotency<I>,
+    views: V,
     retry: RetryPolicy,
     metrics: Metrics,
 }
 
-impl Handler<DynamoEventStore, DynamoIdempotencyStore> {
+impl Handler<DynamoEventStore, DynamoIdempotencyStore, DynamoViewStore> {
     /// The handler on the DynamoDB tables named in `config`.
     pub fn new(config: Config, aws: &aws_config::SdkConfig) -> Self {
         let client = aws_sdk_dynamodb::Client::new(aws);
         Self::with_stores(
             DynamoEventStore::new(client.clone(), config.events_table),
-            DynamoIdempotencyStore::new(client, config.idempotency_table),
+            DynamoIdempotencyStore::new(client.clone(), config.idempotency_table),
+            DynamoViewStore::new(client, config.views_table),
         )
     }
 }
 
-impl<S: EventStore, I: IdempotencyStore> Handler<S, I> {
+impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
     /// The handler over any stores (tests pass the in-memory ones).
-    pub fn with_stores(store: S, idempotency: I) -> Self {
+    pub fn with_stores(store: S, idempotency: I, views: V) -> Self {
         Handler {
             store,
+            views,
             idempotency: Idempotency::new(idempotency, IDEMPOTENCY_NAME)
                 .expires_after(IDEMPOTENCY_WINDOW),
             retry: RetryPolicy::default(),
@@ -287,6 +295,8 @@ impl<S: EventStore, I: IdempotencyStore> Handler<S, I> {
         ))
     }
 
+    /// `GET /orders/{id}`: the read model; `?version=N`: the order rebuilt from its first N
+    /// events. An order the projection has not caught up with yet is served from the store.
     async fn get_order(
         &self,
         order_id: &str,
@@ -303,6 +313,21 @@ impl<S: EventStore, I: IdempotencyStore> Handler<S, I> {
                 )
             })?),
         };
+        if version.is_none() {
+            match projections::get_view(&self.views, order_id).await {
+                Ok(Some(view)) => {
+                    return Ok(json_response(
+                        200,
+                        &json!({"order_id": order_id, "source": "read_model", "view": view}),
+                    ));
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    // The store can still answer: a stale-free answer beats an error.
+                    tracing::warn!(error = %err, "order view unavailable; answering from the event store");
+                }
+            }
+        }
         let history: Vec<OrderEvent> = self.store.load(aggregate::ORDER, order_id).await?;
         let current = history.len() as u64;
         if current == 0 {
@@ -326,7 +351,7 @@ impl<S: EventStore, I: IdempotencyStore> Handler<S, I> {
         })?;
         Ok(json_response(
             200,
-            &json!({"order_id": order_id, "version": at, "latest_version": current, "order": order}),
+            &json!({"order_id": order_id, "source": "event_store", "version": at, "latest_version": current, "order": order}),
         ))
     }
 

@@ -4,7 +4,8 @@ use super::*;
 use shared::idempotency::InMemoryIdempotencyStore;
 use shared::store::InMemoryEventStore;
 
-type TestHandler = Handler<InMemoryEventStore, InMemoryIdempotencyStore>;
+type TestHandler = Handler<InMemoryEventStore, InMemoryIdempotencyStore, InMemoryViewStore>;
+use projections::InMemoryViewStore;
 
 const POST_ORDER: &str = include_str!("../../../events/orders-api-post-order.json");
 const GET_EVENTS: &str = include_str!("../../../events/orders-api-get-events.json");
@@ -39,7 +40,11 @@ async fn call(handler: &TestHandler, r: ApiGatewayV2httpRequest) -> (i64, Value)
 }
 
 fn handler() -> TestHandler {
-    Handler::with_stores(InMemoryEventStore::new(), InMemoryIdempotencyStore::new())
+    Handler::with_stores(
+        InMemoryEventStore::new(),
+        InMemoryIdempotencyStore::new(),
+        InMemoryViewStore::new(),
+    )
 }
 
 #[tokio::test]
@@ -322,5 +327,31 @@ async fn the_same_idempotency_key_with_another_body_is_refused() {
     assert_eq!(
         (status, body["code"].as_str()),
         (400, Some("invalid_idempotency_key"))
+    );
+}
+
+#[tokio::test]
+async fn the_read_model_answers_once_the_projection_has_written_it() {
+    let h = handler();
+    let id = place(&h).await;
+    let path = format!("/orders/{id}");
+    let (_, before) = call(&h, to("GET", &path, &[])).await;
+    assert_eq!(
+        before["source"], "event_store",
+        "not projected yet: served from the store"
+    );
+    let mut view = domain::view::OrderView::new(&id);
+    view.customer_id = Some("c-1".into());
+    h.views.put(&view, 0).await.unwrap();
+    let (status, after) = call(&h, to("GET", &path, &[])).await;
+    assert_eq!(
+        (status, after["source"].as_str()),
+        (200, Some("read_model"))
+    );
+    assert_eq!(after["view"]["customer_id"], "c-1");
+    let (_, pinned) = call(&h, to("GET", &path, &[("version", "1")])).await;
+    assert_eq!(
+        pinned["source"], "event_store",
+        "a version is always rebuilt from the store"
     );
 }
