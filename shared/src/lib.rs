@@ -206,3 +206,8 @@ pub mod telemetry;
 pub use envelope::{Envelope, StreamPosition};
 pub use idempotency::{Idempotency, IdempotencyError};
 pub use store::{Append, DedupeMarker, EventStore, StoreError};
+
+/// The README's code blocks, compiled as doctests so the examples there cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
