@@ -1,0 +1,46 @@
+//! `ripple`: Ripple's command line and local runner.
+//!
+//! The library is what `ripple dev` and the end-to-end tests share: read `template.yaml`
+//! ([`template`]), create what it declares in an emulator ([`provision`]), and run the functions
+//! in-process ([`functions`]) behind emulated event sources and an HTTP API ([`runtime`]).
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use ripple::{functions, provision, runtime, template::Template};
+//!
+//! let aws = shared::config::load_sdk_config().await;
+//! let template = Template::from_file("template.yaml")?;
+//! let deployment = provision::provision(&aws, &template, "e2e-1a2b3c").await?;
+//! let handlers = functions::handlers(&deployment, &aws)?;
+//! let clients = provision::Clients::new(&aws);
+//! let running = runtime::Runtime::start(&clients, &deployment, handlers, Default::default()).await?;
+//! // ... send requests to running.http_url(), then:
+//! running.wait_until_quiet(std::time::Duration::from_secs(60), |_, _| {}).await?;
+//! running.stop().await;
+//! provision::teardown(&aws, &deployment).await?;
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod dev;
+pub mod functions;
+pub mod provision;
+pub mod runtime;
+pub mod template;
+
+/// An error and its sources on one line: `outer: inner: root cause`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        // SDK errors often repeat their source's message; do not print it twice.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,255 @@
+//! Harness for the end-to-end tests: a stack of its own per test, provisioned from
+//! `template.yaml` into whatever `AWS_ENDPOINT_URL` points at (the Makefile starts the local
+//! emulators), functions run in-process by the same runtime as `ripple dev`.
+//!
+//! Every stack has a unique name, so tests run in parallel and never see each other's data or
+//! depend on leftovers. A missing emulator is a failure with a hint, never a skip.
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a harness: a failed setup should panic loudly
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use ripple::provision::{self, Clients, Deployment};
+use ripple::runtime::{Invoke, RunOptions, Runtime};
+use ripple::template::Template;
+use serde_json::Value;
+use shared::store::DynamoEventStore;
+use shared::{Envelope, EventStore};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A sample event from `events/`, parsed.
+pub fn fixture(name: &str) -> Value {
+    let path = repo_root().join("events").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A short random suffix for names that must not collide between tests and runs.
+pub fn unique(prefix: &str) -> String {
+    let suffix: String = (0..6)
+        .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+        .collect();
+    format!("{prefix}-{suffix}")
+}
+
+/// One stack of the template in the emulator, deleted by [`TestStack::teardown`].
+pub struct TestStack {
+    /// The SDK configuration (endpoints from the environment).
+    pub aws: SdkConfig,
+    /// Clients for every service.
+    pub clients: Clients,
+    /// What was created.
+    pub deployment: Deployment,
+}
+
+impl TestStack {
+    /// Provisions `template.yaml` as a new stack named after `test`.
+    pub async fn deploy(test: &str) -> TestStack {
+        let aws = shared::config::load_sdk_config().await;
+        let clients = Clients::new(&aws);
+        if let Err(err) = provision::check_reachable(&clients).await {
+            panic!(
+                "the AWS endpoint is not reachable ({err}); run the tests with `make test`, which \
+                 starts the local emulators, or set AWS_ENDPOINT_URL to LocalStack"
+            );
+        }
+        let template =
+            Template::from_file(repo_root().join("template.yaml")).expect("template.yaml parses");
+        let stack = unique(&format!("t{}", test.replace('_', "-")));
+        let deployment = provision::provision(&aws, &template, &stack)
+            .await
+            .unwrap_or_else(|e| panic!("provisioning {stack}: {}", ripple::error_chain(&e)));
+        TestStack {
+            aws,
+            clients,
+            deployment,
+        }
+    }
+
+    /// Deletes everything the stack created.
+    pub async fn teardown(self) {
+        if let Err(err) = provision::teardown(&self.aws, &self.deployment).await {
+            eprintln!(
+                "teardown of {} left something behind: {err}",
+                self.deployment.stack_name
+            );
+        }
+    }
+
+    /// The physical name of a table of the template.
+    pub fn table(&self, logical_id: &str) -> String {
+        self.deployment
+            .table(logical_id)
+            .unwrap_or_else(|| panic!("no table {logical_id} in the deployment"))
+            .name
+            .clone()
+    }
+
+    /// The URL of a queue of the template.
+    pub fn queue_url(&self, logical_id: &str) -> String {
+        self.deployment
+            .queue(logical_id)
+            .unwrap_or_else(|| panic!("no queue {logical_id} in the deployment"))
+            .url
+            .clone()
+    }
+
+    /// The event store of this stack.
+    pub fn store(&self) -> DynamoEventStore {
+        DynamoEventStore::new(self.clients.dynamodb.clone(), self.table("EventsTable"))
+    }
+
+    /// The environment the template gives a function.
+    pub fn env(&self, logical_id: &str) -> HashMap<String, String> {
+        self.deployment
+            .function(logical_id)
+            .unwrap_or_else(|| panic!("no function {logical_id}"))
+            .environment
+            .clone()
+            .into_iter()
+            .collect()
+    }
+
+    /// The inventory handler of this stack, for seeding stock and reading levels.
+    pub fn inventory(&self) -> inventory::Handler {
+        let env = self.env("InventoryFunction");
+        let config =
+            inventory::Config::from_lookup(|k| env.get(k).cloned()).expect("inventory config");
+        inventory::Handler::new(config, &self.aws)
+    }
+
+    /// The handler of one function, speaking Lambda JSON, outside any event source.
+    pub fn invoke(&self, binary: &str) -> Invoke {
+        let handlers = ripple::functions::handlers_for(&self.deployment, &self.aws, &[binary])
+            .expect("handler");
+        handlers
+            .into_values()
+            .next()
+            .unwrap_or_else(|| panic!("no function runs {binary}"))
+    }
+
+    /// Starts the functions built from `binaries` behind their event sources (no HTTP server).
+    pub async fn run(&self, binaries: &[&str]) -> Runtime {
+        let handlers = ripple::functions::handlers_for(&self.deployment, &self.aws, binaries)
+            .expect("handlers");
+        Runtime::start(
+            &self.clients,
+            &self.deployment,
+            handlers,
+            RunOptions { http_port: None },
+        )
+        .await
+        .expect("runtime starts")
+    }
+
+    /// Every event of one stream.
+    pub async fn stream(&self, aggregate_type: &str, id: &str) -> Vec<Envelope> {
+        self.store()
+            .read_stream(aggregate_type, id, 1)
+            .await
+            .expect("stream reads")
+    }
+
+    /// The event types of one stream, in order.
+    pub async fn types(&self, aggregate_type: &str, id: &str) -> Vec<String> {
+        self.stream(aggregate_type, id)
+            .await
+            .into_iter()
+            .map(|e| e.event_type)
+            .collect()
+    }
+}
+
+/// A Lambda context for a direct invocation, with ten seconds to run.
+pub fn context() -> lambda_runtime::Context {
+    let deadline = std::time::SystemTime::now() + Duration::from_secs(10);
+    let mut context = lambda_runtime::Context::default();
+    context.request_id = uuid::Uuid::now_v7().to_string();
+    context.deadline = deadline
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    context
+}
+
+/// The JSON body of an API Gateway response.
+pub fn body(response: &Value) -> Value {
+    serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a JSON body")
+}
+
+/// An API Gateway v2 request to `method path`, built from the GET sample.
+pub fn api_request(method: &str, path: &str, query: &[(&str, &str)]) -> Value {
+    let mut r = fixture("orders-api-get-events.json");
+    r["rawPath"] = Value::String(path.to_owned());
+    r["requestContext"]["http"]["method"] = Value::String(method.to_owned());
+    r["requestContext"]["http"]["path"] = Value::String(path.to_owned());
+    r["routeKey"] = Value::String("$default".to_owned());
+    if let Some(request) = r.as_object_mut() {
+        request.remove("pathParameters");
+    }
+    let qs: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    r["rawQueryString"] = Value::String(qs.join("&"));
+    r["queryStringParameters"] = query
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    r
+}
+
+/// A `POST /orders` request for `customer` and `lines` (sku, quantity), built from the sample.
+pub fn place_order_request(customer: &str, lines: &[(&str, u32)]) -> Value {
+    let mut r = fixture("orders-api-post-order.json");
+    let lines: Vec<Value> = lines
+        .iter()
+        .map(|(sku, q)| serde_json::json!({"sku": sku, "quantity": q, "unit_price_cents": 1250}))
+        .collect();
+    r["body"] = Value::String(
+        serde_json::json!({"customer_id": customer, "currency": "EUR", "lines": lines}).to_string(),
+    );
+    if let Some(headers) = r["headers"].as_object_mut() {
+        headers.remove("content-length");
+    }
+    r
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if started.elapsed() > limit {
+            panic!("timed out after {:?} waiting for {what}", limit);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An SQS event like the sample, one record per body, as Lambda would deliver from `queue_arn`.
+pub fn sqs_event(bodies: &[(&str, String)]) -> Value {
+    let mut event = fixture("inventory-order-placed.json");
+    let template = event["Records"][0].clone();
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|(message_id, body)| {
+            let mut r = template.clone();
+            r["messageId"] = Value::String((*message_id).to_owned());
+            r["body"] = Value::String(body.clone());
+            r
+        })
+        .collect();
+    event["Records"] = Value::Array(records);
+    event
+}
