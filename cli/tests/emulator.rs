@@ -23,13 +23,15 @@ async fn emulator() -> Option<aws_config::SdkConfig> {
         .with_test_writer()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
-    if std::env::var("AWS_ENDPOINT_URL").is_err() {
-        eprintln!(
-            "skipped: AWS_ENDPOINT_URL is not set (run under tests/emulator/emulator.sh run)"
+    // Never skipped: without an endpoint these tests fail and say how to get one.
+    let aws = shared::config::load_sdk_config().await;
+    if let Err(err) = provision::check_reachable(&Clients::new(&aws)).await {
+        panic!(
+            "the AWS endpoint is not reachable ({err}); run the tests with `make test`, which \
+             starts the local emulators, or set AWS_ENDPOINT_URL to LocalStack"
         );
-        return None;
     }
-    Some(shared::config::load_sdk_config().await)
+    Some(aws)
 }
 
 fn stack_name(test: &str) -> String {

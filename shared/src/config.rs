@@ -35,9 +35,15 @@ impl Env<fn(&str) -> Option<String>> {
     /// Settings from the process environment.
     pub fn process() -> Self {
         Env {
-            lookup: |key| std::env::var(key).ok(),
+            lookup: process_env,
         }
     }
+}
+
+/// A variable of the process environment, if it is set (to valid Unicode): the lookup functions
+/// use in Lambda, e.g. `Config::from_lookup(process_env)`.
+pub fn process_env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
 }
 
 impl<F: Fn(&str) -> Option<String>> Env<F> {

@@ -59,6 +59,8 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::store::DEDUPE_RETENTION;
+
 /// Attribute names of the idempotency table.
 pub mod attr {
     /// Hash key: `<name>#<sha256 hex of the key material>`.
@@ -77,6 +79,8 @@ pub mod attr {
 
 /// How long a completed result is kept and replayed, unless configured otherwise.
 pub const DEFAULT_EXPIRES_AFTER: Duration = Duration::from_secs(3600);
+/// Completed results a queue consumer keeps in memory ([`Idempotency::for_consumer`]).
+pub const CONSUMER_CACHE_ITEMS: usize = 256;
 /// Lambda's longest timeout: no invocation can still be running this long after it started.
 pub const MAX_LAMBDA_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How many times a claim is tried again when the record it collided with vanished or expired
@@ -768,6 +772,16 @@ impl<S: IdempotencyStore> Idempotency<S> {
             cache: None,
             clock: Arc::new(SystemTime::now),
         }
+    }
+
+    /// Idempotent effects of a queue consumer (a gateway call, a message sent), named `name` and
+    /// recorded in `store`: a result is replayed as long as dedupe markers are kept
+    /// ([`DEDUPE_RETENTION`], longer than any message can be redelivered), and the last
+    /// [`CONSUMER_CACHE_ITEMS`] are kept in memory for hot redeliveries.
+    pub fn for_consumer(store: S, name: impl Into<String>) -> Self {
+        Self::new(store, name)
+            .expires_after(DEDUPE_RETENTION)
+            .with_local_cache(CONSUMER_CACHE_ITEMS)
     }
 
     /// How long a completed result is replayed (and the record kept); at least one second.

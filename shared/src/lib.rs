@@ -9,8 +9,12 @@
 //! - [`parse`]: SQS record → SNS delivery → envelope → your event type;
 //! - [`batch`]: partial batch responses for SQS standard, SQS FIFO and DynamoDB streams, and
 //!   exponential redelivery backoff for failed SQS records;
+//! - [`consumer`]: a queue consumer's per-message handler lifted to a batch, and its outcome
+//!   counted and logged the same way in every function;
 //! - [`config`]: settings from the environment, the AWS SDK config built once;
-//! - [`telemetry`]: JSON logs and CloudWatch EMF metrics.
+//! - [`lambda`]: the cold start every `main` does (logs, settings, SDK config, handler);
+//! - [`telemetry`]: JSON logs, CloudWatch EMF metrics, error chains for log lines;
+//! - `testing` (feature `test-support`): fixtures for handler tests.
 //!
 //! Every AWS adapter has a trait in front of it and an in-memory twin with the same semantics,
 //! so handlers are tested without AWS; the examples below use the twins.
@@ -196,12 +200,16 @@
 
 pub mod batch;
 pub mod config;
+pub mod consumer;
 pub mod envelope;
 pub mod idempotency;
+pub mod lambda;
 pub mod parse;
 pub mod publish;
 pub mod store;
 pub mod telemetry;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 pub use envelope::{Envelope, StreamPosition};
 pub use idempotency::{Idempotency, IdempotencyError};

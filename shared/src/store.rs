@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
@@ -175,6 +175,22 @@ pub trait EventStore: Send + Sync {
                 })
                 .collect()
         }
+    }
+}
+
+/// A store shared between owners (a handler and a test, say) is the store.
+impl<S: EventStore> EventStore for Arc<S> {
+    fn append(&self, append: Append) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::append(self, append)
+    }
+
+    fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from: u64,
+    ) -> impl Future<Output = Result<Vec<Envelope>, StoreError>> + Send {
+        S::read_stream(self, aggregate_type, aggregate_id, from)
     }
 }
 

@@ -48,6 +48,19 @@ fn is_traceparent(tp: &str) -> bool {
         && parts[1].chars().any(|c| c != '0')
 }
 
+/// The error with its sources, `outer: inner: innermost`, for the log line that explains a
+/// failure (each layer's `Display` says what failed without repeating its source).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// The unit of a metric, as CloudWatch names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -142,6 +155,16 @@ mod tests {
         let made = traceparent(Some("garbage"));
         assert!(is_traceparent(&made), "{made}");
         assert_ne!(traceparent(None), traceparent(None));
+    }
+
+    #[test]
+    fn error_chain_follows_the_sources() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("event store")]
+        struct Outer(#[source] std::io::Error);
+        let err = Outer(std::io::Error::other("throttled"));
+        assert_eq!(error_chain(&err), "event store: throttled");
+        assert_eq!(error_chain(&std::io::Error::other("alone")), "alone");
     }
 
     #[test]

@@ -17,13 +17,15 @@ use domain::inventory::{
 };
 use domain::order::{OrderEvent, OrderPlaced};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::batch::{QueueKind, process_sqs};
 use shared::config::{ConfigError, Env};
+use shared::consumer::{handle_batch, record};
 use shared::envelope::EnvelopeError;
 use shared::parse::{ParseError, envelope_from_sqs};
 use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
 use shared::telemetry::Metrics;
 use shared::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
+
+pub use shared::consumer::Outcome;
 
 /// The consumer name in dedupe markers; never change it, or redeliveries are handled again.
 pub const CONSUMER: &str = "inventory";
@@ -40,12 +42,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// From the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
-    }
-
-    /// From any lookup (the local runner passes the template's variables).
+    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
+    /// local runner.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(get);
         Ok(Config {
@@ -72,17 +70,6 @@ impl Conflicting for InventoryError {
     fn is_conflict(&self) -> bool {
         matches!(self, InventoryError::Store(e) if e.is_conflict())
     }
-}
-
-/// What handling one message did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// New events were appended.
-    Applied(&'static str),
-    /// The message was handled before (its marker exists, or the order's outcome is decided).
-    Duplicate,
-    /// Nothing to do for this event.
-    Ignored,
 }
 
 /// The queue handler over an event store.
@@ -115,20 +102,6 @@ impl<S: EventStore> Handler<S> {
         &self.store
     }
 
-    /// Handles a batch from the queue; failed records are reported alone.
-    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
-        let kind = QueueKind::detect(&event.payload, CONCURRENCY);
-        let response = process_sqs(event.payload, kind, |message| async move {
-            self.handle_message(&message)
-                .await
-                .map(|_| ())
-                .map_err(error_chain)
-        })
-        .await;
-        self.metrics.flush();
-        Ok(response?)
-    }
-
     /// Handles one queue message.
     pub async fn handle_message(&self, message: &SqsMessage) -> Result<Outcome, InventoryError> {
         let source = envelope_from_sqs(message)?;
@@ -139,19 +112,14 @@ impl<S: EventStore> Handler<S> {
             OrderEvent::Cancelled { order_id, .. } => self.release(&source, order_id).await,
             OrderEvent::Confirmed { .. } => Ok(Outcome::Ignored),
         };
-        match outcome {
-            Ok(Outcome::Applied(what)) => {
-                self.metrics.count("EventsConsumed");
-                tracing::info!(event_id = %source.id, outcome = what, "applied");
-                Ok(Outcome::Applied(what))
-            }
-            Err(InventoryError::Store(StoreError::Duplicate { .. })) | Ok(Outcome::Duplicate) => {
-                self.metrics.count("DuplicatesSkipped");
-                tracing::info!(event_id = %source.id, "already handled; skipped");
-                Ok(Outcome::Duplicate)
-            }
-            other => other,
-        }
+        // A redelivery finds its dedupe marker taken: that comes back as `Duplicate`.
+        record(&self.metrics, &source, outcome)
+    }
+
+    /// Handles a batch from the queue; failed records are reported alone.
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+        let handle_message = |message| async move { self.handle_message(&message).await };
+        handle_batch(event.payload, CONCURRENCY, &self.metrics, handle_message).await
     }
 
     async fn reserve(
@@ -259,18 +227,6 @@ impl<S: EventStore> Handler<S> {
         self.store.append(append).await?;
         Ok(())
     }
-}
-
-/// The error with its sources, for the log line that explains a failed record.
-fn error_chain(err: InventoryError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -3,12 +3,12 @@
 use super::*;
 use domain::order::CancelReason;
 use shared::store::InMemoryEventStore;
+use shared::testing::{carrying, envelope, failed_message_ids, first_sqs_record, sqs_invocation};
 
 const ORDER_PLACED: &str = include_str!("../../../events/inventory-order-placed.json");
 
 fn sample_message() -> SqsMessage {
-    let event: SqsEvent = serde_json::from_str(ORDER_PLACED).expect("fixture is an SQS event");
-    event.records.into_iter().next().expect("one record")
+    first_sqs_record(ORDER_PLACED)
 }
 
 fn placed(message: &SqsMessage) -> (Envelope, OrderPlaced) {
@@ -21,16 +21,10 @@ fn placed(message: &SqsMessage) -> (Envelope, OrderPlaced) {
 
 /// A message carrying `event` as a new order event caused by nothing.
 fn message_for(event: &OrderEvent, order_id: &str, sequence: u64) -> SqsMessage {
-    let envelope = Envelope::encode(
-        "test",
-        StreamPosition::new("Order", order_id, sequence),
-        event,
+    carrying(
+        sample_message(),
+        &envelope("Order", order_id, sequence, event),
     )
-    .unwrap();
-    let mut m = sample_message();
-    m.message_id = Some(format!("m-{}", envelope.id));
-    m.body = Some(envelope.to_json());
-    m
 }
 
 /// A fresh order for `lines` (sku, quantity).
@@ -183,7 +177,6 @@ async fn cancelling_an_order_that_holds_nothing_releases_nothing() {
 async fn a_poison_message_fails_alone_and_the_rest_of_the_batch_is_applied() {
     let h = handler();
     h.restock("A", 10).await.unwrap();
-    let mut event: SqsEvent = serde_json::from_str(ORDER_PLACED).unwrap();
     let mut poison = sample_message();
     poison.message_id = Some("poison".into());
     poison.body = Some("{\"not\": \"an envelope\"".into());
@@ -195,21 +188,14 @@ async fn a_poison_message_fails_alone_and_the_rest_of_the_batch_is_applied() {
             .unwrap()
             .replace("order.placed", "order.teleported"),
     );
-    event.records = vec![
+    let event = sqs_invocation(vec![
         message_for(&order("o-1", &[("A", 1)]), "o-1", 1),
         poison,
         unknown,
         message_for(&order("o-2", &[("A", 1)]), "o-2", 1),
-    ];
-    let response = h
-        .handle(LambdaEvent::new(event, lambda_runtime::Context::default()))
-        .await
-        .unwrap();
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    ]);
+    let response = h.handle(event).await.unwrap();
+    let failed = failed_message_ids(&response);
     assert_eq!(failed, vec!["poison", "unknown-type"]);
     assert_eq!(reservation_types(&h, "o-1").await, vec!["stock.reserved"]);
     assert_eq!(reservation_types(&h, "o-2").await, vec!["stock.reserved"]);

@@ -17,14 +17,13 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use domain::order::OrderEvent;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::json;
-use shared::batch::{QueueKind, process_sqs};
 use shared::config::{ConfigError, Env};
+use shared::consumer::handle_batch;
 use shared::envelope::EnvelopeError;
 use shared::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
 use shared::parse::{ParseError, envelope_from_sqs};
-use shared::store::DEDUPE_RETENTION;
 use shared::telemetry::Metrics;
 
 pub use notifier::{
@@ -37,8 +36,6 @@ pub const CONSUMER: &str = "notifications";
 pub const NOTIFY_KEY: &str = "notifications";
 /// Records of one standard-queue batch handled at once.
 const CONCURRENCY: usize = 4;
-/// Sent notifications remembered per execution environment, for hot redeliveries.
-const LOCAL_CACHE_ITEMS: usize = 256;
 
 /// Settings, from the variables template.yaml gives this function.
 #[derive(Debug, Clone)]
@@ -50,12 +47,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// From the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
-    }
-
-    /// From any lookup (the local runner passes the template's variables).
+    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
+    /// local runner.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(get);
         Ok(Config {
@@ -115,10 +108,7 @@ impl<N: Notifier, I: IdempotencyStore> Handler<N, I> {
     pub fn with_ports(notifier: N, idempotency: I) -> Self {
         Handler {
             notifier,
-            // Remembered as long as dedupe markers: longer than any message can be redelivered.
-            sends: Idempotency::new(idempotency, NOTIFY_KEY)
-                .expires_after(DEDUPE_RETENTION)
-                .with_local_cache(LOCAL_CACHE_ITEMS),
+            sends: Idempotency::for_consumer(idempotency, NOTIFY_KEY),
             metrics: Metrics::new("Ripple", CONSUMER),
         }
     }
@@ -126,21 +116,6 @@ impl<N: Notifier, I: IdempotencyStore> Handler<N, I> {
     /// The notifier messages go to.
     pub fn notifier(&self) -> &N {
         &self.notifier
-    }
-
-    /// Handles a batch from the queue; failed records are reported alone.
-    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
-        let deadline = event.context.deadline();
-        let kind = QueueKind::detect(&event.payload, CONCURRENCY);
-        let response = process_sqs(event.payload, kind, |message| async move {
-            self.handle_message(&message, deadline)
-                .await
-                .map(|_| ())
-                .map_err(error_chain)
-        })
-        .await;
-        self.metrics.flush();
-        Ok(response?)
     }
 
     /// Handles one queue message; `deadline` is the invocation's (it bounds how long an
@@ -175,18 +150,13 @@ impl<N: Notifier, I: IdempotencyStore> Handler<N, I> {
             Ok(Outcome::Sent)
         }
     }
-}
 
-/// The error with its sources, for the log line that explains a failed record.
-fn error_chain(err: NotificationsError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+    /// Handles a batch from the queue; failed records are reported alone.
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+        let deadline = event.context.deadline();
+        let handle_message = |message| async move { self.handle_message(&message, deadline).await };
+        handle_batch(event.payload, CONCURRENCY, &self.metrics, handle_message).await
     }
-    text
 }
 
 #[cfg(test)]

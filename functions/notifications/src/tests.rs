@@ -4,29 +4,17 @@
 use super::*;
 use domain::order::CancelReason;
 use shared::idempotency::InMemoryIdempotencyStore;
-use shared::{Envelope, StreamPosition};
+use shared::testing::{
+    deadline, envelope, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message,
+};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
-
-fn deadline() -> SystemTime {
-    SystemTime::now() + Duration::from_secs(10)
-}
 
 fn handler() -> Handler<RecordingNotifier, InMemoryIdempotencyStore> {
     Handler::with_ports(RecordingNotifier::new(), InMemoryIdempotencyStore::new())
 }
 
 fn message(order_id: &str, sequence: u64, event: &OrderEvent) -> SqsMessage {
-    let envelope = Envelope::encode(
-        "test",
-        StreamPosition::new("Order", order_id, sequence),
-        event,
-    )
-    .unwrap();
-    let mut m = SqsMessage::default();
-    m.message_id = Some(format!("m-{}", envelope.id));
-    m.body = Some(envelope.to_json());
-    m
+    sqs_message(&envelope("Order", order_id, sequence, event))
 }
 
 fn confirmed(order_id: &str) -> SqsMessage {
@@ -199,24 +187,13 @@ async fn two_deliveries_at_the_same_moment_send_once() {
 #[tokio::test]
 async fn the_batch_reports_only_the_poison_record() {
     let h = handler();
-    let mut poison = SqsMessage::default();
-    poison.message_id = Some("poison".into());
-    poison.body = Some("{}".into());
-    let mut event = SqsEvent::default();
-    event.records = vec![
+    let event = sqs_invocation(vec![
         confirmed("o-1"),
-        poison,
+        raw_sqs_message("poison", "{}"),
         cancelled("o-2", CancelReason::OutOfStock),
-    ];
-    let response = h
-        .handle(LambdaEvent::new(event, lambda_runtime::Context::default()))
-        .await
-        .unwrap();
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    ]);
+    let response = h.handle(event).await.unwrap();
+    let failed = failed_message_ids(&response);
     assert_eq!(failed, vec!["poison"]);
     assert_eq!(h.notifier().sent().len(), 2);
 }

@@ -15,13 +15,15 @@ use domain::order::{Order, OrderEvent};
 use domain::payment::PaymentEvent;
 use domain::saga::{SagaInput, react};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::batch::{QueueKind, process_sqs};
 use shared::config::{ConfigError, Env};
+use shared::consumer::{handle_batch, record};
 use shared::envelope::EnvelopeError;
 use shared::parse::{ParseError, envelope_from_sqs};
 use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
 use shared::telemetry::Metrics;
 use shared::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
+
+pub use shared::consumer::Outcome;
 
 /// The consumer name in dedupe markers; never change it, or redeliveries are handled again.
 pub const CONSUMER: &str = "order-saga";
@@ -38,12 +40,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// From the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
-    }
-
-    /// From any lookup (the local runner passes the template's variables).
+    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
+    /// local runner.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(get);
         Ok(Config {
@@ -73,17 +71,6 @@ impl Conflicting for SagaError {
     fn is_conflict(&self) -> bool {
         matches!(self, SagaError::Store(e) if e.is_conflict())
     }
-}
-
-/// What handling one message did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The order event of this type was appended.
-    Applied(&'static str),
-    /// The message was handled before (its marker exists, or the order holds its effect).
-    Duplicate,
-    /// The order does not change (it is already decided, or the event changes no order).
-    Ignored,
 }
 
 /// The saga input an envelope carries: reservation and payment events, by aggregate type.
@@ -127,38 +114,20 @@ impl<S: EventStore> Handler<S> {
         &self.store
     }
 
-    /// Handles a batch from the queue; failed records are reported alone.
-    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
-        let kind = QueueKind::detect(&event.payload, CONCURRENCY);
-        let response = process_sqs(event.payload, kind, |message| async move {
-            self.handle_message(&message)
-                .await
-                .map(|_| ())
-                .map_err(error_chain)
-        })
-        .await;
-        self.metrics.flush();
-        Ok(response?)
-    }
-
     /// Handles one queue message.
     pub async fn handle_message(&self, message: &SqsMessage) -> Result<Outcome, SagaError> {
         let source = envelope_from_sqs(message)?;
         let input = saga_input(&source)?;
         tracing::info!(event_id = %source.id, r#type = %source.event_type, correlation_id = %source.correlationid, "handling");
-        match self.react(&source, &input).await {
-            Ok(Outcome::Applied(what)) => {
-                self.metrics.count("EventsConsumed");
-                tracing::info!(event_id = %source.id, outcome = what, "applied");
-                Ok(Outcome::Applied(what))
-            }
-            Err(SagaError::Store(StoreError::Duplicate { .. })) | Ok(Outcome::Duplicate) => {
-                self.metrics.count("DuplicatesSkipped");
-                tracing::info!(event_id = %source.id, "already handled; skipped");
-                Ok(Outcome::Duplicate)
-            }
-            other => other,
-        }
+        // A redelivery (its marker taken, or the order already holding its effect) is a `Duplicate`.
+        let outcome = self.react(&source, &input).await;
+        record(&self.metrics, &source, outcome)
+    }
+
+    /// Handles a batch from the queue; failed records are reported alone.
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+        let handle_message = |message| async move { self.handle_message(&message).await };
+        handle_batch(event.payload, CONCURRENCY, &self.metrics, handle_message).await
     }
 
     async fn react(&self, source: &Envelope, input: &SagaInput) -> Result<Outcome, SagaError> {
@@ -195,18 +164,6 @@ impl<S: EventStore> Handler<S> {
         })
         .await
     }
-}
-
-/// The error with its sources, for the log line that explains a failed record.
-fn error_chain(err: SagaError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -3,41 +3,25 @@
 
 use super::*;
 use domain::inventory::Shortage;
-use domain::order::{CancelReason, OrderLine, OrderPlaced, OrderStatus};
+use domain::order::{CancelReason, OrderPlaced, OrderStatus};
 use shared::store::InMemoryEventStore;
+use shared::testing::{
+    self, failed_message_ids, raw_sqs_message, sample_data, sqs_invocation, sqs_message as message,
+};
 use std::sync::Mutex;
 
 const ORDER: &str = "o-1";
+const SAMPLE_ORDER: &str = include_str!("../../../events/inventory-order-placed.json");
 
+/// The sample order of `events/` (SKU-1 ×2 for 25.00 EUR), as order `ORDER`.
 fn placed() -> OrderEvent {
-    OrderEvent::Placed(OrderPlaced {
-        order_id: ORDER.into(),
-        customer_id: "c-1".into(),
-        currency: "EUR".into(),
-        lines: vec![OrderLine {
-            sku: "SKU-1".into(),
-            quantity: 2,
-            unit_price_cents: 1250,
-        }],
-        total_cents: 2500,
-    })
+    let mut placed: OrderPlaced = sample_data(SAMPLE_ORDER);
+    placed.order_id = ORDER.into();
+    OrderEvent::Placed(placed)
 }
 
 fn envelope<E: serde::Serialize>(aggregate_type: &str, sequence: u64, event: &E) -> Envelope {
-    Envelope::encode(
-        "test",
-        StreamPosition::new(aggregate_type, ORDER, sequence),
-        event,
-    )
-    .unwrap()
-}
-
-/// An SQS record whose body is `envelope` (raw SNS delivery).
-fn message(envelope: &Envelope) -> SqsMessage {
-    let mut m = SqsMessage::default();
-    m.message_id = Some(format!("m-{}", envelope.id));
-    m.body = Some(envelope.to_json());
-    m
+    testing::envelope(aggregate_type, ORDER, sequence, event)
 }
 
 fn rejected() -> Envelope {
@@ -235,22 +219,12 @@ async fn an_event_for_an_unknown_order_fails_and_a_poison_message_fails_alone() 
     assert!(matches!(err, SagaError::OrderNotFound(ref id) if id == ORDER));
 
     let h = given_a_placed_order().await;
-    let mut poison = SqsMessage::default();
-    poison.message_id = Some("poison".into());
-    poison.body = Some("{\"not\": \"an envelope\"}".into());
+    let poison = raw_sqs_message("poison", "{\"not\": \"an envelope\"}");
     let mut order_event = message(&customer_cancel(9));
     order_event.message_id = Some("wrong-aggregate".into());
-    let mut event = SqsEvent::default();
-    event.records = vec![poison, message(&captured()), order_event];
-    let response = h
-        .handle(LambdaEvent::new(event, lambda_runtime::Context::default()))
-        .await
-        .unwrap();
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let event = sqs_invocation(vec![poison, message(&captured()), order_event]);
+    let response = h.handle(event).await.unwrap();
+    let failed = failed_message_ids(&response);
     assert_eq!(failed, vec!["poison", "wrong-aggregate"]);
     assert_eq!(order(&h).await.status, OrderStatus::Confirmed);
 }

@@ -25,12 +25,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// From the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
-    }
-
-    /// From any lookup (the local runner passes the template's variables).
+    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
+    /// local runner.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(get);
         Ok(Config {

@@ -31,20 +31,19 @@ use domain::payment::{
 };
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::json;
-use shared::batch::{QueueKind, process_sqs};
 use shared::config::{ConfigError, Env};
+use shared::consumer::{handle_batch, record};
 use shared::envelope::EnvelopeError;
 use shared::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
 use shared::parse::{ParseError, envelope_from_sqs};
-use shared::store::{
-    Conflicting, DEDUPE_RETENTION, DynamoEventStore, RetryPolicy, retry_on_conflict,
-};
+use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
 use shared::telemetry::Metrics;
 use shared::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
 
 pub use gateway::{GatewayError, PaymentGateway, SimulatedGateway};
+pub use shared::consumer::Outcome;
 
 /// The consumer name in dedupe markers; never change it, or redeliveries are handled again.
 pub const CONSUMER: &str = "payments";
@@ -56,8 +55,6 @@ pub const CHARGE_KEY: &str = "payments#charge";
 pub const REFUND_KEY: &str = "payments#refund";
 /// Records of one standard-queue batch handled at once.
 const CONCURRENCY: usize = 4;
-/// Gateway answers kept in memory per execution environment, for hot redeliveries.
-const LOCAL_CACHE_ITEMS: usize = 256;
 
 /// Settings, from the variables template.yaml gives this function.
 #[derive(Debug, Clone)]
@@ -73,12 +70,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// From the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
-    }
-
-    /// From any lookup (the local runner passes the template's variables).
+    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
+    /// local runner.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(get);
         let decline_rate: f64 = env.parsed_or("PAYMENT_DECLINE_RATE", 0.0)?;
@@ -126,17 +119,6 @@ impl Conflicting for PaymentsError {
     fn is_conflict(&self) -> bool {
         matches!(self, PaymentsError::Store(e) if e.is_conflict())
     }
-}
-
-/// What handling one message did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// An event of this type was appended.
-    Applied(&'static str),
-    /// The message was handled before (its marker exists, or the payment is already decided).
-    Duplicate,
-    /// Nothing to do (the order was cancelled before it was charged, nothing to refund, …).
-    Ignored,
 }
 
 /// What payments reacts to.
@@ -194,15 +176,9 @@ impl Handler {
 impl<S: EventStore, G: PaymentGateway, I: IdempotencyStore + Clone> Handler<S, G, I> {
     /// The handler over any adapters (tests pass in-memory ones and a recording gateway).
     pub fn with_ports(store: S, gateway: G, idempotency: I) -> Self {
-        // Answers are kept as long as dedupe markers: longer than any message can be redelivered.
-        let runner = |name: &str| {
-            Idempotency::new(idempotency.clone(), name)
-                .expires_after(DEDUPE_RETENTION)
-                .with_local_cache(LOCAL_CACHE_ITEMS)
-        };
         Handler {
-            charges: runner(CHARGE_KEY),
-            refunds: runner(REFUND_KEY),
+            charges: Idempotency::for_consumer(idempotency.clone(), CHARGE_KEY),
+            refunds: Idempotency::for_consumer(idempotency, REFUND_KEY),
             store,
             gateway,
             retry: RetryPolicy::default(),
@@ -218,21 +194,6 @@ impl<S: EventStore, G: PaymentGateway, I: IdempotencyStore + Clone> Handler<S, G
     /// The gateway this handler charges through.
     pub fn gateway(&self) -> &G {
         &self.gateway
-    }
-
-    /// Handles a batch from the queue; failed records are reported alone.
-    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
-        let deadline = event.context.deadline();
-        let kind = QueueKind::detect(&event.payload, CONCURRENCY);
-        let response = process_sqs(event.payload, kind, |message| async move {
-            self.handle_message(&message, deadline)
-                .await
-                .map(|_| ())
-                .map_err(error_chain)
-        })
-        .await;
-        self.metrics.flush();
-        Ok(response?)
     }
 
     /// Handles one queue message; `deadline` is the invocation's (it bounds how long an
@@ -253,19 +214,14 @@ impl<S: EventStore, G: PaymentGateway, I: IdempotencyStore + Clone> Handler<S, G
             }
             Trigger::Other => Ok(Outcome::Ignored),
         };
-        match outcome {
-            Ok(Outcome::Applied(what)) => {
-                self.metrics.count("EventsConsumed");
-                tracing::info!(event_id = %source.id, outcome = what, "applied");
-                Ok(Outcome::Applied(what))
-            }
-            Ok(Outcome::Duplicate) => {
-                self.metrics.count("DuplicatesSkipped");
-                tracing::info!(event_id = %source.id, "already handled; skipped");
-                Ok(Outcome::Duplicate)
-            }
-            other => other,
-        }
+        record(&self.metrics, &source, outcome)
+    }
+
+    /// Handles a batch from the queue; failed records are reported alone.
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+        let deadline = event.context.deadline();
+        let handle_message = |message| async move { self.handle_message(&message, deadline).await };
+        handle_batch(event.payload, CONCURRENCY, &self.metrics, handle_message).await
     }
 
     /// Charges a reserved order once, then refunds it if it was cancelled meanwhile.
@@ -420,18 +376,6 @@ impl<S: EventStore, G: PaymentGateway, I: IdempotencyStore + Clone> Handler<S, G
         self.store.append(append).await?;
         Ok(())
     }
-}
-
-/// The error with its sources, for the log line that explains a failed record.
-fn error_chain(err: PaymentsError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

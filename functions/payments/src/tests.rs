@@ -8,29 +8,17 @@ use domain::payment::ChargeResult;
 use domain::payment::RefundRequest;
 use shared::idempotency::InMemoryIdempotencyStore;
 use shared::store::InMemoryEventStore;
+use shared::testing::{
+    self, deadline, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message as message,
+};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 const ORDER: &str = "o-1";
 
 /// The event store shared between the handler and the test (and a gateway that cancels).
-#[derive(Clone, Default)]
-struct Store(Arc<InMemoryEventStore>);
-
-impl EventStore for Store {
-    async fn append(&self, append: Append) -> Result<(), StoreError> {
-        self.0.append(append).await
-    }
-    async fn read_stream(
-        &self,
-        aggregate_type: &str,
-        aggregate_id: &str,
-        from: u64,
-    ) -> Result<Vec<Envelope>, StoreError> {
-        self.0.read_stream(aggregate_type, aggregate_id, from).await
-    }
-}
+type Store = Arc<InMemoryEventStore>;
 
 /// The simulated gateway, counting calls; it can fail, and can run something mid-charge.
 #[derive(Default)]
@@ -75,24 +63,8 @@ fn handler_with(gateway: SimulatedGateway) -> TestHandler {
     )
 }
 
-fn deadline() -> SystemTime {
-    SystemTime::now() + Duration::from_secs(10)
-}
-
 fn envelope<E: serde::Serialize>(aggregate_type: &str, sequence: u64, event: &E) -> Envelope {
-    Envelope::encode(
-        "test",
-        StreamPosition::new(aggregate_type, ORDER, sequence),
-        event,
-    )
-    .unwrap()
-}
-
-fn message(envelope: &Envelope) -> SqsMessage {
-    let mut m = SqsMessage::default();
-    m.message_id = Some(format!("m-{}", envelope.id));
-    m.body = Some(envelope.to_json());
-    m
+    testing::envelope(aggregate_type, ORDER, sequence, event)
 }
 
 fn cancelled(reason: CancelReason) -> Envelope {
@@ -256,7 +228,7 @@ async fn a_charge_whose_event_was_not_stored_is_not_charged_again_on_redelivery(
     );
     let seed = handler_with(SimulatedGateway::default());
     let reserved = given_a_reserved_order(&seed, "c-1", 2500).await;
-    for event in seed.store().0.all_events() {
+    for event in seed.store().all_events() {
         store
             .inner
             .append(Append::events(vec![event]))
@@ -426,20 +398,11 @@ async fn a_cancel_that_lands_while_the_charge_is_in_flight_is_refunded_after_the
 async fn the_batch_reports_only_the_poison_record() {
     let h = handler_with(SimulatedGateway::default());
     let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
-    let mut poison = SqsMessage::default();
-    poison.message_id = Some("poison".into());
-    poison.body = Some("[]".into());
-    let mut event = SqsEvent::default();
-    event.records = vec![message(&reserved), poison];
-    let mut context = lambda_runtime::Context::default();
-    context.deadline =
+    let mut event = sqs_invocation(vec![message(&reserved), raw_sqs_message("poison", "[]")]);
+    event.context.deadline =
         u64::try_from(deadline().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
-    let response = h.handle(LambdaEvent::new(event, context)).await.unwrap();
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let response = h.handle(event).await.unwrap();
+    let failed = failed_message_ids(&response);
     assert_eq!(failed, vec!["poison"]);
     assert_eq!(charges(&h), 1);
 }

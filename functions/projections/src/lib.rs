@@ -18,8 +18,8 @@ use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
 use domain::view::{ApplyOutcome, OrderView, SourceEvent, ViewEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::batch::{QueueKind, process_sqs};
 use shared::config::{ConfigError, Env};
+use shared::consumer::handle_batch;
 use shared::envelope::EnvelopeError;
 use shared::parse::{ParseError, envelope_from_sqs};
 use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
@@ -46,12 +46,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// From the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
-    }
-
-    /// From any lookup (the local runner passes the template's variables).
+    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
+    /// local runner.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(get);
         Ok(Config {
@@ -181,20 +177,6 @@ impl<S: EventStore, V: ViewStore> Handler<S, V> {
         get_view(&self.views, order_id).await
     }
 
-    /// Handles a batch from the queue; failed records are reported alone.
-    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
-        let kind = QueueKind::detect(&event.payload, CONCURRENCY);
-        let response = process_sqs(event.payload, kind, |message| async move {
-            self.handle_message(&message)
-                .await
-                .map(|_| ())
-                .map_err(error_chain)
-        })
-        .await;
-        self.metrics.flush();
-        Ok(response?)
-    }
-
     /// Handles one queue message.
     pub async fn handle_message(&self, message: &SqsMessage) -> Result<Outcome, ProjectionError> {
         let source = envelope_from_sqs(message)?;
@@ -212,6 +194,12 @@ impl<S: EventStore, V: ViewStore> Handler<S, V> {
         }
         tracing::info!(event_id = %source.id, r#type = %source.event_type, order_id, sequence = source.sequence, outcome = ?outcome, "projected");
         Ok(outcome)
+    }
+
+    /// Handles a batch from the queue; failed records are reported alone.
+    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
+        let handle_message = |message| async move { self.handle_message(&message).await };
+        handle_batch(event.payload, CONCURRENCY, &self.metrics, handle_message).await
     }
 
     async fn project(&self, order_id: &str, event: &ViewEvent) -> Result<Outcome, ProjectionError> {
@@ -264,18 +252,6 @@ impl<S: EventStore, V: ViewStore> Handler<S, V> {
         }
         Ok(OrderView::rebuild(order_id, &events))
     }
-}
-
-/// The error with its sources, for the log line that explains a failed record.
-fn error_chain(err: ProjectionError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -7,9 +7,6 @@ use projections::{Config, Handler};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    shared::telemetry::init_tracing();
-    let config = Config::from_env()?;
-    let aws = shared::config::load_sdk_config().await;
-    let handler = Handler::new(config, &aws);
+    let handler = shared::lambda::init(Config::from_lookup, Handler::new).await?;
     lambda_runtime::run(service_fn(|event| handler.handle(event))).await
 }

@@ -3,51 +3,28 @@
 
 use super::*;
 use domain::inventory::{SkuQuantity, StockEvent, StockReserved};
-use domain::order::{OrderLine, OrderPlaced};
+use domain::order::OrderPlaced;
 use domain::view::{PaymentStatus, ViewStatus};
+use shared::Append;
 use shared::store::InMemoryEventStore;
-use shared::{Append, StreamPosition};
+use shared::testing::{
+    envelope, failed_message_ids, raw_sqs_message, sample_data, sqs_invocation,
+    sqs_message as message,
+};
 
 const ORDER: &str = "o-1";
+const SAMPLE_ORDER: &str = include_str!("../../../events/inventory-order-placed.json");
 
 fn handler() -> Handler<InMemoryEventStore, InMemoryViewStore> {
     Handler::with_ports(InMemoryEventStore::new(), InMemoryViewStore::new())
 }
 
-fn envelope<E: serde::Serialize>(
-    aggregate_type: &str,
-    id: &str,
-    sequence: u64,
-    event: &E,
-) -> Envelope {
-    Envelope::encode(
-        "test",
-        StreamPosition::new(aggregate_type, id, sequence),
-        event,
-    )
-    .unwrap()
-}
-
-fn message(envelope: &Envelope) -> SqsMessage {
-    let mut m = SqsMessage::default();
-    m.message_id = Some(format!("m-{}", envelope.id));
-    m.body = Some(envelope.to_json());
-    m
-}
-
 /// The events of a confirmed order, in the order they were appended.
 fn confirmed_flow() -> Vec<Envelope> {
-    let placed = OrderEvent::Placed(OrderPlaced {
-        order_id: ORDER.into(),
-        customer_id: "c-1".into(),
-        currency: "EUR".into(),
-        lines: vec![OrderLine {
-            sku: "SKU-1".into(),
-            quantity: 2,
-            unit_price_cents: 1250,
-        }],
-        total_cents: 2500,
-    });
+    // The sample order of `events/`: SKU-1 ×2 for 25.00 EUR.
+    let mut placed: OrderPlaced = sample_data(SAMPLE_ORDER);
+    placed.order_id = ORDER.into();
+    let placed = OrderEvent::Placed(placed);
     let reserved = ReservationEvent::Reserved(StockReserved {
         order_id: ORDER.into(),
         customer_id: "c-1".into(),
@@ -260,20 +237,10 @@ async fn stock_events_and_poison_messages() {
 
     let flow = confirmed_flow();
     let h = given_stored(&flow).await;
-    let mut poison = SqsMessage::default();
-    poison.message_id = Some("poison".into());
-    poison.body = Some("not json".into());
-    let mut event = SqsEvent::default();
-    event.records = vec![message(&flow[0]), poison, message(&flow[1])];
-    let response = h
-        .handle(LambdaEvent::new(event, lambda_runtime::Context::default()))
-        .await
-        .unwrap();
-    let failed: Vec<_> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.as_str())
-        .collect();
+    let poison = raw_sqs_message("poison", "not json");
+    let event = sqs_invocation(vec![message(&flow[0]), poison, message(&flow[1])]);
+    let response = h.handle(event).await.unwrap();
+    let failed = failed_message_ids(&response);
     assert_eq!(failed, vec!["poison"]);
     assert_eq!(stored(&h).await.version, 2);
 }

@@ -1,0 +1,66 @@
+//! Start-up of a function's execution environment, what every `main` does before it serves.
+//!
+//! ```no_run
+//! # mod inventory {
+//! #     pub struct Config;
+//! #     impl Config {
+//! #         pub fn from_lookup(_: impl Fn(&str) -> Option<String>) -> Result<Self, shared::config::ConfigError> { Ok(Config) }
+//! #     }
+//! #     pub struct Handler;
+//! #     impl Handler {
+//! #         pub fn new(_: Config, _: &aws_config::SdkConfig) -> Self { Handler }
+//! #         pub async fn handle(&self, _: lambda_runtime::LambdaEvent<serde_json::Value>) -> Result<(), lambda_runtime::Error> { Ok(()) }
+//! #     }
+//! # }
+//! use inventory::{Config, Handler};
+//! use lambda_runtime::{Error, service_fn};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Error> {
+//!     let handler = shared::lambda::init(Config::from_lookup, Handler::new).await?;
+//!     lambda_runtime::run(service_fn(|event| handler.handle(event))).await
+//! }
+//! ```
+
+use aws_config::SdkConfig;
+
+use crate::config::{ConfigError, load_sdk_config, process_env};
+use crate::telemetry::init_tracing;
+
+/// Cold start: installs the JSON log subscriber, reads the function's settings from the process
+/// environment with `from_lookup` (its `Config::from_lookup`), loads the AWS SDK config, and
+/// builds the handler from both with `new` (its `Handler::new`), once per execution environment.
+///
+/// Missing or malformed settings fail here, before any client is built.
+pub async fn init<C, H>(
+    from_lookup: impl FnOnce(fn(&str) -> Option<String>) -> Result<C, ConfigError>,
+    new: impl FnOnce(C, &SdkConfig) -> H,
+) -> Result<H, ConfigError> {
+    init_tracing();
+    let config = from_lookup(process_env)?;
+    let aws = load_sdk_config().await;
+    Ok(new(config, &aws))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_setting_fails_before_the_handler_is_built() {
+        let from_lookup = |lookup: fn(&str) -> Option<String>| {
+            lookup("RIPPLE_TEST_SURELY_UNSET_VARIABLE")
+                .ok_or_else(|| ConfigError::Missing("RIPPLE_TEST_SURELY_UNSET_VARIABLE".into()))
+        };
+        let built = init(from_lookup, |_: String, _: &SdkConfig| {
+            panic!("no handler without its config")
+        })
+        .await;
+        assert_eq!(
+            built.err(),
+            Some(ConfigError::Missing(
+                "RIPPLE_TEST_SURELY_UNSET_VARIABLE".into()
+            ))
+        );
+    }
+}
