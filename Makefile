@@ -151,5 +151,5 @@ deploy: $(VENV)/bin/sam $(VENV)/bin/cargo-lambda ## sam build && sam deploy (gui
 # ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
-bench: ## 200 orders through the local pipeline (release build); prints the figures
-	@$(EMULATOR) run -- cargo run -p ripple --release -- dev --orders 200 --json
+bench: ## 200 orders through the local pipeline (optimised build); prints the figures
+	@$(EMULATOR) run -- cargo run -p ripple --profile local-release -- dev --orders 200 --json

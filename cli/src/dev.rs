@@ -20,6 +20,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
+use domain::aggregate;
+use domain::inventory::{Stock, StockEvent};
+use domain::order::{CancelReason, Order, OrderEvent, OrderStatus};
+use shared::store::DynamoEventStore;
+use shared::{EventStore, StoreError};
+
 use crate::functions::{self, FunctionsError};
 use crate::provision::{self, Clients, Deployment, ProvisionError};
 use crate::runtime::{FunctionSnapshot, NotQuiet, RunOptions, Runtime, RuntimeError, sqs};
@@ -101,6 +107,15 @@ pub enum DevError {
         #[source]
         source: aws_sdk_dynamodb::Error,
     },
+    /// Order or stock streams could not be read back for the summary.
+    #[error("cannot read the outcomes back from {table}")]
+    ReadBack {
+        /// The table.
+        table: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
 }
 
 impl DevError {
@@ -165,7 +180,14 @@ pub fn sample_orders(count: u32) -> Vec<serde_json::Value> {
                 .take(line_count)
                 .map(|s| json!({"sku": s.sku, "quantity": rng.u32(1..=3), "unit_price_cents": s.unit_price_cents}))
                 .collect();
-            json!({"customer_id": format!("c-{}", i % 7 + 1), "currency": "EUR", "lines": lines})
+            // Every eighth customer's card is declined by the simulated gateway, so the
+            // compensation path (release the stock, cancel the order) shows in every run.
+            let customer = if i % 8 == 7 {
+                format!("{}c-{}", payments::gateway::DECLINED_CUSTOMER_PREFIX, i % 7 + 1)
+            } else {
+                format!("c-{}", i % 7 + 1)
+            };
+            json!({"customer_id": customer, "currency": "EUR", "lines": lines})
         })
         .collect()
 }
@@ -201,6 +223,13 @@ pub struct Summary {
     pub stock_rejected: u64,
     /// Failed invocations.
     pub invocation_errors: u64,
+    /// Where the placed orders ended up (flattened into the JSON: `confirmed`, …).
+    #[serde(flatten)]
+    pub outcomes: OrderOutcomes,
+    /// Per sku of the sample catalogue: seeded, available and allocated units.
+    pub stock: Vec<StockLevel>,
+    /// For every sku: seeded = available + units of confirmed orders, and allocated = those units.
+    pub stock_conserved: bool,
     /// Whether the pipeline went quiet within the wait limit.
     pub quiet: bool,
     /// Milliseconds from the first order to a quiet pipeline.
@@ -213,6 +242,61 @@ pub struct Summary {
     pub queues: BTreeMap<String, QueueSummary>,
     /// The local HTTP API.
     pub http_url: Option<String>,
+}
+
+/// Where the placed orders ended up, read back from their streams.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct OrderOutcomes {
+    /// Stock reserved and payment captured.
+    pub confirmed: u64,
+    /// Cancelled: not enough stock.
+    pub cancelled_out_of_stock: u64,
+    /// Cancelled: the payment was declined (and the stock released).
+    pub cancelled_payment_declined: u64,
+    /// Cancelled by the customer.
+    pub cancelled_customer_request: u64,
+    /// Not yet in a terminal state.
+    pub pending: u64,
+}
+
+impl OrderOutcomes {
+    fn count(&mut self, order: &Order) {
+        let slot = match (order.status, order.cancel_reason) {
+            (OrderStatus::Confirmed, _) => &mut self.confirmed,
+            (OrderStatus::Cancelled, Some(CancelReason::OutOfStock)) => {
+                &mut self.cancelled_out_of_stock
+            }
+            (OrderStatus::Cancelled, Some(CancelReason::PaymentDeclined)) => {
+                &mut self.cancelled_payment_declined
+            }
+            (OrderStatus::Cancelled, _) => &mut self.cancelled_customer_request,
+            (OrderStatus::Placed, _) => &mut self.pending,
+        };
+        *slot += 1;
+    }
+}
+
+/// One sku's stock at the end of the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockLevel {
+    /// The sku.
+    pub sku: String,
+    /// Units seeded before the orders.
+    pub seeded: u64,
+    /// Units free now.
+    pub available: u64,
+    /// Units set aside for orders now.
+    pub allocated: u64,
+    /// Units on confirmed orders.
+    pub confirmed_units: u64,
+}
+
+impl StockLevel {
+    /// Nothing created or lost: what was seeded is free or on a confirmed order.
+    pub fn conserved(&self) -> bool {
+        self.seeded == self.available + self.confirmed_units
+            && self.allocated == self.confirmed_units
+    }
 }
 
 /// One function's part.
@@ -352,7 +436,7 @@ async fn drive(
     );
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let url = format!("{base}/orders");
-    let statuses: Vec<u16> =
+    let placed: Vec<(u16, Option<String>)> =
         futures::stream::iter(sample_orders(args.orders).into_iter().enumerate())
             .map(|(i, order)| {
                 let client = &client;
@@ -387,19 +471,19 @@ async fn drive(
     let elapsed = pipeline_started.elapsed();
     let not_quiet = waited.err();
 
-    let mut summary = summarize(clients, deployment, runtime, &statuses).await?;
+    let mut summary = summarize(clients, deployment, runtime, &placed).await?;
     summary.quiet = not_quiet.is_none();
     summary.elapsed_ms = millis(elapsed);
     Ok((summary, not_quiet))
 }
 
-/// POSTs one order; the status, or 0 when no response came back.
+/// POSTs one order; the status (0 when no response came back) and the new order's id.
 async fn post_order(
     client: &Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     url: &str,
     idempotency_key: &str,
     order: &serde_json::Value,
-) -> u16 {
+) -> (u16, Option<String>) {
     let request = hyper::Request::post(url)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .header("idempotency-key", idempotency_key)
@@ -412,26 +496,30 @@ async fn post_order(
         Ok(request) => request,
         Err(err) => {
             tracing::warn!(error = %err, "cannot build an order request");
-            return 0;
+            return (0, None);
         }
     };
     match client.request(request).await {
         Ok(response) => {
             let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             if !status.is_success() {
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map(|b| b.to_bytes())
-                    .unwrap_or_default();
                 tracing::warn!(status = status.as_u16(), body = %String::from_utf8_lossy(&body), "order refused");
+                return (status.as_u16(), None);
             }
-            status.as_u16()
+            let order_id = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|b| b["order_id"].as_str().map(str::to_owned));
+            (status.as_u16(), order_id)
         }
         Err(err) => {
             tracing::warn!(error = %crate::error_chain(&err), "order request failed");
-            0
+            (0, None)
         }
     }
 }
@@ -440,8 +528,10 @@ async fn summarize(
     clients: &Clients,
     deployment: &Deployment,
     runtime: &Runtime,
-    statuses: &[u16],
+    placed: &[(u16, Option<String>)],
 ) -> Result<Summary, DevError> {
+    let statuses: Vec<u16> = placed.iter().map(|(status, _)| *status).collect();
+    let order_ids: Vec<&str> = placed.iter().filter_map(|(_, id)| id.as_deref()).collect();
     let snapshot = runtime.stats().snapshot();
     let total = snapshot.total();
     let mut orders_refused = BTreeMap::new();
@@ -522,6 +612,7 @@ async fn summarize(
     }
 
     let events_by_type = count_events(clients, deployment).await?;
+    let (outcomes, stock) = outcomes_and_stock(clients, deployment, &order_ids).await?;
     let count = |t: &str| events_by_type.get(t).copied().unwrap_or(0);
     let publishers: u64 = deployment
         .functions
@@ -549,6 +640,9 @@ async fn summarize(
         dlq_messages,
         failure_records,
         invocation_errors: total.errors,
+        outcomes,
+        stock_conserved: stock.iter().all(StockLevel::conserved),
+        stock,
         quiet: false,
         elapsed_ms: 0,
         total_ms: 0,
@@ -556,6 +650,56 @@ async fn summarize(
         queues,
         http_url: runtime.http_url(),
     })
+}
+
+/// Folds every placed order's stream into its outcome, and reads each catalogue sku's stock.
+async fn outcomes_and_stock(
+    clients: &Clients,
+    deployment: &Deployment,
+    order_ids: &[&str],
+) -> Result<(OrderOutcomes, Vec<StockLevel>), DevError> {
+    let mut outcomes = OrderOutcomes::default();
+    let mut confirmed_units: BTreeMap<String, u64> = BTreeMap::new();
+    let Some(table) = events_table(deployment) else {
+        return Ok((outcomes, Vec::new()));
+    };
+    let store = DynamoEventStore::new(clients.dynamodb.clone(), table.clone());
+    let read_failed = |source: StoreError| DevError::ReadBack {
+        table: table.clone(),
+        source,
+    };
+    for id in order_ids {
+        let history: Vec<OrderEvent> = store
+            .load(aggregate::ORDER, id)
+            .await
+            .map_err(read_failed)?;
+        let Some(order) = Order::from_history(&history) else {
+            outcomes.pending += 1;
+            continue;
+        };
+        outcomes.count(&order);
+        if order.status == OrderStatus::Confirmed {
+            for line in &order.placed.lines {
+                *confirmed_units.entry(line.sku.clone()).or_default() += u64::from(line.quantity);
+            }
+        }
+    }
+    let mut stock = Vec::new();
+    for item in CATALOGUE {
+        let history: Vec<StockEvent> = store
+            .load(aggregate::STOCK, item.sku)
+            .await
+            .map_err(read_failed)?;
+        let level = Stock::from_history(&history);
+        stock.push(StockLevel {
+            sku: item.sku.to_owned(),
+            seeded: item.stock,
+            available: level.available,
+            allocated: level.allocated,
+            confirmed_units: confirmed_units.get(item.sku).copied().unwrap_or(0),
+        });
+    }
+    Ok((outcomes, stock))
 }
 
 /// The events table: the one orders-api appends to, else the one the outbox publisher reads.
@@ -652,10 +796,26 @@ pub fn render(summary: &Summary) -> String {
         format!(", refused {}", parts.join(", "))
     };
     let _ = writeln!(out, "orders   placed {}{refused}", summary.orders_placed);
+    let o = &summary.outcomes;
     let _ = writeln!(
         out,
-        "stock    reserved for {} order(s), rejected for {}",
-        summary.stock_reserved, summary.stock_rejected
+        "outcome  {} confirmed, {} cancelled out of stock, {} cancelled payment declined, {} cancelled by the customer, {} pending",
+        o.confirmed,
+        o.cancelled_out_of_stock,
+        o.cancelled_payment_declined,
+        o.cancelled_customer_request,
+        o.pending
+    );
+    let _ = writeln!(
+        out,
+        "stock    reserved for {} order(s), rejected for {}; {}",
+        summary.stock_reserved,
+        summary.stock_rejected,
+        if summary.stock_conserved {
+            "conserved (seeded = available + on confirmed orders, for every sku)"
+        } else {
+            "NOT CONSERVED, see the table below"
+        }
     );
     let _ = writeln!(
         out,
@@ -715,6 +875,28 @@ pub fn render(summary: &Summary) -> String {
     );
     for (name, q) in &summary.queues {
         let _ = writeln!(out, "{name:<45} {:>8}  {}", q.messages, q.role);
+    }
+
+    let _ = writeln!(
+        out,
+        "\n{:<12} {:>7} {:>10} {:>10} {:>10}",
+        "sku", "seeded", "available", "allocated", "confirmed"
+    );
+    for level in &summary.stock {
+        let _ = writeln!(
+            out,
+            "{:<12} {:>7} {:>10} {:>10} {:>10}{}",
+            level.sku,
+            level.seeded,
+            level.available,
+            level.allocated,
+            level.confirmed_units,
+            if level.conserved() {
+                ""
+            } else {
+                "  <- not conserved"
+            }
+        );
     }
 
     let _ = writeln!(out, "\nevents stored by type");
@@ -779,6 +961,19 @@ mod tests {
             stock_reserved: 1,
             stock_rejected: 1,
             invocation_errors: 0,
+            outcomes: OrderOutcomes {
+                confirmed: 1,
+                cancelled_out_of_stock: 1,
+                ..OrderOutcomes::default()
+            },
+            stock: vec![StockLevel {
+                sku: "A".into(),
+                seeded: 5,
+                available: 4,
+                allocated: 1,
+                confirmed_units: 1,
+            }],
+            stock_conserved: true,
             quiet: true,
             elapsed_ms: 10,
             total_ms: 20,
@@ -794,9 +989,42 @@ mod tests {
             "messages_consumed",
             "dlq_messages",
             "elapsed_ms",
+            "confirmed",
+            "cancelled_out_of_stock",
+            "cancelled_payment_declined",
         ] {
             assert!(value[field].is_u64(), "{field}");
         }
+        assert_eq!(value["stock_conserved"], true);
         assert!(render(&summary).contains("placed 2"));
+        assert!(render(&summary).contains("1 confirmed, 1 cancelled out of stock"));
+    }
+
+    #[test]
+    fn stock_is_conserved_only_when_every_unit_is_accounted_for() {
+        let level = |available, allocated, confirmed_units| StockLevel {
+            sku: "A".into(),
+            seeded: 10,
+            available,
+            allocated,
+            confirmed_units,
+        };
+        assert!(level(7, 3, 3).conserved());
+        assert!(
+            !level(7, 3, 2).conserved(),
+            "units allocated to no confirmed order"
+        );
+        assert!(!level(8, 3, 3).conserved(), "a unit created");
+        assert!(!level(6, 3, 3).conserved(), "a unit lost");
+    }
+
+    #[test]
+    fn the_default_sample_has_declined_customers() {
+        let orders = sample_orders(16);
+        let declined = orders
+            .iter()
+            .filter(|o| o["customer_id"].as_str().unwrap().starts_with("declined-"))
+            .count();
+        assert_eq!(declined, 2);
     }
 }
