@@ -94,6 +94,8 @@ $(VENV)/bin/cargo-lambda: | $(VENV)/bin/python
 # Lambda packages
 # ----------------------------------------------------------------------------------------------
 ARM64_TARGET := aarch64-unknown-linux-gnu
+# The Lambda functions: every crate under functions/ (the ripple CLI and tests are not deployed).
+FUNCTION_PACKAGES := $(notdir $(wildcard functions/*))
 
 build: $(VENV)/bin/cargo-lambda ## Build every function for Lambda (arm64, release) into target/lambda/
 	@if ! rustup target list --installed 2>/dev/null | grep -qx '$(ARM64_TARGET)'; then \
@@ -102,8 +104,8 @@ build: $(VENV)/bin/cargo-lambda ## Build every function for Lambda (arm64, relea
 			echo "build: cannot add the Rust target $(ARM64_TARGET); install it with 'rustup target add $(ARM64_TARGET)' where the Rust distribution server is reachable"; \
 			exit 1; }; \
 	fi
-	$(WITH_VENV) cargo lambda build --release --arm64
-	@ls -1 target/lambda/*/bootstrap
+	$(WITH_VENV) cargo lambda build --release --arm64 $(addprefix -p ,$(FUNCTION_PACKAGES))
+	@ls -l $(foreach f,$(FUNCTION_PACKAGES),target/lambda/$(f)/bootstrap)
 
 # FN=orders-api|outbox-publisher|inventory; EVENT defaults to that function's sample in events/
 # (for orders-api, the POST /orders one).

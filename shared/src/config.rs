@@ -83,6 +83,57 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     }
 }
 
+/// Declares a function's settings: a struct of required variables and its `from_lookup`.
+///
+/// Each field names the variable it is read from; all are required and non-empty. A function with
+/// optional or parsed settings writes its `from_lookup` by hand over [`Env`].
+///
+/// ```
+/// shared::settings! {
+///     /// Settings, from the variables template.yaml gives this function.
+///     pub struct Config {
+///         /// The events table.
+///         events_table: "EVENTS_TABLE",
+///         /// The topic it publishes to.
+///         topic_arn: "TOPIC_ARN",
+///     }
+/// }
+///
+/// let config = Config::from_lookup(|key| Some(key.to_lowercase()))?;
+/// assert_eq!(config.topic_arn, "topic_arn");
+/// let missing = Config::from_lookup(|key| (key == "EVENTS_TABLE").then(|| "events".to_owned()));
+/// assert_eq!(missing.unwrap_err().to_string(), "environment variable TOPIC_ARN is not set");
+/// # Ok::<(), shared::config::ConfigError>(())
+/// ```
+#[macro_export]
+macro_rules! settings {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$field_meta:meta])* $field:ident: $variable:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        $vis struct $name {
+            $( $(#[$field_meta])* pub $field: String, )+
+        }
+
+        impl $name {
+            /// From any lookup: `shared::config::process_env` in Lambda, the template's variables
+            /// in the local runner.
+            pub fn from_lookup(
+                get: impl Fn(&str) -> Option<String>,
+            ) -> Result<Self, $crate::config::ConfigError> {
+                let env = $crate::config::Env::new(get);
+                Ok($name {
+                    $( $field: env.required($variable)?, )+
+                })
+            }
+        }
+    };
+}
+
 /// Loads the AWS SDK configuration once per execution environment.
 ///
 /// Region, credentials and endpoints come from the usual sources, so `AWS_ENDPOINT_URL` and the

@@ -11,7 +11,8 @@
 //!   exponential redelivery backoff for failed SQS records;
 //! - [`consumer`]: a queue consumer's per-message handler lifted to a batch, and its outcome
 //!   counted and logged the same way in every function;
-//! - [`config`]: settings from the environment, the AWS SDK config built once;
+//! - [`config`]: settings from the environment ([`settings!`] declares a function's), the AWS SDK
+//!   config built once;
 //! - [`lambda`]: the cold start every `main` does (logs, settings, SDK config, handler);
 //! - [`telemetry`]: JSON logs, CloudWatch EMF metrics, error chains for log lines;
 //! - `testing` (feature `test-support`): fixtures for handler tests.

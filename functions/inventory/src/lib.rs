@@ -17,7 +17,6 @@ use domain::inventory::{
 };
 use domain::order::{OrderEvent, OrderPlaced};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::config::{ConfigError, Env};
 use shared::consumer::{handle_batch, record};
 use shared::envelope::EnvelopeError;
 use shared::parse::{ParseError, envelope_from_sqs};
@@ -34,21 +33,11 @@ pub const SOURCE: &str = "ripple/inventory";
 /// Records of one standard-queue batch handled at once.
 const CONCURRENCY: usize = 4;
 
-/// Settings, from the variables template.yaml gives this function.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The events table.
-    pub events_table: String,
-}
-
-impl Config {
-    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
-    /// local runner.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env::new(get);
-        Ok(Config {
-            events_table: env.required("EVENTS_TABLE")?,
-        })
+shared::settings! {
+    /// Settings, from the variables template.yaml gives this function.
+    pub struct Config {
+        /// The events table.
+        events_table: "EVENTS_TABLE",
     }
 }
 

@@ -17,7 +17,6 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use domain::order::OrderEvent;
 use lambda_runtime::{Error, LambdaEvent};
 use serde_json::json;
-use shared::config::{ConfigError, Env};
 use shared::consumer::handle_batch;
 use shared::envelope::EnvelopeError;
 use shared::idempotency::{
@@ -37,24 +36,13 @@ pub const NOTIFY_KEY: &str = "notifications";
 /// Records of one standard-queue batch handled at once.
 const CONCURRENCY: usize = 4;
 
-/// Settings, from the variables template.yaml gives this function.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The topic customer messages are published to.
-    pub topic_arn: String,
-    /// The idempotency table guarding sends.
-    pub idempotency_table: String,
-}
-
-impl Config {
-    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
-    /// local runner.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env::new(get);
-        Ok(Config {
-            topic_arn: env.required("NOTIFICATIONS_TOPIC_ARN")?,
-            idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
-        })
+shared::settings! {
+    /// Settings, from the variables template.yaml gives this function.
+    pub struct Config {
+        /// The topic customer messages are published to.
+        topic_arn: "NOTIFICATIONS_TOPIC_ARN",
+        /// The idempotency table guarding sends.
+        idempotency_table: "IDEMPOTENCY_TABLE",
     }
 }
 

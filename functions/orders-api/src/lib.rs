@@ -19,7 +19,6 @@ use http::header::{CONTENT_TYPE, LOCATION};
 use lambda_runtime::{Error, LambdaEvent};
 use projections::{DynamoViewStore, ViewStore};
 use serde_json::{Value, json};
-use shared::config::{ConfigError, Env};
 use shared::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
@@ -32,27 +31,15 @@ pub const SOURCE: &str = "ripple/orders-api";
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Settings, from the variables template.yaml gives this function.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The events table.
-    pub events_table: String,
-    /// The idempotency table (`Idempotency-Key` responses).
-    pub idempotency_table: String,
-    /// The order views table (the read model `GET /orders/{id}` serves).
-    pub views_table: String,
-}
-
-impl Config {
-    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
-    /// local runner.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env::new(get);
-        Ok(Config {
-            events_table: env.required("EVENTS_TABLE")?,
-            idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
-            views_table: env.required("VIEWS_TABLE")?,
-        })
+shared::settings! {
+    /// Settings, from the variables template.yaml gives this function.
+    pub struct Config {
+        /// The events table.
+        events_table: "EVENTS_TABLE",
+        /// The idempotency table (`Idempotency-Key` responses).
+        idempotency_table: "IDEMPOTENCY_TABLE",
+        /// The order views table (the read model `GET /orders/{id}` serves).
+        views_table: "VIEWS_TABLE",
     }
 }
 

@@ -12,26 +12,15 @@ use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent};
 use shared::Envelope;
 use shared::batch::stream_failure_at;
-use shared::config::{ConfigError, Env};
 use shared::publish::{Publisher, SnsPublisher};
 use shared::store::envelope_from_stream_image;
 use shared::telemetry::{Metrics, Unit};
 
-/// Settings, from the variables template.yaml gives this function.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The domain-events topic.
-    pub topic_arn: String,
-}
-
-impl Config {
-    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
-    /// local runner.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env::new(get);
-        Ok(Config {
-            topic_arn: env.required("TOPIC_ARN")?,
-        })
+shared::settings! {
+    /// Settings, from the variables template.yaml gives this function.
+    pub struct Config {
+        /// The domain-events topic.
+        topic_arn: "TOPIC_ARN",
     }
 }
 

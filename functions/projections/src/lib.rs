@@ -18,7 +18,6 @@ use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
 use domain::view::{ApplyOutcome, OrderView, SourceEvent, ViewEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::config::{ConfigError, Env};
 use shared::consumer::handle_batch;
 use shared::envelope::EnvelopeError;
 use shared::parse::{ParseError, envelope_from_sqs};
@@ -36,24 +35,13 @@ const CONCURRENCY: usize = 4;
 pub const SOURCE_STREAMS: [&str; 3] =
     [aggregate::ORDER, aggregate::RESERVATION, aggregate::PAYMENT];
 
-/// Settings, from the variables template.yaml gives this function.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// The events table (read to rebuild a view).
-    pub events_table: String,
-    /// The order views table.
-    pub views_table: String,
-}
-
-impl Config {
-    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
-    /// local runner.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let env = Env::new(get);
-        Ok(Config {
-            events_table: env.required("EVENTS_TABLE")?,
-            views_table: env.required("VIEWS_TABLE")?,
-        })
+shared::settings! {
+    /// Settings, from the variables template.yaml gives this function.
+    pub struct Config {
+        /// The events table (read to rebuild a view).
+        events_table: "EVENTS_TABLE",
+        /// The order views table.
+        views_table: "VIEWS_TABLE",
     }
 }
 
