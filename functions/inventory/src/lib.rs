@@ -118,8 +118,12 @@ impl<S: EventStore> Handler<S> {
     ) -> Result<Outcome, InventoryError> {
         retry_on_conflict(&self.retry, || async {
             let (reservation, version) = self.reservation(&placed.order_id).await?;
-            if reservation != Reservation::None {
-                return Ok(Outcome::Duplicate);
+            match reservation {
+                Reservation::None => {}
+                // Decided by an earlier delivery of this order.
+                Reservation::Reserved(_) | Reservation::Rejected => return Ok(Outcome::Duplicate),
+                // Cancelled (before or after reserving): nothing to set aside.
+                Reservation::Released => return Ok(Outcome::Ignored),
             }
             let skus = placed.lines.iter().map(|l| l.sku.as_str());
             let stocks = self.stocks(skus).await?;
@@ -140,7 +144,9 @@ impl<S: EventStore> Handler<S> {
             let (reservation, version) = self.reservation(order_id).await?;
             let skus: Vec<String> = match &reservation {
                 Reservation::Reserved(lines) => lines.iter().map(|l| l.sku.clone()).collect(),
-                _ => return Ok(Outcome::Ignored),
+                // Cancelled before inventory decided: an empty release closes the reservation.
+                Reservation::None => Vec::new(),
+                Reservation::Rejected | Reservation::Released => return Ok(Outcome::Ignored),
             };
             let stocks = self.stocks(skus.iter().map(String::as_str)).await?;
             match decide_release(order_id, &reservation, &stocks) {

@@ -157,20 +157,30 @@ async fn a_cancelled_order_gets_its_stock_back_once() {
 }
 
 #[tokio::test]
-async fn cancelling_an_order_that_holds_nothing_releases_nothing() {
+async fn a_cancel_that_overtakes_its_order_leaves_the_stock_alone() {
     let h = handler();
     h.restock("A", 1).await.unwrap();
     let cancel = OrderEvent::Cancelled {
-        order_id: "never".into(),
+        order_id: "o-2".into(),
         reason: CancelReason::CustomerRequest,
     };
+    // The cancel is handled first: it closes the reservation with nothing in it.
     assert_eq!(
-        h.handle_message(&message_for(&cancel, "never", 2))
+        h.handle_message(&message_for(&cancel, "o-2", 2))
+            .await
+            .unwrap(),
+        Outcome::Applied("stock.released")
+    );
+    // The order it cancelled arrives late and must not take the stock for ever.
+    assert_eq!(
+        h.handle_message(&message_for(&order("o-2", &[("A", 1)]), "o-2", 1))
             .await
             .unwrap(),
         Outcome::Ignored
     );
-    assert_eq!(h.stock("A").await.unwrap().version, 1);
+    let stock = h.stock("A").await.unwrap();
+    assert_eq!((stock.available, stock.allocated, stock.version), (1, 0, 1));
+    assert_eq!(reservation_types(&h, "o-2").await, vec!["stock.released"]);
 }
 
 #[tokio::test]

@@ -255,15 +255,23 @@ pub fn decide_reservation(order: &OrderPlaced, stocks: &BTreeMap<String, Stock>)
     }
 }
 
-/// Gives back what `reservation` holds for `order_id`; `None` when nothing is held (never
-/// reserved, rejected, or already released), so nothing is released twice or out of thin air.
+/// Gives back what `reservation` holds for `order_id`; `None` when it was rejected or already
+/// released, so nothing is released twice or out of thin air.
+///
+/// An order cancelled before inventory has decided (the cancel overtook `order.placed` on the
+/// queue) gets a `stock.released` of no lines: it takes the reservation's first position, so the
+/// late `order.placed` finds the order decided and reserves nothing, and a reservation racing it
+/// collides on that position and reloads. Without it the late reservation would hold the stock
+/// of a cancelled order for ever.
 pub fn decide_release(
     order_id: &str,
     reservation: &Reservation,
     stocks: &BTreeMap<String, Stock>,
 ) -> Option<Decision> {
-    let Reservation::Reserved(lines) = reservation else {
-        return None;
+    let lines: &[SkuQuantity] = match reservation {
+        Reservation::Reserved(lines) => lines,
+        Reservation::None => &[],
+        Reservation::Rejected | Reservation::Released => return None,
     };
     let empty = Stock::default();
     let changes = lines
@@ -281,7 +289,7 @@ pub fn decide_release(
     Some(Decision {
         outcome: ReservationEvent::Released {
             order_id: order_id.to_owned(),
-            lines: lines.clone(),
+            lines: lines.to_vec(),
         },
         changes,
     })
@@ -382,7 +390,6 @@ mod tests {
     #[test]
     fn only_a_held_reservation_is_released() {
         let levels = stocks(&[("A", 1)]);
-        assert!(decide_release("o", &Reservation::None, &levels).is_none());
         assert!(decide_release("o", &Reservation::Rejected, &levels).is_none());
         assert!(decide_release("o", &Reservation::Released, &levels).is_none());
         let held = Reservation::Reserved(vec![SkuQuantity {
@@ -392,6 +399,19 @@ mod tests {
         let d = decide_release("o", &held, &levels).unwrap();
         assert_eq!(d.changes[0].sequence, 2);
         assert!(matches!(d.outcome, ReservationEvent::Released { .. }));
+    }
+
+    #[test]
+    fn a_cancel_before_any_decision_closes_the_reservation_empty() {
+        let levels = stocks(&[("A", 1)]);
+        let d = decide_release("o", &Reservation::None, &levels).unwrap();
+        assert!(d.changes.is_empty());
+        let ReservationEvent::Released { order_id, lines } = &d.outcome else {
+            panic!("expected a release, got {:?}", d.outcome);
+        };
+        assert_eq!((order_id.as_str(), lines.len()), ("o", 0));
+        let (state, version) = Reservation::from_history([&d.outcome]);
+        assert_eq!((state, version), (Reservation::Released, 1));
     }
 
     #[test]
