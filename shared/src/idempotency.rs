@@ -784,7 +784,8 @@ impl<S: IdempotencyStore> Idempotency<S> {
             .with_local_cache(CONSUMER_CACHE_ITEMS)
     }
 
-    /// How long a completed result is replayed (and the record kept); at least one second.
+    /// How long a completed result is replayed (and the record kept); at least one second, and
+    /// never less than the claiming invocation's remaining time.
     pub fn expires_after(mut self, expires_after: Duration) -> Self {
         self.expires_after = expires_after.max(Duration::from_secs(1));
         self
@@ -818,6 +819,20 @@ impl<S: IdempotencyStore> Idempotency<S> {
     /// The record key this runner uses for `key_material`.
     pub fn key(&self, key_material: &Value) -> String {
         idempotency_key(&self.name, key_material)
+    }
+
+    /// True when an effect for `key_material` has run or is running: a record that has not
+    /// expired holds its key. A caller that must not start the effect any more (say the order was
+    /// cancelled) asks this first, since an effect that already started still has to be finished
+    /// and answered for.
+    pub async fn has_record(&self, key_material: &Value) -> Result<bool, IdempotencyStoreError> {
+        let key = self.key(key_material);
+        let now_s = epoch_secs((self.clock)());
+        if self.cached(&key, now_s).is_some() {
+            return Ok(true);
+        }
+        let record = self.store.get(&key).await?;
+        Ok(record.is_some_and(|record| !record.is_expired(now_s)))
     }
 
     /// Runs `effect` at most once per `key_material` and returns its result, fresh or stored.
@@ -885,11 +900,15 @@ impl<S: IdempotencyStore> Idempotency<S> {
         } else {
             epoch_millis(now + MAX_LAMBDA_TIMEOUT)
         };
+        // Never void before the invocation that claims it is over: a short `expires_after` must
+        // not let a duplicate take over an effect still running.
+        let expiration = now_s
+            .saturating_add(i64::try_from(self.expires_after.as_secs()).unwrap_or(i64::MAX))
+            .max(in_progress_expiry.saturating_add(999) / 1000);
         let claim = IdempotencyRecord {
             key: key.clone(),
             status: Status::InProgress,
-            expiration: now_s
-                .saturating_add(i64::try_from(self.expires_after.as_secs()).unwrap_or(i64::MAX)),
+            expiration,
             in_progress_expiry: Some(in_progress_expiry),
             data: None,
             validation: Some(validation.clone()),
@@ -1288,6 +1307,61 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(receipt.charge_id, "ch-1");
+    }
+
+    #[tokio::test]
+    async fn has_record_tells_whether_an_effect_ran_until_its_record_expires() {
+        let (time, idempotency) = runner();
+        let idempotency = idempotency.expires_after(Duration::from_secs(60));
+        let calls = AtomicUsize::new(0);
+        let key = json!("o-1");
+        assert!(!idempotency.has_record(&key).await.unwrap());
+        idempotency
+            .run(&key, &key, deadline(), || charge(&calls))
+            .await
+            .unwrap();
+        assert!(idempotency.has_record(&key).await.unwrap());
+        assert!(!idempotency.has_record(&json!("o-2")).await.unwrap());
+        time.store(T0 + 61, Ordering::SeqCst);
+        assert!(!idempotency.has_record(&key).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_short_expiry_does_not_void_a_claim_before_its_invocation_ends() {
+        let (time, idempotency) = runner();
+        let idempotency = idempotency.expires_after(Duration::from_secs(1));
+        let key = json!("o-1");
+        let first_deadline = UNIX_EPOCH + Duration::from_secs(T0 + 300);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+        let first = idempotency.run(&key, &key, first_deadline, || async {
+            let _ = started_tx.send(());
+            let _ = finish_rx.await;
+            Ok::<_, String>(Receipt {
+                charge_id: "ch-1".into(),
+            })
+        });
+        let second = async {
+            let _ = started_rx.await;
+            // A duplicate, well past `expires_after` but before the first invocation's deadline.
+            time.store(T0 + 120, Ordering::SeqCst);
+            let far = UNIX_EPOCH + Duration::from_secs(T0 + 400);
+            let refused = idempotency
+                .run(&key, &key, far, || async {
+                    Ok::<_, String>(Receipt {
+                        charge_id: "ch-2".into(),
+                    })
+                })
+                .await;
+            let _ = finish_tx.send(());
+            refused
+        };
+        let (first, second) = tokio::join!(first, second);
+        assert_eq!(first.unwrap().charge_id, "ch-1");
+        assert!(
+            matches!(second, Err(IdempotencyError::AlreadyInProgress { .. })),
+            "{second:?}"
+        );
     }
 
     #[tokio::test]
