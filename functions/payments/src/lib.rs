@@ -238,7 +238,16 @@ impl<S: EventStore, G: PaymentGateway, I: IdempotencyStore + Clone> Handler<S, G
                 return Ok(Outcome::Duplicate);
             };
             let (order, _) = self.order(order_id).await?;
-            if order.status == OrderStatus::Cancelled {
+            // A charge that reached the gateway before the cancel (its event not stored: the
+            // append failed) is finished below, recorded and refunded; only an order never
+            // charged is left alone.
+            if order.status == OrderStatus::Cancelled
+                && !self
+                    .charges
+                    .has_record(&json!(order_id))
+                    .await
+                    .map_err(IdempotencyError::Store)?
+            {
                 tracing::info!(
                     order_id,
                     "order cancelled before it was charged; nothing to charge"

@@ -194,31 +194,27 @@ async fn an_amount_over_the_limit_is_declined() {
     );
 }
 
-/// A store whose next append fails as if DynamoDB were unreachable.
-#[tokio::test]
-async fn a_charge_whose_event_was_not_stored_is_not_charged_again_on_redelivery() {
-    #[derive(Clone, Default)]
-    struct Flaky {
-        inner: Store,
-        fail_next_payment_append: Arc<AtomicBool>,
-    }
-    impl EventStore for Flaky {
-        async fn append(&self, append: Append) -> Result<(), StoreError> {
-            let payment = append.events.iter().any(|e| e.aggregatetype == "Payment");
-            if payment && self.fail_next_payment_append.swap(false, Ordering::SeqCst) {
-                return Err(StoreError::Backend("throttled".into()));
-            }
-            self.inner.append(append).await
+/// A store whose next append to a Payment stream fails as if DynamoDB were unreachable.
+#[derive(Clone, Default)]
+struct Flaky {
+    inner: Store,
+    fail_next_payment_append: Arc<AtomicBool>,
+}
+impl EventStore for Flaky {
+    async fn append(&self, append: Append) -> Result<(), StoreError> {
+        let payment = append.events.iter().any(|e| e.aggregatetype == "Payment");
+        if payment && self.fail_next_payment_append.swap(false, Ordering::SeqCst) {
+            return Err(StoreError::Backend("throttled".into()));
         }
-        async fn read_stream(
-            &self,
-            t: &str,
-            id: &str,
-            from: u64,
-        ) -> Result<Vec<Envelope>, StoreError> {
-            self.inner.read_stream(t, id, from).await
-        }
+        self.inner.append(append).await
     }
+    async fn read_stream(&self, t: &str, id: &str, from: u64) -> Result<Vec<Envelope>, StoreError> {
+        self.inner.read_stream(t, id, from).await
+    }
+}
+
+/// A handler over a [`Flaky`] store holding a reserved order; returns the `stock.reserved`.
+async fn given_a_flaky_store() -> (Flaky, Arc<Recording>, FlakyHandler, Envelope) {
     let gateway = Arc::new(Recording::default());
     let store = Flaky::default();
     let h = Handler::with_ports(
@@ -235,7 +231,14 @@ async fn a_charge_whose_event_was_not_stored_is_not_charged_again_on_redelivery(
             .await
             .unwrap();
     }
+    (store, gateway, h, reserved)
+}
 
+type FlakyHandler = Handler<Flaky, Arc<Recording>, Arc<InMemoryIdempotencyStore>>;
+
+#[tokio::test]
+async fn a_charge_whose_event_was_not_stored_is_not_charged_again_on_redelivery() {
+    let (store, gateway, h, reserved) = given_a_flaky_store().await;
     store.fail_next_payment_append.store(true, Ordering::SeqCst);
     let m = message(&reserved);
     let err = h.handle_message(&m, deadline()).await.unwrap_err();
@@ -275,6 +278,45 @@ async fn a_charge_whose_event_was_not_stored_is_not_charged_again_on_redelivery(
     assert!(
         matches!(&stream[..], [PaymentEvent::Captured { payment_id, .. }] if *payment_id == expected_id)
     );
+}
+
+#[tokio::test]
+async fn a_charge_not_stored_before_the_order_was_cancelled_is_recorded_and_refunded() {
+    let (store, gateway, h, reserved) = given_a_flaky_store().await;
+    store.fail_next_payment_append.store(true, Ordering::SeqCst);
+    let m = message(&reserved);
+    h.handle_message(&m, deadline()).await.unwrap_err();
+    assert_eq!(gateway.charges.load(Ordering::SeqCst), 1);
+
+    // The customer cancels before the redelivery; payments has no capture on record yet.
+    let cancel = cancelled(CancelReason::CustomerRequest);
+    store
+        .inner
+        .append(Append::events(vec![cancel.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        h.handle_message(&message(&cancel), deadline())
+            .await
+            .unwrap(),
+        Outcome::Ignored
+    );
+
+    // The redelivered reservation records the capture the gateway made, then refunds it.
+    assert_eq!(
+        h.handle_message(&m, deadline()).await.unwrap(),
+        Outcome::Applied("payment.captured")
+    );
+    assert_eq!(
+        (
+            gateway.charges.load(Ordering::SeqCst),
+            gateway.refunds.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
+    let stream = store.read_stream("Payment", ORDER, 1).await.unwrap();
+    let types: Vec<_> = stream.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, vec!["payment.captured", "payment.refunded"]);
 }
 
 #[tokio::test]
