@@ -15,7 +15,9 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 
 use crate::envelope::{Envelope, EnvelopeError, stream_key};
 
@@ -313,18 +315,35 @@ impl DynamoEventStore {
         item: HashMap<String, AttributeValue>,
         append: &Append,
     ) -> Result<(), StoreError> {
-        self.client
+        let result = self
+            .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|err| match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(_)) => collision(append, 0),
-                _ => StoreError::Backend(Box::new(err)),
-            })
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        match err.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(failed)) => {
+                // The SDK retried a put whose first attempt committed (its answer was lost): the
+                // item in the way is this very event, so the append succeeded.
+                let stored_id = failed.item().and_then(|item| item.get(attr::ID));
+                let ours = append
+                    .events
+                    .first()
+                    .map(|e| AttributeValue::S(e.id.clone()));
+                if stored_id.is_some() && stored_id == ours.as_ref() {
+                    return Ok(());
+                }
+                Err(collision(append, 0))
+            }
+            _ => Err(StoreError::Backend(Box::new(err))),
+        }
     }
 
     async fn put_transaction(

@@ -70,6 +70,43 @@ async fn a_taken_position_on_the_single_put_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn a_retried_put_that_finds_its_own_event_succeeded() {
+    let ours = event("a", 1);
+    let theirs = event("a", 1);
+    let in_the_way = |stored: &shared::Envelope| {
+        let item = event_item(stored);
+        move || {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .message("The conditional request failed")
+                    .set_item(Some(item.clone()))
+                    .build(),
+            )
+        }
+    };
+    let put = mock!(Client::put_item)
+        .match_requests(|req| {
+            req.return_values_on_condition_check_failure()
+                == Some(&aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
+        })
+        .then_error(in_the_way(&ours));
+    let client = mock_client!(aws_sdk_dynamodb, [&put]);
+    let store = DynamoEventStore::new(client, "events");
+    // The first attempt committed and its answer was lost: the event in the way is ours.
+    store
+        .append(Append::events(vec![ours.clone()]))
+        .await
+        .unwrap();
+
+    let put = mock!(Client::put_item).then_error(in_the_way(&theirs));
+    let client = mock_client!(aws_sdk_dynamodb, [&put]);
+    let store = DynamoEventStore::new(client, "events");
+    // Another writer's event at the same position is a conflict.
+    let err = store.append(Append::events(vec![ours])).await.unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+}
+
+#[tokio::test]
 async fn any_other_put_failure_is_a_backend_error() {
     let put = mock!(Client::put_item).then_error(|| {
         PutItemError::ResourceNotFoundException(
