@@ -198,7 +198,13 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
                 body: json!({"order_id": order_id, "status": "placed", "event_id": event_id}),
             })
         };
-        let (stored, replayed) = match header(request, "idempotency-key") {
+        // A key that is not visible ASCII reads as empty and is refused, never ignored: ignoring
+        // it would place a new order on every retry the client believes is protected.
+        let key = request
+            .headers
+            .get("idempotency-key")
+            .map(|value| value.to_str().unwrap_or_default());
+        let (stored, replayed) = match key {
             None => (append().await?, false),
             Some(key) => {
                 if key.trim().is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
@@ -207,7 +213,9 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
                         ..ApiError::new(
                             400,
                             "invalid_idempotency_key",
-                            format!("the key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"),
+                            format!(
+                                "the key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
+                            ),
                         )
                     }
                     .into());
@@ -351,7 +359,15 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
             .store
             .read_stream(aggregate::ORDER, order_id, from)
             .await?;
-        if events.is_empty() && from == 1 {
+        // An empty page past the end of an order is an answer; an order with no events is not.
+        if events.is_empty()
+            && (from == 1
+                || self
+                    .store
+                    .read_stream(aggregate::ORDER, order_id, 1)
+                    .await?
+                    .is_empty())
+        {
             return Err(
                 ApiError::new(404, "order_not_found", format!("no order {order_id}")).into(),
             );

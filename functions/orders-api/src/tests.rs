@@ -286,6 +286,17 @@ async fn history_is_paged() {
     let (_, second) = call(&h, to("GET", &path, &[("from", "2"), ("limit", "1")])).await;
     assert_eq!(second["events"][0]["type"], "order.cancelled");
     assert_eq!(second["next_from"], Value::Null);
+    let (status, past_the_end) = call(&h, to("GET", &path, &[("from", "9")])).await;
+    assert_eq!((status, past_the_end["events"].clone()), (200, json!([])));
+    let (status, unknown) = call(
+        &h,
+        to("GET", "/orders/no-such-order/events", &[("from", "2")]),
+    )
+    .await;
+    assert_eq!(
+        (status, unknown["code"].as_str()),
+        (404, Some("order_not_found"))
+    );
     assert_eq!(
         call(&h, to("GET", &path, &[("limit", "0")])).await.1["code"],
         "invalid_query"
@@ -328,6 +339,18 @@ async fn the_same_idempotency_key_with_another_body_is_refused() {
         (status, body["code"].as_str()),
         (400, Some("invalid_idempotency_key"))
     );
+    // A key of UTF-8 bytes is refused too, not ignored (which would place an order per retry).
+    let mut utf8 = request(POST_ORDER);
+    utf8.headers.insert(
+        "idempotency-key",
+        HeaderValue::from_bytes("clé-1".as_bytes()).unwrap(),
+    );
+    let (status, body) = call(&h, utf8).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_idempotency_key"))
+    );
+    assert_eq!(h.store.all_events().len(), 1);
 }
 
 #[tokio::test]
