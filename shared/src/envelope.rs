@@ -233,7 +233,9 @@ impl Envelope {
         tagged.insert("type".into(), Value::String(self.event_type.clone()));
         tagged.insert("data".into(), data);
         serde_json::from_value(Value::Object(tagged)).map_err(|source| {
-            if source.to_string().starts_with("unknown variant") {
+            // serde names the variant it did not know; one inside `data` is a payload error.
+            let unknown_type = format!("unknown variant `{}`", self.event_type);
+            if source.to_string().starts_with(&unknown_type) {
                 EnvelopeError::UnknownType(self.event_type.clone())
             } else {
                 EnvelopeError::Payload {
@@ -352,6 +354,13 @@ mod tests {
     enum Test {
         #[serde(rename = "thing.happened")]
         Happened { n: u32 },
+        #[serde(rename = "thing.coloured")]
+        Coloured { colour: Colour },
+    }
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    enum Colour {
+        Red,
     }
 
     fn sample() -> Envelope {
@@ -407,6 +416,13 @@ mod tests {
         assert!(matches!(
             e.decode::<Test>(),
             Err(EnvelopeError::UnknownType(t)) if t == "thing.vanished"
+        ));
+        // An unknown variant inside the data is the payload's fault, not the type's.
+        e.event_type = "thing.coloured".into();
+        e.data = json!({"colour": "Mauve"});
+        assert!(matches!(
+            e.decode::<Test>(),
+            Err(EnvelopeError::Payload { .. })
         ));
     }
 
