@@ -78,6 +78,16 @@ fn cancelled(reason: CancelReason) -> Envelope {
     )
 }
 
+/// Stores the customer's cancellation of the order and returns it.
+async fn given_a_cancellation(store: &InMemoryEventStore) -> Envelope {
+    let cancel = cancelled(CancelReason::CustomerRequest);
+    store
+        .append(Append::events(vec![cancel.clone()]))
+        .await
+        .unwrap();
+    cancel
+}
+
 /// Stores `order.placed` for `customer_id` and returns the `stock.reserved` that follows it.
 async fn given_a_reserved_order(h: &TestHandler, customer_id: &str, total_cents: u64) -> Envelope {
     let placed = OrderEvent::Placed(OrderPlaced {
@@ -289,12 +299,7 @@ async fn a_charge_not_stored_before_the_order_was_cancelled_is_recorded_and_refu
     assert_eq!(gateway.charges.load(Ordering::SeqCst), 1);
 
     // The customer cancels before the redelivery; payments has no capture on record yet.
-    let cancel = cancelled(CancelReason::CustomerRequest);
-    store
-        .inner
-        .append(Append::events(vec![cancel.clone()]))
-        .await
-        .unwrap();
+    let cancel = given_a_cancellation(&store.inner).await;
     assert_eq!(
         h.handle_message(&message(&cancel), deadline())
             .await
@@ -349,11 +354,7 @@ async fn a_captured_order_that_is_cancelled_is_refunded_once() {
     h.handle_message(&message(&reserved), deadline())
         .await
         .unwrap();
-    let cancel = cancelled(CancelReason::CustomerRequest);
-    h.store()
-        .append(Append::events(vec![cancel.clone()]))
-        .await
-        .unwrap();
+    let cancel = given_a_cancellation(h.store()).await;
 
     let m = message(&cancel);
     assert_eq!(
@@ -390,11 +391,7 @@ async fn a_captured_order_that_is_cancelled_is_refunded_once() {
 async fn an_order_cancelled_before_its_charge_is_never_charged() {
     let h = handler_with(SimulatedGateway::default());
     let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
-    let cancel = cancelled(CancelReason::CustomerRequest);
-    h.store()
-        .append(Append::events(vec![cancel.clone()]))
-        .await
-        .unwrap();
+    let cancel = given_a_cancellation(h.store()).await;
     assert_eq!(
         h.handle_message(&message(&cancel), deadline())
             .await
