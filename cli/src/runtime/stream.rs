@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamViewType, UserIdentity};
+use aws_sdk_dynamodbstreams::error::ProvideErrorMetadata;
 use aws_sdk_dynamodbstreams::types::{Record, Shard, ShardIteratorType};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -178,15 +179,7 @@ impl StreamMapping {
                 .set_exclusive_start_shard_id(start.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_resource_not_found_exception())
-                    {
-                        StreamError::Gone
-                    } else {
-                        StreamError::Other(crate::error_chain(&e))
-                    }
-                })?;
+                .map_err(|e| StreamError::from_sdk(&e))?;
             let Some(description) = output.stream_description else {
                 return Ok(shards);
             };
@@ -213,15 +206,7 @@ impl StreamMapping {
             .set_sequence_number(sequence_number.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| {
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_resource_not_found_exception())
-                {
-                    StreamError::Gone
-                } else {
-                    StreamError::Other(crate::error_chain(&e))
-                }
-            })?;
+            .map_err(|e| StreamError::from_sdk(&e))?;
         Ok(output.shard_iterator)
     }
 
@@ -296,6 +281,20 @@ impl StreamMapping {
 enum StreamError {
     Gone,
     Other(String),
+}
+
+impl StreamError {
+    /// `Gone` when the stream or shard no longer exists; otherwise the error's chain.
+    fn from_sdk<E>(err: &E) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        if err.code() == Some("ResourceNotFoundException") {
+            StreamError::Gone
+        } else {
+            StreamError::Other(crate::error_chain(err))
+        }
+    }
 }
 
 /// Reads one shard from its start position to its end.
