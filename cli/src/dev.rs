@@ -23,8 +23,8 @@ use serde_json::json;
 use domain::aggregate;
 use domain::inventory::{Stock, StockEvent};
 use domain::order::{CancelReason, Order, OrderEvent, OrderStatus};
-use shared::store::DynamoEventStore;
-use shared::{EventStore, StoreError};
+use ripple_kit::store::DynamoEventStore;
+use ripple_kit::{EventStore, StoreError};
 
 use crate::functions::{self, FunctionsError};
 use crate::provision::{self, Clients, Deployment, ProvisionError};
@@ -329,7 +329,7 @@ pub async fn run(args: &DevArgs) -> Result<(Summary, Option<NotQuiet>), DevError
     if !endpoint_set {
         return Err(DevError::NoEndpoint);
     }
-    let aws = shared::config::load_sdk_config().await;
+    let aws = ripple_kit::config::load_sdk_config().await;
     let clients = Clients::new(&aws);
     provision::check_reachable(&clients)
         .await

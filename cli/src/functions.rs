@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use aws_config::SdkConfig;
-use shared::config::ConfigError;
+use ripple_kit::config::ConfigError;
 
 use crate::provision::Deployment;
 use crate::runtime::{Invoke, invoke_fn};

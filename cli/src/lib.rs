@@ -8,7 +8,7 @@
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
 //! use ripple::{functions, provision, runtime, template::Template};
 //!
-//! let aws = shared::config::load_sdk_config().await;
+//! let aws = ripple_kit::config::load_sdk_config().await;
 //! let template = Template::from_file("template.yaml")?;
 //! let deployment = provision::provision(&aws, &template, "e2e-1a2b3c").await?;
 //! let handlers = functions::handlers(&deployment, &aws)?;

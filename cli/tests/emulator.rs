@@ -24,7 +24,7 @@ async fn emulator() -> Option<aws_config::SdkConfig> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .try_init();
     // Never skipped: without an endpoint these tests fail and say how to get one.
-    let aws = shared::config::load_sdk_config().await;
+    let aws = ripple_kit::config::load_sdk_config().await;
     if let Err(err) = provision::check_reachable(&Clients::new(&aws)).await {
         panic!(
             "the AWS endpoint is not reachable ({err}); run the tests with `make test`, which \

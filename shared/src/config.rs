@@ -89,7 +89,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 /// optional or parsed settings writes its `from_lookup` by hand over [`Env`].
 ///
 /// ```
-/// shared::settings! {
+/// ripple_kit::settings! {
 ///     /// Settings, from the variables template.yaml gives this function.
 ///     pub struct Config {
 ///         /// The events table.
@@ -103,7 +103,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 /// assert_eq!(config.topic_arn, "topic_arn");
 /// let missing = Config::from_lookup(|key| (key == "EVENTS_TABLE").then(|| "events".to_owned()));
 /// assert_eq!(missing.unwrap_err().to_string(), "environment variable TOPIC_ARN is not set");
-/// # Ok::<(), shared::config::ConfigError>(())
+/// # Ok::<(), ripple_kit::config::ConfigError>(())
 /// ```
 #[macro_export]
 macro_rules! settings {
@@ -120,7 +120,7 @@ macro_rules! settings {
         }
 
         impl $name {
-            /// From any lookup: `shared::config::process_env` in Lambda, the template's variables
+            /// From any lookup: `ripple_kit::config::process_env` in Lambda, the template's variables
             /// in the local runner.
             pub fn from_lookup(
                 get: impl Fn(&str) -> Option<String>,

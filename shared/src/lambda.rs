@@ -4,7 +4,7 @@
 //! # mod inventory {
 //! #     pub struct Config;
 //! #     impl Config {
-//! #         pub fn from_lookup(_: impl Fn(&str) -> Option<String>) -> Result<Self, shared::config::ConfigError> { Ok(Config) }
+//! #         pub fn from_lookup(_: impl Fn(&str) -> Option<String>) -> Result<Self, ripple_kit::config::ConfigError> { Ok(Config) }
 //! #     }
 //! #     pub struct Handler;
 //! #     impl Handler {
@@ -17,7 +17,7 @@
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Error> {
-//!     let handler = shared::lambda::init(Config::from_lookup, Handler::new).await?;
+//!     let handler = ripple_kit::lambda::init(Config::from_lookup, Handler::new).await?;
 //!     lambda_runtime::run(service_fn(|event| handler.handle(event))).await
 //! }
 //! ```

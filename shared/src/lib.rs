@@ -24,7 +24,7 @@
 //!
 //! ```
 //! use serde::{Deserialize, Serialize};
-//! use shared::{Envelope, StreamPosition};
+//! use ripple_kit::{Envelope, StreamPosition};
 //!
 //! #[derive(Debug, PartialEq, Serialize, Deserialize)]
 //! #[serde(tag = "type", content = "data")]
@@ -44,14 +44,14 @@
 //! // On the wire it is plain CloudEvents JSON; unknown attributes survive the round trip.
 //! let received = Envelope::from_json(&placed.to_json())?;
 //! assert_eq!(received.decode::<OrderEvent>()?, OrderEvent::Placed { total_cents: 2500 });
-//! # Ok::<(), shared::envelope::EnvelopeError>(())
+//! # Ok::<(), ripple_kit::envelope::EnvelopeError>(())
 //! ```
 //!
 //! ## Event store: append with optimistic concurrency
 //!
 //! ```
-//! use shared::store::InMemoryEventStore;
-//! use shared::{Append, Envelope, EventStore, StoreError, StreamPosition};
+//! use ripple_kit::store::InMemoryEventStore;
+//! use ripple_kit::{Append, Envelope, EventStore, StoreError, StreamPosition};
 //! # #[derive(serde::Serialize)]
 //! # #[serde(tag = "type", content = "data")]
 //! # enum OrderEvent { #[serde(rename = "order.placed")] Placed { total_cents: u64 } }
@@ -76,8 +76,8 @@
 //!
 //! ```
 //! use aws_lambda_events::event::sqs::SqsMessage;
-//! use shared::parse::{ParseError, typed_from_sqs_plain};
-//! # use shared::{Envelope, StreamPosition};
+//! use ripple_kit::parse::{ParseError, typed_from_sqs_plain};
+//! # use ripple_kit::{Envelope, StreamPosition};
 //! # #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 //! # #[serde(tag = "type", content = "data")]
 //! # enum OrderEvent { #[serde(rename = "order.placed")] Placed { total_cents: u64 } }
@@ -96,7 +96,7 @@
 //!
 //! ```
 //! use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-//! use shared::batch::{QueueKind, process_sqs};
+//! use ripple_kit::batch::{QueueKind, process_sqs};
 //!
 //! async fn handle(record: SqsMessage) -> Result<(), String> {
 //!     match record.body.as_deref() {
@@ -126,7 +126,7 @@
 //!
 //! ```no_run
 //! # use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-//! # use shared::batch::{BatchFailed, QueueKind, Redelivery, RedeliveryBackoff, process_sqs_with_backoff};
+//! # use ripple_kit::batch::{BatchFailed, QueueKind, Redelivery, RedeliveryBackoff, process_sqs_with_backoff};
 //! # async fn handle(record: SqsMessage) -> Result<(), String> { Ok(()) }
 //! # async fn example(sdk: aws_config::SdkConfig, event: SqsEvent) -> Result<SqsBatchResponse, BatchFailed> {
 //! // Built once per execution environment (it caches the queue URL):
@@ -141,7 +141,7 @@
 //! ```
 //! use std::time::{Duration, SystemTime};
 //! use serde_json::json;
-//! use shared::idempotency::{Idempotency, IdempotencyError, InMemoryIdempotencyStore};
+//! use ripple_kit::idempotency::{Idempotency, IdempotencyError, InMemoryIdempotencyStore};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
@@ -174,8 +174,8 @@
 //! first event that needs a retry into the stream's batch item failure:
 //!
 //! ```
-//! use shared::batch::stream_failure_at;
-//! use shared::publish::{FailedPublish, PublishReport};
+//! use ripple_kit::batch::stream_failure_at;
+//! use ripple_kit::publish::{FailedPublish, PublishReport};
 //! # use aws_lambda_events::event::dynamodb::EventRecord;
 //! # let records: Vec<EventRecord> = (1..=3).map(|i| { let mut r = EventRecord::default(); r.change.sequence_number = Some(format!("{i}00")); r }).collect();
 //! # let event_ids = ["e-1", "e-2", "e-3"];

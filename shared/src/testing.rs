@@ -2,7 +2,7 @@
 //! invocations that carry them, and what a batch response reports.
 //!
 //! Function crates enable it for their tests only:
-//! `shared = { workspace = true, features = ["test-support"] }` under `[dev-dependencies]`.
+//! `ripple-kit = { workspace = true, features = ["test-support"] }` under `[dev-dependencies]`.
 // A fixture that cannot be built is a broken test: panicking says so at the right line.
 #![allow(clippy::expect_used)]
 

@@ -15,9 +15,9 @@ use aws_config::SdkConfig;
 use ripple::provision::{self, Clients, Deployment};
 use ripple::runtime::{Invoke, RunOptions, Runtime};
 use ripple::template::Template;
+use ripple_kit::store::DynamoEventStore;
+use ripple_kit::{Envelope, EventStore};
 use serde_json::Value;
-use shared::store::DynamoEventStore;
-use shared::{Envelope, EventStore};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -52,7 +52,7 @@ pub struct TestStack {
 impl TestStack {
     /// Provisions `template.yaml` as a new stack named after `test`.
     pub async fn deploy(test: &str) -> TestStack {
-        let aws = shared::config::load_sdk_config().await;
+        let aws = ripple_kit::config::load_sdk_config().await;
         let clients = Clients::new(&aws);
         if let Err(err) = provision::check_reachable(&clients).await {
             panic!(

@@ -3,8 +3,8 @@
 
 use domain::order::{OrderEvent, OrderLine, OrderPlaced};
 use ripple_e2e::{TestStack, context, fixture, sqs_event};
-use shared::store::{RetryPolicy, retry_on_conflict};
-use shared::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
+use ripple_kit::store::{RetryPolicy, retry_on_conflict};
+use ripple_kit::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
 
 fn failures(response: &serde_json::Value) -> Vec<String> {
     response["batchItemFailures"]

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ripple_e2e::{TestStack, api_request, body, context, place_order_request, sqs_event, unique};
+use ripple_kit::publish::{Publisher, SnsPublisher};
+use ripple_kit::{Envelope, EventStore, StreamPosition};
 use serde_json::{Value, json};
-use shared::publish::{Publisher, SnsPublisher};
-use shared::{Envelope, EventStore, StreamPosition};
 
 const ALL: &[&str] = &[
     "orders-api",
@@ -377,7 +377,7 @@ async fn a_projection_fed_events_out_of_order_and_twice_ends_correct() {
     ];
     for e in &events {
         store
-            .append(shared::Append::events(vec![e.clone()]))
+            .append(ripple_kit::Append::events(vec![e.clone()]))
             .await
             .unwrap();
     }

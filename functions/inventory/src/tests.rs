@@ -2,8 +2,10 @@
 
 use super::*;
 use domain::order::CancelReason;
-use shared::store::InMemoryEventStore;
-use shared::testing::{carrying, envelope, failed_message_ids, first_sqs_record, sqs_invocation};
+use ripple_kit::store::InMemoryEventStore;
+use ripple_kit::testing::{
+    carrying, envelope, failed_message_ids, first_sqs_record, sqs_invocation,
+};
 
 const ORDER_PLACED: &str = include_str!("../../../events/inventory-order-placed.json");
 

@@ -2,7 +2,7 @@
 //!
 //! `order.confirmed` / `order.cancelled` → one readable message (cancellations say why) to the
 //! notifications topic. Sending is a side effect outside the event store, so it runs under the
-//! idempotency utility ([`shared::idempotency`]) with the key `notifications` + order id + outcome:
+//! idempotency utility ([`ripple_kit::idempotency`]) with the key `notifications` + order id + outcome:
 //! a redelivered event finds the completed record and sends nothing. The one window left is a
 //! send that succeeded just before the function died without recording it; the record then stays
 //! in progress until the invocation's deadline and the redelivery after that sends again (at
@@ -16,14 +16,14 @@ use std::time::SystemTime;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use domain::order::OrderEvent;
 use lambda_runtime::{Error, LambdaEvent};
-use serde_json::json;
-use shared::consumer::handle_batch;
-use shared::envelope::EnvelopeError;
-use shared::idempotency::{
+use ripple_kit::consumer::handle_batch;
+use ripple_kit::envelope::EnvelopeError;
+use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
-use shared::parse::{ParseError, envelope_from_sqs};
-use shared::telemetry::Metrics;
+use ripple_kit::parse::{ParseError, envelope_from_sqs};
+use ripple_kit::telemetry::Metrics;
+use serde_json::json;
 
 pub use notifier::{
     Delivery, Notification, Notifier, NotifyError, RecordingNotifier, SnsNotifier, compose,
@@ -36,7 +36,7 @@ pub const NOTIFY_KEY: &str = "notifications";
 /// Records of one standard-queue batch handled at once.
 const CONCURRENCY: usize = 4;
 
-shared::settings! {
+ripple_kit::settings! {
     /// Settings, from the variables template.yaml gives this function.
     pub struct Config {
         /// The topic customer messages are published to.

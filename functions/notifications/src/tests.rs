@@ -3,8 +3,8 @@
 
 use super::*;
 use domain::order::CancelReason;
-use shared::idempotency::InMemoryIdempotencyStore;
-use shared::testing::{
+use ripple_kit::idempotency::InMemoryIdempotencyStore;
+use ripple_kit::testing::{
     deadline, envelope, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message,
 };
 use std::sync::atomic::{AtomicBool, Ordering};

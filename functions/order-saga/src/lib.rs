@@ -15,14 +15,14 @@ use domain::order::{Order, OrderEvent};
 use domain::payment::PaymentEvent;
 use domain::saga::{SagaInput, react};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::consumer::{handle_batch, record};
-use shared::envelope::EnvelopeError;
-use shared::parse::{ParseError, envelope_from_sqs};
-use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
-use shared::telemetry::Metrics;
-use shared::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
+use ripple_kit::consumer::{handle_batch, record};
+use ripple_kit::envelope::EnvelopeError;
+use ripple_kit::parse::{ParseError, envelope_from_sqs};
+use ripple_kit::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
+use ripple_kit::telemetry::Metrics;
+use ripple_kit::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
 
-pub use shared::consumer::Outcome;
+pub use ripple_kit::consumer::Outcome;
 
 /// The consumer name in dedupe markers; never change it, or redeliveries are handled again.
 pub const CONSUMER: &str = "order-saga";
@@ -31,7 +31,7 @@ pub const SOURCE: &str = "ripple/order-saga";
 /// Records of one standard-queue batch handled at once.
 const CONCURRENCY: usize = 4;
 
-shared::settings! {
+ripple_kit::settings! {
     /// Settings, from the variables template.yaml gives this function.
     pub struct Config {
         /// The events table.

@@ -4,8 +4,8 @@
 use super::*;
 use domain::inventory::Shortage;
 use domain::order::{CancelReason, OrderPlaced, OrderStatus};
-use shared::store::InMemoryEventStore;
-use shared::testing::{
+use ripple_kit::store::InMemoryEventStore;
+use ripple_kit::testing::{
     self, failed_message_ids, raw_sqs_message, sample_data, sqs_invocation, sqs_message as message,
 };
 use std::sync::Mutex;

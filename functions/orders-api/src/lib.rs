@@ -18,20 +18,20 @@ use http::HeaderValue;
 use http::header::{CONTENT_TYPE, LOCATION};
 use lambda_runtime::{Error, LambdaEvent};
 use projections::{DynamoViewStore, ViewStore};
-use serde_json::{Value, json};
-use shared::idempotency::{
+use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
-use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
-use shared::telemetry::Metrics;
-use shared::{Append, Envelope, EventStore, StoreError, StreamPosition};
+use ripple_kit::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
+use ripple_kit::telemetry::Metrics;
+use ripple_kit::{Append, Envelope, EventStore, StoreError, StreamPosition};
+use serde_json::{Value, json};
 
 /// The `source` of the events this function writes.
 pub const SOURCE: &str = "ripple/orders-api";
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-shared::settings! {
+ripple_kit::settings! {
     /// Settings, from the variables template.yaml gives this function.
     pub struct Config {
         /// The events table.
@@ -180,7 +180,7 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
             .map_err(|e| ApiError::new(422, "invalid_request", e.to_string()))?;
         let order_id = uuid::Uuid::now_v7().to_string();
         let placed = command.validate(&order_id).map_err(ApiError::from)?;
-        let traceparent = shared::telemetry::traceparent(header(request, "traceparent"));
+        let traceparent = ripple_kit::telemetry::traceparent(header(request, "traceparent"));
         let append = || async {
             let event = Envelope::encode(
                 SOURCE,

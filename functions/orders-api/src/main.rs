@@ -5,6 +5,6 @@ use orders_api::{Config, Handler};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let handler = shared::lambda::init(Config::from_lookup, Handler::new).await?;
+    let handler = ripple_kit::lambda::init(Config::from_lookup, Handler::new).await?;
     lambda_runtime::run(service_fn(|event| handler.handle(event))).await
 }

@@ -1,8 +1,8 @@
 //! Handler tests over the in-memory event store, starting from the sample events in `events/`.
 
 use super::*;
-use shared::idempotency::InMemoryIdempotencyStore;
-use shared::store::InMemoryEventStore;
+use ripple_kit::idempotency::InMemoryIdempotencyStore;
+use ripple_kit::store::InMemoryEventStore;
 
 type TestHandler = Handler<InMemoryEventStore, InMemoryIdempotencyStore, InMemoryViewStore>;
 use projections::InMemoryViewStore;

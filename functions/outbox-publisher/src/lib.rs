@@ -10,13 +10,13 @@
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::{Error, LambdaEvent};
-use shared::Envelope;
-use shared::batch::stream_failure_at;
-use shared::publish::{Publisher, SnsPublisher};
-use shared::store::envelope_from_stream_image;
-use shared::telemetry::{Metrics, Unit};
+use ripple_kit::Envelope;
+use ripple_kit::batch::stream_failure_at;
+use ripple_kit::publish::{Publisher, SnsPublisher};
+use ripple_kit::store::envelope_from_stream_image;
+use ripple_kit::telemetry::{Metrics, Unit};
 
-shared::settings! {
+ripple_kit::settings! {
     /// Settings, from the variables template.yaml gives this function.
     pub struct Config {
         /// The domain-events topic.

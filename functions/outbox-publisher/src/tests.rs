@@ -1,7 +1,7 @@
 //! Handler tests over a recording publisher, starting from the sample stream event in `events/`.
 
 use super::*;
-use shared::publish::{FailedPublish, PublishReport};
+use ripple_kit::publish::{FailedPublish, PublishReport};
 use std::sync::Mutex;
 
 const INSERT: &str = include_str!("../../../events/outbox-publisher-insert.json");

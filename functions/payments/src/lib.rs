@@ -6,7 +6,7 @@
 //!
 //! Two mechanisms make each effect happen once:
 //! - the gateway call leaves the system, so it runs under the idempotency utility
-//!   ([`shared::idempotency`], keys `payments#charge` / `payments#refund` + order id): a
+//!   ([`ripple_kit::idempotency`], keys `payments#charge` / `payments#refund` + order id): a
 //!   redelivered message, or a retry after a lost race, gets the stored answer and the gateway is
 //!   not called again;
 //! - the event is appended at the Payment stream's next version with the dedupe marker
@@ -30,20 +30,20 @@ use domain::payment::{
     refunded,
 };
 use lambda_runtime::{Error, LambdaEvent};
-use serde_json::json;
-use shared::config::{ConfigError, Env};
-use shared::consumer::{handle_batch, record};
-use shared::envelope::EnvelopeError;
-use shared::idempotency::{
+use ripple_kit::config::{ConfigError, Env};
+use ripple_kit::consumer::{handle_batch, record};
+use ripple_kit::envelope::EnvelopeError;
+use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
-use shared::parse::{ParseError, envelope_from_sqs};
-use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
-use shared::telemetry::Metrics;
-use shared::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
+use ripple_kit::parse::{ParseError, envelope_from_sqs};
+use ripple_kit::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
+use ripple_kit::telemetry::Metrics;
+use ripple_kit::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
+use serde_json::json;
 
 pub use gateway::{GatewayError, PaymentGateway, SimulatedGateway};
-pub use shared::consumer::Outcome;
+pub use ripple_kit::consumer::Outcome;
 
 /// The consumer name in dedupe markers; never change it, or redeliveries are handled again.
 pub const CONSUMER: &str = "payments";
@@ -70,7 +70,7 @@ pub struct Config {
 }
 
 impl Config {
-    /// From any lookup: `shared::config::process_env` in Lambda, the template's variables in the
+    /// From any lookup: `ripple_kit::config::process_env` in Lambda, the template's variables in the
     /// local runner.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(get);

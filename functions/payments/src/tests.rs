@@ -6,9 +6,9 @@ use domain::inventory::SkuQuantity;
 use domain::order::{CancelReason, OrderLine, OrderPlaced};
 use domain::payment::ChargeResult;
 use domain::payment::RefundRequest;
-use shared::idempotency::InMemoryIdempotencyStore;
-use shared::store::InMemoryEventStore;
-use shared::testing::{
+use ripple_kit::idempotency::InMemoryIdempotencyStore;
+use ripple_kit::store::InMemoryEventStore;
+use ripple_kit::testing::{
     self, deadline, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message as message,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -18,12 +18,12 @@ use domain::order::OrderEvent;
 use domain::payment::PaymentEvent;
 use domain::view::{ApplyOutcome, OrderView, SourceEvent, ViewEvent};
 use lambda_runtime::{Error, LambdaEvent};
-use shared::consumer::handle_batch;
-use shared::envelope::EnvelopeError;
-use shared::parse::{ParseError, envelope_from_sqs};
-use shared::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
-use shared::telemetry::Metrics;
-use shared::{Envelope, EventStore, StoreError};
+use ripple_kit::consumer::handle_batch;
+use ripple_kit::envelope::EnvelopeError;
+use ripple_kit::parse::{ParseError, envelope_from_sqs};
+use ripple_kit::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
+use ripple_kit::telemetry::Metrics;
+use ripple_kit::{Envelope, EventStore, StoreError};
 
 pub use views::{DynamoViewStore, InMemoryViewStore, StoredView, ViewStore, ViewStoreError};
 
@@ -35,7 +35,7 @@ const CONCURRENCY: usize = 4;
 pub const SOURCE_STREAMS: [&str; 3] =
     [aggregate::ORDER, aggregate::RESERVATION, aggregate::PAYMENT];
 
-shared::settings! {
+ripple_kit::settings! {
     /// Settings, from the variables template.yaml gives this function.
     pub struct Config {
         /// The events table (read to rebuild a view).

@@ -5,9 +5,9 @@ use super::*;
 use domain::inventory::{SkuQuantity, StockEvent, StockReserved};
 use domain::order::OrderPlaced;
 use domain::view::{PaymentStatus, ViewStatus};
-use shared::Append;
-use shared::store::InMemoryEventStore;
-use shared::testing::{
+use ripple_kit::Append;
+use ripple_kit::store::InMemoryEventStore;
+use ripple_kit::testing::{
     envelope, failed_message_ids, raw_sqs_message, sample_data, sqs_invocation,
     sqs_message as message,
 };

@@ -13,12 +13,12 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::error::{ConditionalCheckFailedException, ResourceNotFoundException};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
-use shared::idempotency::{
+use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyRecord,
     IdempotencyStoreError, Status, hash_json, idempotency_key, record_to_item,
 };
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 const T0: u64 = 1_800_000_000;
 const NAME: &str = "notifications.order-confirmed";

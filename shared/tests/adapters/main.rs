@@ -8,8 +8,8 @@ mod publish;
 mod redelivery;
 mod store;
 
+use ripple_kit::envelope::{Envelope, StreamPosition};
 use serde::Serialize;
-use shared::envelope::{Envelope, StreamPosition};
 
 /// A tiny event enum in the shape `Envelope::encode` expects.
 #[derive(Serialize)]

@@ -7,8 +7,8 @@ use aws_sdk_sns::operation::publish_batch::{PublishBatchError, PublishBatchOutpu
 use aws_sdk_sns::types::error::AuthorizationErrorException;
 use aws_sdk_sns::types::{BatchResultErrorEntry, PublishBatchResultEntry};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
-use shared::envelope::Envelope;
-use shared::publish::{Publisher, SnsPublisher};
+use ripple_kit::envelope::Envelope;
+use ripple_kit::publish::{Publisher, SnsPublisher};
 
 use crate::event;
 

@@ -10,7 +10,7 @@ use aws_sdk_sqs::operation::get_queue_url::{GetQueueUrlError, GetQueueUrlOutput}
 use aws_sdk_sqs::types::error::QueueDoesNotExist;
 use aws_sdk_sqs::types::{BatchResultErrorEntry, ChangeMessageVisibilityBatchResultEntry};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use shared::batch::{
+use ripple_kit::batch::{
     FailedRedelivery, QueueKind, Redelivery, RedeliveryBackoff, process_sqs_with_backoff,
 };
 

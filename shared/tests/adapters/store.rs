@@ -13,7 +13,9 @@ use aws_sdk_dynamodb::types::error::{
 };
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
-use shared::store::{Append, DedupeMarker, DynamoEventStore, EventStore, StoreError, event_item};
+use ripple_kit::store::{
+    Append, DedupeMarker, DynamoEventStore, EventStore, StoreError, event_item,
+};
 
 use crate::event;
 
@@ -73,7 +75,7 @@ async fn a_taken_position_on_the_single_put_is_a_conflict() {
 async fn a_retried_put_that_finds_its_own_event_succeeded() {
     let ours = event("a", 1);
     let theirs = event("a", 1);
-    let in_the_way = |stored: &shared::Envelope| {
+    let in_the_way = |stored: &ripple_kit::Envelope| {
         let item = event_item(stored);
         move || {
             PutItemError::ConditionalCheckFailedException(
