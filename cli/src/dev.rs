@@ -346,7 +346,7 @@ pub async fn run(args: &DevArgs) -> Result<(Summary, Option<NotQuiet>), DevError
     if args.keep {
         tracing::info!(stack = %stack_name, "resources kept (--keep)");
     } else if let Err(err) = provision::teardown_with(&clients, &deployment).await {
-        tracing::warn!(error = %crate::error_chain(&err), "teardown");
+        tracing::warn!(error = %ripple_kit::telemetry::error_chain(&err), "teardown");
     }
     let (mut summary, not_quiet) = outcome?;
     summary.total_ms = millis(started.elapsed());
@@ -518,7 +518,7 @@ async fn post_order(
             (status.as_u16(), order_id)
         }
         Err(err) => {
-            tracing::warn!(error = %crate::error_chain(&err), "order request failed");
+            tracing::warn!(error = %ripple_kit::telemetry::error_chain(&err), "order request failed");
             (0, None)
         }
     }

@@ -28,19 +28,3 @@ pub mod functions;
 pub mod provision;
 pub mod runtime;
 pub mod template;
-
-/// An error and its sources on one line: `outer: inner: root cause`.
-pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        // SDK errors often repeat their source's message; do not print it twice.
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}

@@ -63,7 +63,7 @@ async fn dev(args: ripple::dev::DevArgs) -> ExitCode {
             }
         }
         Err(err) => {
-            eprintln!("error: {}", ripple::error_chain(&err));
+            eprintln!("error: {}", ripple_kit::telemetry::error_chain(&err));
             if let Some(hint) = err.hint() {
                 eprintln!("hint: {hint}");
             }

@@ -832,7 +832,7 @@ pub async fn teardown_with(
         }
     }
     for failure in failures.iter().skip(1) {
-        tracing::warn!(error = %crate::error_chain(failure), "teardown");
+        tracing::warn!(error = %ripple_kit::telemetry::error_chain(failure), "teardown");
     }
     let count = failures.len();
     match failures.into_iter().next() {

@@ -402,7 +402,7 @@ impl LocalFunction {
         };
         if let Err(err) = &result {
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(function = %self.logical_id, request_id, error = %crate::error_chain(err), "invocation failed");
+            tracing::warn!(function = %self.logical_id, request_id, error = %ripple_kit::telemetry::error_chain(err), "invocation failed");
         }
         result
     }

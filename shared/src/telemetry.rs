@@ -54,8 +54,12 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // SDK errors often repeat their source's message; do not print it twice.
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
@@ -165,6 +169,11 @@ mod tests {
         let err = Outer(std::io::Error::other("throttled"));
         assert_eq!(error_chain(&err), "event store: throttled");
         assert_eq!(error_chain(&std::io::Error::other("alone")), "alone");
+        #[derive(Debug, thiserror::Error)]
+        #[error("dispatch failure: timeout")]
+        struct Repeats(#[source] std::io::Error);
+        let err = Repeats(std::io::Error::other("timeout"));
+        assert_eq!(error_chain(&err), "dispatch failure: timeout");
     }
 
     #[test]

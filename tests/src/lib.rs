@@ -65,7 +65,12 @@ impl TestStack {
         let stack = unique(&format!("t{}", test.replace('_', "-")));
         let deployment = provision::provision(&aws, &template, &stack)
             .await
-            .unwrap_or_else(|e| panic!("provisioning {stack}: {}", ripple::error_chain(&e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "provisioning {stack}: {}",
+                    ripple_kit::telemetry::error_chain(&e)
+                )
+            });
         TestStack {
             aws,
             clients,

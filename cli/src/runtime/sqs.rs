@@ -81,7 +81,7 @@ impl SqsMapping {
                         tracing::warn!(queue = %self.queue_url, "queue is gone; polling stops");
                         return;
                     }
-                    tracing::warn!(queue = %self.queue_url, error = %crate::error_chain(&err), "ReceiveMessage failed");
+                    tracing::warn!(queue = %self.queue_url, error = %ripple_kit::telemetry::error_chain(&err), "ReceiveMessage failed");
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = tokio::time::sleep(ERROR_PAUSE) => {}
@@ -164,7 +164,7 @@ impl SqsMapping {
                     tracing::warn!(queue = %self.queue_url, failed = output.failed().len(), "some deletes failed; those messages will be redelivered");
                 }
                 Err(err) => {
-                    tracing::warn!(queue = %self.queue_url, error = %crate::error_chain(&err), "DeleteMessageBatch failed; messages will be redelivered");
+                    tracing::warn!(queue = %self.queue_url, error = %ripple_kit::telemetry::error_chain(&err), "DeleteMessageBatch failed; messages will be redelivered");
                 }
             }
         }

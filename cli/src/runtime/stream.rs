@@ -273,7 +273,7 @@ impl StreamMapping {
             .send()
             .await
         {
-            tracing::error!(error = %crate::error_chain(&err), "cannot write to the on-failure destination");
+            tracing::error!(error = %ripple_kit::telemetry::error_chain(&err), "cannot write to the on-failure destination");
         }
     }
 }
@@ -292,7 +292,7 @@ impl StreamError {
         if err.code() == Some("ResourceNotFoundException") {
             StreamError::Gone
         } else {
-            StreamError::Other(crate::error_chain(err))
+            StreamError::Other(ripple_kit::telemetry::error_chain(err))
         }
     }
 }
@@ -354,7 +354,7 @@ impl ShardReader {
                         (ShardIteratorType::TrimHorizon, None)
                     } else {
                         if !service.is_some_and(|e| e.is_expired_iterator_exception()) {
-                            tracing::warn!(shard, error = %crate::error_chain(&err), "GetRecords failed");
+                            tracing::warn!(shard, error = %ripple_kit::telemetry::error_chain(&err), "GetRecords failed");
                             if pause(ERROR_PAUSE, &stop).await {
                                 return;
                             }
@@ -501,7 +501,10 @@ impl ShardReader {
             if exhausted {
                 let rest: Vec<EventRecord> =
                     passed[failed_at..].iter().map(|r| (*r).clone()).collect();
-                let error = response.as_ref().err().map(|e| crate::error_chain(e));
+                let error = response
+                    .as_ref()
+                    .err()
+                    .map(|e| ripple_kit::telemetry::error_chain(e));
                 m.discard(&self.shard_id, &rest, attempts, error).await;
                 retry.reset();
                 *done = last_of_batch;
