@@ -20,11 +20,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
 
-use domain::aggregate;
-use domain::inventory::{Stock, StockEvent};
-use domain::order::{CancelReason, Order, OrderEvent, OrderStatus};
+use domain::inventory::Stock;
+use domain::order::{CancelReason, Order, OrderStatus};
 use ripple_kit::store::DynamoEventStore;
-use ripple_kit::{EventStore, StoreError};
+use ripple_kit::{EventStore, Loaded, StoreError};
 
 use crate::functions::{self, FunctionsError};
 use crate::provision::{self, Clients, Deployment, ProvisionError};
@@ -90,7 +89,7 @@ pub enum DevError {
         sku: String,
         /// Why.
         #[source]
-        source: inventory::InventoryError,
+        source: StoreError,
     },
     /// Interrupted (Ctrl-C).
     #[error("interrupted")]
@@ -270,7 +269,7 @@ impl OrderOutcomes {
                 &mut self.cancelled_payment_declined
             }
             (OrderStatus::Cancelled, _) => &mut self.cancelled_customer_request,
-            (OrderStatus::Placed, _) => &mut self.pending,
+            (OrderStatus::Placed | OrderStatus::Unplaced, _) => &mut self.pending,
         };
         *slot += 1;
     }
@@ -390,10 +389,9 @@ async fn run_deployment(
     deployment: &Deployment,
 ) -> Result<(Summary, Option<NotQuiet>), DevError> {
     let handlers = functions::handlers(deployment, aws)?;
-    let stock = functions::inventory_handler(deployment, aws)?;
+    let stock = functions::inventory_store(deployment, aws)?;
     for item in CATALOGUE {
-        stock
-            .restock(item.sku, item.stock)
+        inventory::restock(&stock, item.sku, item.stock)
             .await
             .map_err(|source| DevError::Seed {
                 sku: item.sku.to_owned(),
@@ -669,33 +667,26 @@ async fn outcomes_and_stock(
         source,
     };
     for id in order_ids {
-        let history: Vec<OrderEvent> = store
-            .load(aggregate::ORDER, id)
-            .await
-            .map_err(read_failed)?;
-        let Some(order) = Order::from_history(&history) else {
+        let order: Loaded<Order> = store.load(id).await.map_err(read_failed)?;
+        let Some(placed) = order.state.placed.as_ref() else {
             outcomes.pending += 1;
             continue;
         };
-        outcomes.count(&order);
-        if order.status == OrderStatus::Confirmed {
-            for line in &order.placed.lines {
+        outcomes.count(&order.state);
+        if order.state.status == OrderStatus::Confirmed {
+            for line in &placed.lines {
                 *confirmed_units.entry(line.sku.clone()).or_default() += u64::from(line.quantity);
             }
         }
     }
     let mut stock = Vec::new();
     for item in CATALOGUE {
-        let history: Vec<StockEvent> = store
-            .load(aggregate::STOCK, item.sku)
-            .await
-            .map_err(read_failed)?;
-        let level = Stock::from_history(&history);
+        let level: Loaded<Stock> = store.load(item.sku).await.map_err(read_failed)?;
         stock.push(StockLevel {
             sku: item.sku.to_owned(),
             seeded: item.stock,
-            available: level.available,
-            allocated: level.allocated,
+            available: level.state.available,
+            allocated: level.state.allocated,
             confirmed_units: confirmed_units.get(item.sku).copied().unwrap_or(0),
         });
     }

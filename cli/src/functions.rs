@@ -1,7 +1,7 @@
 //! The registry: which Rust handler runs a template function, found by its binary name.
 //!
-//! Every function crate exposes the same shape (`Config::from_lookup`, `Handler::new`,
-//! `Handler::handle`), so one line per crate registers it. The handler is built from the
+//! Every function crate exposes the same shape (`Config::from_lookup`, `handler(config, aws)`,
+//! and the handler's `handle`), so one line per crate registers it. The handler is built from the
 //! function's resolved template environment, never from this process's environment, so two
 //! stacks can run side by side in one test process.
 
@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use aws_config::SdkConfig;
 use ripple_kit::config::ConfigError;
+use ripple_kit::store::DynamoEventStore;
 
 use crate::provision::Deployment;
 use crate::runtime::{Invoke, invoke_fn};
@@ -43,13 +44,13 @@ pub enum FunctionsError {
 /// Builds a function's handler from its environment.
 pub type Build = fn(&BTreeMap<String, String>, &SdkConfig) -> Result<Invoke, ConfigError>;
 
-/// Registers `crate` under its binary name: `Config::from_lookup` → `Handler::new` → `handle`.
+/// Registers `crate` under its binary name: `Config::from_lookup` → `handler` → `handle`.
 macro_rules! registered {
     ($($binary:literal => $krate:ident),+ $(,)?) => {
         &[$(($binary, {
             fn build(env: &BTreeMap<String, String>, aws: &SdkConfig) -> Result<Invoke, ConfigError> {
                 let config = $krate::Config::from_lookup(|key| env.get(key).cloned())?;
-                let handler = Arc::new($krate::Handler::new(config, aws));
+                let handler = Arc::new($krate::handler(config, aws));
                 Ok(invoke_fn(move |event| {
                     let handler = handler.clone();
                     async move { handler.handle(event).await }
@@ -134,11 +135,12 @@ pub fn handlers_for(
         .collect()
 }
 
-/// The inventory handler of a deployment, for operator actions such as seeding stock.
-pub fn inventory_handler(
+/// The event store inventory writes to in a deployment, for operator actions such as seeding
+/// stock.
+pub fn inventory_store(
     deployment: &Deployment,
     aws: &SdkConfig,
-) -> Result<inventory::Handler, FunctionsError> {
+) -> Result<DynamoEventStore, FunctionsError> {
     let function =
         deployment
             .function_by_binary("inventory")
@@ -152,7 +154,10 @@ pub fn inventory_handler(
             function: function.logical_id.clone(),
             source,
         })?;
-    Ok(inventory::Handler::new(config, aws))
+    Ok(DynamoEventStore::new(
+        aws_sdk_dynamodb::Client::new(aws),
+        config.events_table,
+    ))
 }
 
 #[cfg(test)]

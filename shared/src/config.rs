@@ -5,7 +5,9 @@
 
 use std::str::FromStr;
 
+#[cfg(feature = "aws")]
 use aws_config::{BehaviorVersion, SdkConfig};
+#[cfg(feature = "aws")]
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 /// A setting that is missing or malformed.
@@ -134,6 +136,7 @@ macro_rules! settings {
     };
 }
 
+#[cfg(feature = "aws")]
 /// Loads the AWS SDK configuration once per execution environment.
 ///
 /// Region, credentials and endpoints come from the usual sources, so `AWS_ENDPOINT_URL` and the

@@ -26,6 +26,12 @@ use aws_config::SdkConfig;
 
 use crate::config::{ConfigError, load_sdk_config, process_env};
 use crate::telemetry::init_tracing;
+#[cfg(feature = "store-dynamodb")]
+use crate::{
+    config::Env,
+    consumer::{EventSourced, Reactor, SqsConsumer},
+    store::DynamoEventStore,
+};
 
 /// Cold start: installs the JSON log subscriber, reads the function's settings from the process
 /// environment with `from_lookup` (its `Config::from_lookup`), loads the AWS SDK config, and
@@ -40,6 +46,37 @@ pub async fn init<C, H>(
     let config = from_lookup(process_env)?;
     let aws = load_sdk_config().await;
     Ok(new(config, &aws))
+}
+
+/// The whole `main` of an event-sourced consumer: serves `reactor` behind its SQS queue, over
+/// the DynamoDB event store whose table the environment variable `events_table` names.
+///
+/// ```no_run
+/// # struct Points;
+/// # impl<S: ripple_kit::EventStore> ripple_kit::Reactor<S> for Points {
+/// #     const NAME: &'static str = "points";
+/// #     const SOURCE: &'static str = "shop/points";
+/// #     type Input = ();
+/// #     type Error = std::convert::Infallible;
+/// #     fn input(&self, _: &ripple_kit::Envelope) -> Result<Option<()>, ripple_kit::envelope::EnvelopeError> { Ok(None) }
+/// #     async fn react(&self, _: &S, _: &(), _: &ripple_kit::consumer::Delivery<'_>) -> Result<ripple_kit::Reaction, ripple_kit::ConsumerError> { Ok(ripple_kit::Reaction::Ignored) }
+/// # }
+/// #[tokio::main]
+/// async fn main() -> Result<(), lambda_runtime::Error> {
+///     ripple_kit::lambda::run_reactor(Points, "EVENTS_TABLE").await
+/// }
+/// ```
+#[cfg(feature = "store-dynamodb")]
+pub async fn run_reactor<R>(reactor: R, events_table: &str) -> Result<(), lambda_runtime::Error>
+where
+    R: Reactor<DynamoEventStore> + 'static,
+{
+    init_tracing();
+    let table = Env::process().required(events_table)?;
+    let aws = load_sdk_config().await;
+    let store = DynamoEventStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
+    let handler = SqsConsumer::new(EventSourced::new(reactor, store));
+    lambda_runtime::run(lambda_runtime::service_fn(|event| handler.handle(event))).await
 }
 
 #[cfg(test)]

@@ -84,6 +84,7 @@ impl Unit {
 }
 
 /// Metrics of one invocation, flushed as one EMF line.
+#[derive(Debug)]
 pub struct Metrics {
     namespace: String,
     service: String,

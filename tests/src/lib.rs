@@ -39,6 +39,27 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{suffix}")
 }
 
+/// The stock of a stack, through inventory's event store.
+pub struct Inventory {
+    store: DynamoEventStore,
+}
+
+impl Inventory {
+    /// Adds `quantity` units of `sku`.
+    pub async fn restock(&self, sku: &str, quantity: u64) -> Result<(), ripple_kit::StoreError> {
+        inventory::restock(&self.store, sku, quantity).await
+    }
+
+    /// The current stock of `sku` (its levels) and how many events its stream holds.
+    pub async fn stock(
+        &self,
+        sku: &str,
+    ) -> Result<(domain::inventory::Stock, u64), ripple_kit::StoreError> {
+        let stock = inventory::stock(&self.store, sku).await?;
+        Ok((stock.state, stock.version))
+    }
+}
+
 /// One stack of the template in the emulator, deleted by [`TestStack::teardown`].
 pub struct TestStack {
     /// The SDK configuration (endpoints from the environment).
@@ -122,12 +143,14 @@ impl TestStack {
             .collect()
     }
 
-    /// The inventory handler of this stack, for seeding stock and reading levels.
-    pub fn inventory(&self) -> inventory::Handler {
+    /// The stock of this stack, for seeding it and reading levels.
+    pub fn inventory(&self) -> Inventory {
         let env = self.env("InventoryFunction");
         let config =
             inventory::Config::from_lookup(|k| env.get(k).cloned()).expect("inventory config");
-        inventory::Handler::new(config, &self.aws)
+        Inventory {
+            store: DynamoEventStore::new(self.clients.dynamodb.clone(), config.events_table),
+        }
     }
 
     /// The handler of one function, speaking Lambda JSON, outside any event source.
@@ -258,3 +281,8 @@ pub fn sqs_event(bodies: &[(&str, String)]) -> Value {
     event["Records"] = Value::Array(records);
     event
 }
+
+/// The repository README's code blocks, compiled as doctests so the examples there cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

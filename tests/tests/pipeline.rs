@@ -74,7 +74,7 @@ async fn an_order_posted_through_the_api_is_stored_published_consumed_and_reserv
         "inventory consumed the published order.placed: {stats:?}"
     );
     for line in order["lines"].as_array().unwrap() {
-        let stock = inventory
+        let (stock, _) = inventory
             .stock(line["sku"].as_str().unwrap())
             .await
             .unwrap();

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use domain::views::ViewStore;
 use ripple_e2e::{TestStack, api_request, body, context, place_order_request, sqs_event, unique};
 use ripple_kit::publish::{Publisher, SnsPublisher};
 use ripple_kit::{Envelope, EventStore, StreamPosition};
@@ -166,7 +167,7 @@ async fn every_path_of_the_saga_ends_where_it_should_and_nothing_happens_twice()
         stack.types("Reservation", &declined).await,
         vec!["stock.reserved", "stock.released"]
     );
-    let level = inventory.stock("DECLINE").await.unwrap();
+    let (level, _) = inventory.stock("DECLINE").await.unwrap();
     assert_eq!((level.available, level.allocated), (3, 0));
     // The last unit: exactly one of the two orders gets it.
     let mut outcomes = vec![
@@ -187,7 +188,7 @@ async fn every_path_of_the_saga_ends_where_it_should_and_nothing_happens_twice()
     ];
     outcomes.sort();
     assert_eq!(outcomes, vec!["order.cancelled", "order.confirmed"]);
-    let level = inventory.stock("LAST").await.unwrap();
+    let (level, _) = inventory.stock("LAST").await.unwrap();
     assert_eq!((level.available, level.allocated), (0, 1));
 
     // The read model agrees with the store.
@@ -324,7 +325,7 @@ async fn an_order_cancelled_before_payment_gets_its_stock_back_and_is_never_char
         stack.types("Reservation", &order).await,
         vec!["stock.reserved", "stock.released"]
     );
-    let level = inventory.stock("SKU").await.unwrap();
+    let (level, _) = inventory.stock("SKU").await.unwrap();
     assert_eq!((level.available, level.allocated), (4, 0));
     runtime.stop().await;
 
@@ -393,16 +394,18 @@ async fn a_projection_fed_events_out_of_order_and_twice_ends_correct() {
         );
     }
     let env = stack.env("ProjectionsFunction");
-    let projections = projections::Handler::new(
+    let projections = projections::handler(
         projections::Config::from_lookup(|k| env.get(k).cloned()).unwrap(),
         &stack.aws,
     );
     let stored = projections
-        .get_view(order)
+        .consumer()
+        .views()
+        .view(order)
         .await
         .unwrap()
         .expect("a view was written");
-    let rebuilt = projections.rebuild(order).await.unwrap();
+    let rebuilt = projections.consumer().rebuild(order).await.unwrap();
     assert_eq!(stored, rebuilt);
     assert_eq!(serde_json::to_value(stored.status).unwrap(), "confirmed");
     stack.teardown().await;

@@ -1,56 +1,52 @@
 //! Handler tests over the in-memory event store, starting from the sample SQS event in `events/`.
 
 use super::*;
-use domain::order::CancelReason;
+use domain::order::{CancelReason, Order};
+use domain::testing::{SAMPLE_ORDER_PLACED, cancelled, placed_with, stored};
+use ripple_kit::consumer::Handled;
 use ripple_kit::store::InMemoryEventStore;
 use ripple_kit::testing::{
-    carrying, envelope, failed_message_ids, first_sqs_record, sqs_invocation,
+    carrying, deadline, failed_message_ids, first_sqs_record, sqs_invocation,
 };
 
-const ORDER_PLACED: &str = include_str!("../../../events/inventory-order-placed.json");
+type TestHandler = Handler<InMemoryEventStore>;
 
-fn sample_message() -> SqsMessage {
-    first_sqs_record(ORDER_PLACED)
+fn sample_message() -> aws_lambda_events::event::sqs::SqsMessage {
+    first_sqs_record(SAMPLE_ORDER_PLACED)
 }
 
-fn placed(message: &SqsMessage) -> (Envelope, OrderPlaced) {
-    let envelope = envelope_from_sqs(message).unwrap();
-    match envelope.decode().unwrap() {
-        OrderEvent::Placed(p) => (envelope, p),
-        other => panic!("fixture holds {other:?}"),
-    }
-}
-
-/// A message carrying `event` as a new order event caused by nothing.
-fn message_for(event: &OrderEvent, order_id: &str, sequence: u64) -> SqsMessage {
+/// A delivery of `event`, the `sequence`-th of order `order_id`.
+fn message_for(
+    event: &OrderEvent,
+    order_id: &str,
+    sequence: u64,
+) -> aws_lambda_events::event::sqs::SqsMessage {
     carrying(
         sample_message(),
-        &envelope("Order", order_id, sequence, event),
+        &stored::<Order>(order_id, sequence, event),
     )
 }
 
-/// A fresh order for `lines` (sku, quantity).
+/// A new order `order_id` for `lines` (sku, quantity).
 fn order(order_id: &str, lines: &[(&str, u32)]) -> OrderEvent {
-    let (_, mut p) = placed(&sample_message());
-    p.order_id = order_id.into();
-    p.lines = lines
-        .iter()
-        .map(|(sku, q)| domain::order::OrderLine {
-            sku: (*sku).into(),
-            quantity: *q,
-            unit_price_cents: 100,
-        })
-        .collect();
-    OrderEvent::Placed(p)
+    OrderEvent::Placed(placed_with(order_id, lines))
 }
 
-fn handler() -> Handler<InMemoryEventStore> {
-    Handler::with_store(InMemoryEventStore::new())
+fn handler() -> TestHandler {
+    handler_with(InMemoryEventStore::new())
 }
 
-async fn reservation_types(h: &Handler<InMemoryEventStore>, order_id: &str) -> Vec<String> {
-    h.store
-        .read_stream("Reservation", order_id, 1)
+fn store(h: &TestHandler) -> &InMemoryEventStore {
+    h.consumer().store()
+}
+
+async fn handle(h: &TestHandler, message: &aws_lambda_events::event::sqs::SqsMessage) -> Handled {
+    h.handle_message(message, deadline()).await.unwrap()
+}
+
+async fn reservation_types(h: &TestHandler, order_id: &str) -> Vec<String> {
+    store(h)
+        .read_stream(Reservation::TYPE, order_id, 1)
         .await
         .unwrap()
         .into_iter()
@@ -58,100 +54,88 @@ async fn reservation_types(h: &Handler<InMemoryEventStore>, order_id: &str) -> V
         .collect()
 }
 
+async fn levels(h: &TestHandler, sku: &str) -> (u64, u64) {
+    let stock = stock(store(h), sku).await.unwrap();
+    (stock.state.available, stock.state.allocated)
+}
+
 #[tokio::test]
 async fn given_stock_when_the_sample_order_arrives_then_it_is_reserved_exactly_once() {
     let h = handler();
     let message = sample_message();
-    let (source, order) = placed(&message);
+    let source = ripple_kit::parse::envelope_from_sqs(&message).unwrap();
+    let OrderEvent::Placed(order) = source.decode().unwrap() else {
+        panic!("the sample is order.placed");
+    };
     for line in &order.lines {
-        h.restock(&line.sku, u64::from(line.quantity) + 1)
+        restock(store(&h), &line.sku, u64::from(line.quantity) + 1)
             .await
             .unwrap();
     }
     assert_eq!(
-        h.handle_message(&message).await.unwrap(),
-        Outcome::Applied("stock.reserved")
+        handle(&h, &message).await,
+        Handled::Applied("stock.reserved")
     );
-    assert_eq!(
-        h.handle_message(&message).await.unwrap(),
-        Outcome::Duplicate
-    );
+    assert_eq!(handle(&h, &message).await, Handled::Duplicate);
 
     assert_eq!(
         reservation_types(&h, &order.order_id).await,
         vec!["stock.reserved"]
     );
-    let reserved = &h
-        .store
-        .read_stream("Reservation", &order.order_id, 1)
+    let reserved = &store(&h)
+        .read_stream(Reservation::TYPE, &order.order_id, 1)
         .await
         .unwrap()[0];
+    assert_eq!(reserved.source, "ripple/inventory");
     assert_eq!(reserved.causationid.as_deref(), Some(source.id.as_str()));
     assert_eq!(reserved.correlationid, source.correlationid);
     for line in &order.lines {
-        let stock = h.stock(&line.sku).await.unwrap();
-        assert_eq!(
-            (stock.available, stock.allocated),
-            (1, u64::from(line.quantity))
-        );
+        assert_eq!(levels(&h, &line.sku).await, (1, u64::from(line.quantity)));
     }
 }
 
 #[tokio::test]
 async fn given_too_little_stock_then_the_order_is_rejected_and_stock_untouched() {
     let h = handler();
-    h.restock("A", 1).await.unwrap();
+    restock(store(&h), "A", 1).await.unwrap();
     let m = message_for(&order("o-1", &[("A", 2)]), "o-1", 1);
-    assert_eq!(
-        h.handle_message(&m).await.unwrap(),
-        Outcome::Applied("stock.rejected")
-    );
-    assert_eq!(h.stock("A").await.unwrap().available, 1);
+    assert_eq!(handle(&h, &m).await, Handled::Applied("stock.rejected"));
+    assert_eq!(levels(&h, "A").await, (1, 0));
     assert_eq!(reservation_types(&h, "o-1").await, vec!["stock.rejected"]);
 }
 
 #[tokio::test]
 async fn two_orders_racing_for_the_last_unit_one_wins() {
     let h = handler();
-    h.restock("LAST", 1).await.unwrap();
+    restock(store(&h), "LAST", 1).await.unwrap();
     let a = message_for(&order("o-a", &[("LAST", 1)]), "o-a", 1);
     let b = message_for(&order("o-b", &[("LAST", 1)]), "o-b", 1);
-    let (ra, rb) = tokio::join!(h.handle_message(&a), h.handle_message(&b));
-    let mut outcomes = vec![ra.unwrap(), rb.unwrap()];
+    let (ra, rb) = tokio::join!(handle(&h, &a), handle(&h, &b));
+    let mut outcomes = vec![ra, rb];
     outcomes.sort_by_key(|o| format!("{o:?}"));
     assert_eq!(
         outcomes,
         vec![
-            Outcome::Applied("stock.rejected"),
-            Outcome::Applied("stock.reserved")
+            Handled::Applied("stock.rejected"),
+            Handled::Applied("stock.reserved")
         ]
     );
-    let stock = h.stock("LAST").await.unwrap();
-    assert_eq!((stock.available, stock.allocated), (0, 1));
+    assert_eq!(levels(&h, "LAST").await, (0, 1));
 }
 
 #[tokio::test]
 async fn a_cancelled_order_gets_its_stock_back_once() {
     let h = handler();
-    h.restock("A", 5).await.unwrap();
-    h.handle_message(&message_for(&order("o-1", &[("A", 3)]), "o-1", 1))
-        .await
-        .unwrap();
-    let cancel = OrderEvent::Cancelled {
-        order_id: "o-1".into(),
-        reason: CancelReason::PaymentDeclined,
-    };
+    restock(store(&h), "A", 5).await.unwrap();
+    handle(&h, &message_for(&order("o-1", &[("A", 3)]), "o-1", 1)).await;
+    let cancel = cancelled("o-1", CancelReason::PaymentDeclined);
     let first = message_for(&cancel, "o-1", 2);
     let again = message_for(&cancel, "o-1", 2);
-    assert_eq!(
-        h.handle_message(&first).await.unwrap(),
-        Outcome::Applied("stock.released")
-    );
+    assert_eq!(handle(&h, &first).await, Handled::Applied("stock.released"));
     // A redelivery, and a second cancellation, find nothing held any more.
-    assert_eq!(h.handle_message(&first).await.unwrap(), Outcome::Ignored);
-    assert_eq!(h.handle_message(&again).await.unwrap(), Outcome::Ignored);
-    let stock = h.stock("A").await.unwrap();
-    assert_eq!((stock.available, stock.allocated), (5, 0));
+    assert_eq!(handle(&h, &first).await, Handled::Ignored);
+    assert_eq!(handle(&h, &again).await, Handled::Ignored);
+    assert_eq!(levels(&h, "A").await, (5, 0));
     assert_eq!(
         reservation_types(&h, "o-1").await,
         vec!["stock.reserved", "stock.released"]
@@ -161,34 +145,30 @@ async fn a_cancelled_order_gets_its_stock_back_once() {
 #[tokio::test]
 async fn a_cancel_that_overtakes_its_order_leaves_the_stock_alone() {
     let h = handler();
-    h.restock("A", 1).await.unwrap();
-    let cancel = OrderEvent::Cancelled {
-        order_id: "o-2".into(),
-        reason: CancelReason::CustomerRequest,
-    };
+    restock(store(&h), "A", 1).await.unwrap();
+    let cancel = cancelled("o-2", CancelReason::CustomerRequest);
     // The cancel is handled first: it closes the reservation with nothing in it.
     assert_eq!(
-        h.handle_message(&message_for(&cancel, "o-2", 2))
-            .await
-            .unwrap(),
-        Outcome::Applied("stock.released")
+        handle(&h, &message_for(&cancel, "o-2", 2)).await,
+        Handled::Applied("stock.released")
     );
     // The order it cancelled arrives late and must not take the stock for ever.
     assert_eq!(
-        h.handle_message(&message_for(&order("o-2", &[("A", 1)]), "o-2", 1))
-            .await
-            .unwrap(),
-        Outcome::Ignored
+        handle(&h, &message_for(&order("o-2", &[("A", 1)]), "o-2", 1)).await,
+        Handled::Ignored
     );
-    let stock = h.stock("A").await.unwrap();
-    assert_eq!((stock.available, stock.allocated, stock.version), (1, 0, 1));
+    let stock = stock(store(&h), "A").await.unwrap();
+    assert_eq!(
+        (stock.state.available, stock.state.allocated, stock.version),
+        (1, 0, 1)
+    );
     assert_eq!(reservation_types(&h, "o-2").await, vec!["stock.released"]);
 }
 
 #[tokio::test]
 async fn a_poison_message_fails_alone_and_the_rest_of_the_batch_is_applied() {
     let h = handler();
-    h.restock("A", 10).await.unwrap();
+    restock(store(&h), "A", 10).await.unwrap();
     let mut poison = sample_message();
     poison.message_id = Some("poison".into());
     poison.body = Some("{\"not\": \"an envelope\"".into());

@@ -11,30 +11,20 @@
 
 pub mod notifier;
 
-use std::time::SystemTime;
-
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use domain::order::OrderEvent;
-use lambda_runtime::{Error, LambdaEvent};
-use ripple_kit::consumer::handle_batch;
-use ripple_kit::envelope::EnvelopeError;
+use ripple_kit::consumer::{Delivery, Handled};
 use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
-use ripple_kit::parse::{ParseError, envelope_from_sqs};
-use ripple_kit::telemetry::Metrics;
+use ripple_kit::{Consumer, ConsumerError, SqsConsumer};
 use serde_json::json;
 
 pub use notifier::{
-    Delivery, Notification, Notifier, NotifyError, RecordingNotifier, SnsNotifier, compose,
+    Notification, Notifier, NotifyError, RecordingNotifier, Sent, SnsNotifier, compose,
 };
 
-/// The service name in metrics.
-pub const CONSUMER: &str = "notifications";
 /// Idempotency name of sent notifications (the key is this + `#` + a hash of order id and outcome).
 pub const NOTIFY_KEY: &str = "notifications";
-/// Records of one standard-queue batch handled at once.
-const CONCURRENCY: usize = 4;
 
 ripple_kit::settings! {
     /// Settings, from the variables template.yaml gives this function.
@@ -46,77 +36,52 @@ ripple_kit::settings! {
     }
 }
 
-/// Why a message could not be handled (it is retried, then dead-lettered).
-#[derive(Debug, thiserror::Error)]
-pub enum NotificationsError {
-    /// The message is not an event envelope.
-    #[error("unreadable message")]
-    Parse(#[from] ParseError),
-    /// The envelope is not an order event.
-    #[error("unusable event")]
-    Event(#[from] EnvelopeError),
-    /// Sending failed, is running elsewhere, or its record is unusable.
-    #[error("sending the notification")]
-    Send(#[from] IdempotencyError<NotifyError>),
+/// What notifying fails with: sending failed, is running elsewhere, or its record is unusable.
+pub type NotificationsError = ConsumerError<IdempotencyError<NotifyError>>;
+
+/// The notifications function: [`Notifications`] behind its queue.
+pub type Handler<N = SnsNotifier, I = DynamoIdempotencyStore> = SqsConsumer<Notifications<N, I>>;
+
+/// The handler publishing to the topic and recording sends in the table named in `config`.
+pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
+    handler_with(
+        SnsNotifier::new(aws_sdk_sns::Client::new(aws), config.topic_arn),
+        DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(aws), config.idempotency_table),
+    )
 }
 
-/// What handling one message did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The customer message was sent.
-    Sent,
-    /// It was sent before; nothing was sent now.
-    Duplicate,
-    /// Not an order outcome.
-    Ignored,
+/// The handler over any adapters (tests pass the recording notifier and an in-memory store).
+pub fn handler_with<N: Notifier, I: IdempotencyStore>(
+    notifier: N,
+    idempotency: I,
+) -> Handler<N, I> {
+    SqsConsumer::new(Notifications {
+        notifier,
+        sends: Idempotency::for_consumer(idempotency, NOTIFY_KEY),
+    })
 }
 
-/// The queue handler over a notifier and an idempotency store.
-pub struct Handler<N = SnsNotifier, I = DynamoIdempotencyStore> {
+/// Sends one customer message per order outcome.
+pub struct Notifications<N, I> {
     notifier: N,
     sends: Idempotency<I>,
-    metrics: Metrics,
 }
 
-impl Handler {
-    /// The handler publishing to the topic and recording sends in the table named in `config`.
-    pub fn new(config: Config, aws: &aws_config::SdkConfig) -> Self {
-        Self::with_ports(
-            SnsNotifier::new(aws_sdk_sns::Client::new(aws), config.topic_arn),
-            DynamoIdempotencyStore::new(
-                aws_sdk_dynamodb::Client::new(aws),
-                config.idempotency_table,
-            ),
-        )
-    }
-}
-
-impl<N: Notifier, I: IdempotencyStore> Handler<N, I> {
-    /// The handler over any adapters (tests pass the recording notifier and an in-memory store).
-    pub fn with_ports(notifier: N, idempotency: I) -> Self {
-        Handler {
-            notifier,
-            sends: Idempotency::for_consumer(idempotency, NOTIFY_KEY),
-            metrics: Metrics::new("Ripple", CONSUMER),
-        }
-    }
-
+impl<N, I> Notifications<N, I> {
     /// The notifier messages go to.
     pub fn notifier(&self) -> &N {
         &self.notifier
     }
+}
 
-    /// Handles one queue message; `deadline` is the invocation's (it bounds how long an
-    /// interrupted send blocks its redelivery).
-    pub async fn handle_message(
-        &self,
-        message: &SqsMessage,
-        deadline: SystemTime,
-    ) -> Result<Outcome, NotificationsError> {
-        let source = envelope_from_sqs(message)?;
-        let event: OrderEvent = source.decode()?;
+impl<N: Notifier, I: IdempotencyStore> Consumer for Notifications<N, I> {
+    const NAME: &'static str = "notifications";
+    type Error = NotificationsError;
+
+    async fn consume(&self, delivery: &Delivery<'_>) -> Result<Handled, NotificationsError> {
+        let event: OrderEvent = delivery.event.decode()?;
         let Some(notification) = compose(&event) else {
-            return Ok(Outcome::Ignored);
+            return Ok(Handled::Ignored);
         };
         let key = json!(format!(
             "{}#{}",
@@ -124,26 +89,17 @@ impl<N: Notifier, I: IdempotencyStore> Handler<N, I> {
         ));
         let sent = self
             .sends
-            .execute(&key, &json!(notification), deadline, || {
+            .run(&key, &json!(notification), delivery.deadline, || {
                 self.notifier.notify(&notification)
             })
-            .await?;
+            .await
+            .map_err(ConsumerError::Own)?;
         if sent.replayed {
-            self.metrics.count("DuplicatesSkipped");
-            tracing::info!(event_id = %source.id, order_id = %notification.order_id, "already notified; skipped");
-            Ok(Outcome::Duplicate)
-        } else {
-            self.metrics.count("NotificationsSent");
-            tracing::info!(event_id = %source.id, order_id = %notification.order_id, outcome = %notification.outcome, message_id = %sent.value.message_id, "customer notified");
-            Ok(Outcome::Sent)
+            return Ok(Handled::Duplicate);
         }
-    }
-
-    /// Handles a batch from the queue; failed records are reported alone.
-    pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, Error> {
-        let deadline = event.context.deadline();
-        let handle_message = |message| async move { self.handle_message(&message, deadline).await };
-        handle_batch(event.payload, CONCURRENCY, &self.metrics, handle_message).await
+        delivery.metrics.count("NotificationsSent");
+        tracing::info!(order_id = %notification.order_id, outcome = %notification.outcome, message_id = %sent.value.message_id, "customer notified");
+        Ok(Handled::Applied("notification.sent"))
     }
 }
 

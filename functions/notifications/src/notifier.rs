@@ -27,7 +27,7 @@ pub struct Notification {
 
 /// What the channel answered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Delivery {
+pub struct Sent {
     /// The channel's id of the message (SNS's `MessageId`).
     pub message_id: String,
 }
@@ -46,7 +46,7 @@ pub trait Notifier: Send + Sync {
     fn notify(
         &self,
         notification: &Notification,
-    ) -> impl Future<Output = Result<Delivery, NotifyError>> + Send;
+    ) -> impl Future<Output = Result<Sent, NotifyError>> + Send;
 }
 
 /// The message for an order outcome; `None` for events that are not outcomes.
@@ -112,7 +112,7 @@ fn string_attribute(value: &str) -> Result<MessageAttributeValue, NotifyError> {
 }
 
 impl Notifier for SnsNotifier {
-    async fn notify(&self, notification: &Notification) -> Result<Delivery, NotifyError> {
+    async fn notify(&self, notification: &Notification) -> Result<Sent, NotifyError> {
         let output = self
             .client
             .publish()
@@ -124,7 +124,7 @@ impl Notifier for SnsNotifier {
             .send()
             .await
             .map_err(|e| NotifyError::Backend(Box::new(e)))?;
-        Ok(Delivery {
+        Ok(Sent {
             message_id: output.message_id().unwrap_or_default().to_owned(),
         })
     }
@@ -149,13 +149,13 @@ impl RecordingNotifier {
 }
 
 impl Notifier for RecordingNotifier {
-    async fn notify(&self, notification: &Notification) -> Result<Delivery, NotifyError> {
+    async fn notify(&self, notification: &Notification) -> Result<Sent, NotifyError> {
         let mut sent = self
             .sent
             .lock()
             .map_err(|_| NotifyError::Backend("recording notifier poisoned".into()))?;
         sent.push(notification.clone());
-        Ok(Delivery {
+        Ok(Sent {
             message_id: format!("recorded-{}", sent.len()),
         })
     }

@@ -2,40 +2,29 @@
 //! adapter against mocked responses.
 
 use super::*;
-use domain::order::CancelReason;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use domain::order::{CancelReason, Order};
+use domain::testing::{self as story, stored};
 use ripple_kit::idempotency::InMemoryIdempotencyStore;
 use ripple_kit::testing::{
-    deadline, envelope, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message,
+    deadline, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 
 fn handler() -> Handler<RecordingNotifier, InMemoryIdempotencyStore> {
-    Handler::with_ports(RecordingNotifier::new(), InMemoryIdempotencyStore::new())
+    handler_with(RecordingNotifier::new(), InMemoryIdempotencyStore::new())
 }
 
 fn message(order_id: &str, sequence: u64, event: &OrderEvent) -> SqsMessage {
-    sqs_message(&envelope("Order", order_id, sequence, event))
+    sqs_message(&stored::<Order>(order_id, sequence, event))
 }
 
 fn confirmed(order_id: &str) -> SqsMessage {
-    message(
-        order_id,
-        2,
-        &OrderEvent::Confirmed {
-            order_id: order_id.into(),
-        },
-    )
+    message(order_id, 2, &story::confirmed(order_id))
 }
 
 fn cancelled(order_id: &str, reason: CancelReason) -> SqsMessage {
-    message(
-        order_id,
-        2,
-        &OrderEvent::Cancelled {
-            order_id: order_id.into(),
-            reason,
-        },
-    )
+    message(order_id, 2, &story::cancelled(order_id, reason))
 }
 
 #[tokio::test]
@@ -44,20 +33,20 @@ async fn a_confirmed_order_is_announced_once_however_often_it_is_delivered() {
     let m = confirmed("o-123");
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Sent
+        Handled::Applied("notification.sent")
     );
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
     // A second copy published by SNS is another message with the same event: still one send.
     assert_eq!(
         h.handle_message(&confirmed("o-123"), deadline())
             .await
             .unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
-    let sent = h.notifier().sent();
+    let sent = h.consumer().notifier().sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].subject, "Your order o-123 is confirmed");
     assert!(
@@ -80,9 +69,9 @@ async fn a_cancellation_says_why() {
             h.handle_message(&cancelled(order_id, reason), deadline())
                 .await
                 .unwrap(),
-            Outcome::Sent
+            Handled::Applied("notification.sent")
         );
-        let last = h.notifier().sent().pop().unwrap();
+        let last = h.consumer().notifier().sent().pop().unwrap();
         assert_eq!(last.outcome, "order.cancelled");
         assert!(
             last.text
@@ -101,13 +90,19 @@ async fn each_outcome_of_an_order_gets_its_own_message() {
     let cancel = cancelled("o-1", CancelReason::CustomerRequest);
     assert_eq!(
         h.handle_message(&cancel, deadline()).await.unwrap(),
-        Outcome::Sent
+        Handled::Applied("notification.sent")
     );
     assert_eq!(
         h.handle_message(&cancel, deadline()).await.unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
-    let outcomes: Vec<_> = h.notifier().sent().into_iter().map(|n| n.outcome).collect();
+    let outcomes: Vec<_> = h
+        .consumer()
+        .notifier()
+        .sent()
+        .into_iter()
+        .map(|n| n.outcome)
+        .collect();
     assert_eq!(outcomes, vec!["order.confirmed", "order.cancelled"]);
 }
 
@@ -119,9 +114,9 @@ async fn a_placed_order_is_not_an_outcome() {
     let m = &placed.records[0];
     assert_eq!(
         h.handle_message(m, deadline()).await.unwrap(),
-        Outcome::Ignored
+        Handled::Ignored
     );
-    assert!(h.notifier().sent().is_empty());
+    assert!(h.consumer().notifier().sent().is_empty());
 }
 
 /// A channel that is down for the first send, and yields mid-send so deliveries interleave.
@@ -132,7 +127,7 @@ struct Flaky {
 }
 
 impl Notifier for Flaky {
-    async fn notify(&self, notification: &Notification) -> Result<Delivery, NotifyError> {
+    async fn notify(&self, notification: &Notification) -> Result<Sent, NotifyError> {
         tokio::task::yield_now().await;
         if self.down.swap(false, Ordering::SeqCst) {
             return Err(NotifyError::Backend("topic throttled".into()));
@@ -143,25 +138,25 @@ impl Notifier for Flaky {
 
 #[tokio::test]
 async fn a_failed_send_is_sent_by_the_redelivery() {
-    let h = Handler::with_ports(Flaky::default(), InMemoryIdempotencyStore::new());
-    h.notifier().down.store(true, Ordering::SeqCst);
+    let h = handler_with(Flaky::default(), InMemoryIdempotencyStore::new());
+    h.consumer().notifier().down.store(true, Ordering::SeqCst);
     let m = confirmed("o-1");
     let err = h.handle_message(&m, deadline()).await.unwrap_err();
     assert!(
-        matches!(err, NotificationsError::Send(IdempotencyError::Effect(_))),
+        matches!(err, ConsumerError::Own(IdempotencyError::Effect(_))),
         "{err:?}"
     );
-    assert!(h.notifier().inner.sent().is_empty());
+    assert!(h.consumer().notifier().inner.sent().is_empty());
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Sent
+        Handled::Applied("notification.sent")
     );
-    assert_eq!(h.notifier().inner.sent().len(), 1);
+    assert_eq!(h.consumer().notifier().inner.sent().len(), 1);
 }
 
 #[tokio::test]
 async fn two_deliveries_at_the_same_moment_send_once() {
-    let h = Handler::with_ports(Flaky::default(), InMemoryIdempotencyStore::new());
+    let h = handler_with(Flaky::default(), InMemoryIdempotencyStore::new());
     let m = confirmed("o-1");
     let (a, b) = tokio::join!(
         h.handle_message(&m, deadline()),
@@ -169,19 +164,22 @@ async fn two_deliveries_at_the_same_moment_send_once() {
     );
     let mut results = [a, b];
     results.sort_by_key(Result::is_err);
-    assert_eq!(results[0].as_ref().unwrap(), &Outcome::Sent);
+    assert_eq!(
+        results[0].as_ref().unwrap(),
+        &Handled::Applied("notification.sent")
+    );
     // The loser finds the key in progress and fails, so SQS redelivers it later.
     assert!(matches!(
         results[1],
-        Err(NotificationsError::Send(
+        Err(ConsumerError::Own(
             IdempotencyError::AlreadyInProgress { .. }
         ))
     ));
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
-    assert_eq!(h.notifier().inner.sent().len(), 1);
+    assert_eq!(h.consumer().notifier().inner.sent().len(), 1);
 }
 
 #[tokio::test]
@@ -195,7 +193,7 @@ async fn the_batch_reports_only_the_poison_record() {
     let response = h.handle(event).await.unwrap();
     let failed = failed_message_ids(&response);
     assert_eq!(failed, vec!["poison"]);
-    assert_eq!(h.notifier().sent().len(), 2);
+    assert_eq!(h.consumer().notifier().sent().len(), 2);
 }
 
 #[tokio::test]

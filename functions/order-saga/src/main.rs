@@ -1,12 +1,10 @@
 //! Lambda entry point: read config, build clients once, serve.
-// The handler's nested async state machines (batch → retry → store) outgrow the default limit.
-#![recursion_limit = "256"]
 
 use lambda_runtime::{Error, service_fn};
-use order_saga::{Config, Handler};
+use order_saga::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let handler = ripple_kit::lambda::init(Config::from_lookup, Handler::new).await?;
+    let handler = ripple_kit::lambda::init(Config::from_lookup, order_saga::handler).await?;
     lambda_runtime::run(service_fn(|event| handler.handle(event))).await
 }

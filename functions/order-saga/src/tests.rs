@@ -2,103 +2,86 @@
 //! cancel racing the saga.
 
 use super::*;
-use domain::inventory::Shortage;
-use domain::order::{CancelReason, OrderPlaced, OrderStatus};
+use domain::order::{CancelReason, OrderEvent, OrderStatus};
+use domain::testing::{self as story, stored};
+use ripple_kit::consumer::Handled;
 use ripple_kit::store::InMemoryEventStore;
 use ripple_kit::testing::{
-    self, failed_message_ids, raw_sqs_message, sample_data, sqs_invocation, sqs_message as message,
+    deadline, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message as message,
 };
+use ripple_kit::{Append, StoreError};
 use std::sync::Mutex;
 
 const ORDER: &str = "o-1";
-const SAMPLE_ORDER: &str = include_str!("../../../events/inventory-order-placed.json");
 
-/// The sample order of `events/` (SKU-1 ×2 for 25.00 EUR), as order `ORDER`.
-fn placed() -> OrderEvent {
-    let mut placed: OrderPlaced = sample_data(SAMPLE_ORDER);
-    placed.order_id = ORDER.into();
-    OrderEvent::Placed(placed)
-}
-
-fn envelope<E: serde::Serialize>(aggregate_type: &str, sequence: u64, event: &E) -> Envelope {
-    testing::envelope(aggregate_type, ORDER, sequence, event)
+fn placed() -> Envelope {
+    stored::<Order>(ORDER, 1, &OrderEvent::Placed(story::placed(ORDER)))
 }
 
 fn rejected() -> Envelope {
-    let event = ReservationEvent::Rejected {
-        order_id: ORDER.into(),
-        shortages: vec![Shortage {
-            sku: "SKU-1".into(),
-            requested: 2,
-            available: 0,
-        }],
-    };
-    envelope("Reservation", 1, &event)
+    stored::<Reservation>(ORDER, 1, &story::rejected(ORDER))
 }
 
 fn declined() -> Envelope {
-    let event = PaymentEvent::Declined {
-        order_id: ORDER.into(),
-        amount_cents: 2500,
-        reason: "card_declined".into(),
-    };
-    envelope("Payment", 1, &event)
+    stored::<Payment>(ORDER, 1, &story::declined(ORDER, 2500))
 }
 
 fn captured() -> Envelope {
-    let event = PaymentEvent::Captured {
-        order_id: ORDER.into(),
-        amount_cents: 2500,
-        currency: "EUR".into(),
-        payment_id: "p-1".into(),
-    };
-    envelope("Payment", 1, &event)
+    stored::<Payment>(ORDER, 1, &story::captured(ORDER, 2500))
 }
 
 fn customer_cancel(sequence: u64) -> Envelope {
-    let event = OrderEvent::Cancelled {
-        order_id: ORDER.into(),
-        reason: CancelReason::CustomerRequest,
-    };
-    envelope("Order", sequence, &event)
+    stored::<Order>(
+        ORDER,
+        sequence,
+        &story::cancelled(ORDER, CancelReason::CustomerRequest),
+    )
+}
+
+type TestHandler<S = InMemoryEventStore> = Handler<S>;
+
+async fn handle<S: EventStore>(
+    h: &TestHandler<S>,
+    source: &Envelope,
+) -> Result<Handled, ConsumerError> {
+    h.handle_message(&message(source), deadline()).await
 }
 
 /// A handler whose store holds a placed order.
-async fn given_a_placed_order() -> Handler<InMemoryEventStore> {
+async fn given_a_placed_order() -> TestHandler {
     let store = InMemoryEventStore::new();
-    store
-        .append(Append::events(vec![envelope("Order", 1, &placed())]))
+    store.append(Append::events(vec![placed()])).await.unwrap();
+    handler_with(store)
+}
+
+async fn order_stream<S: EventStore>(h: &TestHandler<S>) -> Vec<Envelope> {
+    h.consumer()
+        .store()
+        .read_stream(Order::TYPE, ORDER, 1)
         .await
-        .unwrap();
-    Handler::with_store(store)
+        .unwrap()
 }
 
-async fn order_stream<S: EventStore>(h: &Handler<S>) -> Vec<Envelope> {
-    h.store().read_stream("Order", ORDER, 1).await.unwrap()
-}
-
-async fn order<S: EventStore>(h: &Handler<S>) -> Order {
-    let events: Vec<OrderEvent> = h.store().load("Order", ORDER).await.unwrap();
-    Order::from_history(&events).unwrap()
+async fn order<S: EventStore>(h: &TestHandler<S>) -> Loaded<Order> {
+    h.consumer().store().load(ORDER).await.unwrap()
 }
 
 #[tokio::test]
 async fn stock_rejected_cancels_the_order_out_of_stock_exactly_once() {
     let h = given_a_placed_order().await;
     let source = rejected();
-    let m = message(&source);
     assert_eq!(
-        h.handle_message(&m).await.unwrap(),
-        Outcome::Applied("order.cancelled")
+        handle(&h, &source).await.unwrap(),
+        Handled::Applied("order.cancelled")
     );
-    assert_eq!(h.handle_message(&m).await.unwrap(), Outcome::Duplicate);
+    assert_eq!(handle(&h, &source).await.unwrap(), Handled::Duplicate);
 
     let stream = order_stream(&h).await;
     assert_eq!(stream.len(), 2);
     assert_eq!(stream[1].causationid.as_deref(), Some(source.id.as_str()));
     assert_eq!(stream[1].correlationid, source.correlationid);
     assert_eq!(
-        order(&h).await.cancel_reason,
+        order(&h).await.state.cancel_reason,
         Some(CancelReason::OutOfStock)
     );
 }
@@ -106,15 +89,15 @@ async fn stock_rejected_cancels_the_order_out_of_stock_exactly_once() {
 #[tokio::test]
 async fn payment_declined_cancels_the_order_payment_declined() {
     let h = given_a_placed_order().await;
-    let m = message(&declined());
+    let source = declined();
     assert_eq!(
-        h.handle_message(&m).await.unwrap(),
-        Outcome::Applied("order.cancelled")
+        handle(&h, &source).await.unwrap(),
+        Handled::Applied("order.cancelled")
     );
-    assert_eq!(h.handle_message(&m).await.unwrap(), Outcome::Duplicate);
+    assert_eq!(handle(&h, &source).await.unwrap(), Handled::Duplicate);
     let order = order(&h).await;
     assert_eq!(
-        (order.status, order.cancel_reason),
+        (order.state.status, order.state.cancel_reason),
         (OrderStatus::Cancelled, Some(CancelReason::PaymentDeclined))
     );
     assert_eq!(order.version, 2);
@@ -123,29 +106,30 @@ async fn payment_declined_cancels_the_order_payment_declined() {
 #[tokio::test]
 async fn payment_captured_confirms_the_order_once() {
     let h = given_a_placed_order().await;
-    let m = message(&captured());
+    let source = captured();
     assert_eq!(
-        h.handle_message(&m).await.unwrap(),
-        Outcome::Applied("order.confirmed")
+        handle(&h, &source).await.unwrap(),
+        Handled::Applied("order.confirmed")
     );
-    assert_eq!(h.handle_message(&m).await.unwrap(), Outcome::Duplicate);
-    assert_eq!(order(&h).await.status, OrderStatus::Confirmed);
+    assert_eq!(handle(&h, &source).await.unwrap(), Handled::Duplicate);
+    assert_eq!(order(&h).await.state.status, OrderStatus::Confirmed);
     assert_eq!(order_stream(&h).await.len(), 2);
 }
 
 #[tokio::test]
 async fn a_capture_after_the_customer_cancelled_confirms_nothing() {
     let h = given_a_placed_order().await;
-    h.store()
+    h.consumer()
+        .store()
         .append(Append::events(vec![customer_cancel(2)]))
         .await
         .unwrap();
-    assert_eq!(
-        h.handle_message(&message(&captured())).await.unwrap(),
-        Outcome::Ignored
-    );
+    assert_eq!(handle(&h, &captured()).await.unwrap(), Handled::Ignored);
     let order = order(&h).await;
-    assert_eq!((order.status, order.version), (OrderStatus::Cancelled, 2));
+    assert_eq!(
+        (order.state.status, order.version),
+        (OrderStatus::Cancelled, 2)
+    );
 }
 
 /// A store where a customer cancel lands just before the saga's first append.
@@ -178,22 +162,16 @@ impl EventStore for CancelRacesTheSaga {
 #[tokio::test]
 async fn a_customer_cancel_racing_the_capture_wins_and_the_saga_backs_off() {
     let inner = InMemoryEventStore::new();
-    inner
-        .append(Append::events(vec![envelope("Order", 1, &placed())]))
-        .await
-        .unwrap();
-    let h = Handler::with_store(CancelRacesTheSaga {
+    inner.append(Append::events(vec![placed()])).await.unwrap();
+    let h = handler_with(CancelRacesTheSaga {
         inner,
         cancel: Mutex::new(Some(customer_cancel(2))),
     });
     // The saga loads version 1, loses position 2 to the customer, reloads and sees a cancelled order.
-    assert_eq!(
-        h.handle_message(&message(&captured())).await.unwrap(),
-        Outcome::Ignored
-    );
+    assert_eq!(handle(&h, &captured()).await.unwrap(), Handled::Ignored);
     let order = order(&h).await;
     assert_eq!(
-        (order.status, order.cancel_reason),
+        (order.state.status, order.state.cancel_reason),
         (OrderStatus::Cancelled, Some(CancelReason::CustomerRequest))
     );
     assert_eq!(order.version, 2);
@@ -207,16 +185,16 @@ async fn events_the_saga_does_not_act_on_change_nothing() {
         amount_cents: 2500,
         payment_id: "p-1".into(),
     };
-    let m = message(&envelope("Payment", 2, &refunded));
-    assert_eq!(h.handle_message(&m).await.unwrap(), Outcome::Ignored);
+    let source = stored::<Payment>(ORDER, 2, &refunded);
+    assert_eq!(handle(&h, &source).await.unwrap(), Handled::Ignored);
     assert_eq!(order_stream(&h).await.len(), 1);
 }
 
 #[tokio::test]
 async fn an_event_for_an_unknown_order_fails_and_a_poison_message_fails_alone() {
-    let h = Handler::with_store(InMemoryEventStore::new());
-    let err = h.handle_message(&message(&captured())).await.unwrap_err();
-    assert!(matches!(err, SagaError::OrderNotFound(ref id) if id == ORDER));
+    let h = handler_with(InMemoryEventStore::new());
+    let err = handle(&h, &captured()).await.unwrap_err();
+    assert!(matches!(err, ConsumerError::NotFound { ref stream } if stream == "Order#o-1"));
 
     let h = given_a_placed_order().await;
     let poison = raw_sqs_message("poison", "{\"not\": \"an envelope\"}");
@@ -226,7 +204,7 @@ async fn an_event_for_an_unknown_order_fails_and_a_poison_message_fails_alone() 
     let response = h.handle(event).await.unwrap();
     let failed = failed_message_ids(&response);
     assert_eq!(failed, vec!["poison", "wrong-aggregate"]);
-    assert_eq!(order(&h).await.status, OrderStatus::Confirmed);
+    assert_eq!(order(&h).await.state.status, OrderStatus::Confirmed);
 }
 
 #[test]

@@ -12,18 +12,19 @@
 use aws_lambda_events::encodings::Body;
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use base64::Engine;
-use domain::aggregate;
-use domain::order::{CancelReason, Order, OrderEvent, OrderStatus, PlaceOrder};
+use domain::order::{
+    CancelReason, CancelRefused, Order, OrderEvent, PlaceOrder, decide_cancel, decide_place,
+};
+use domain::views::{DynamoViewStore, ViewStore};
 use http::HeaderValue;
 use http::header::{CONTENT_TYPE, LOCATION};
 use lambda_runtime::{Error, LambdaEvent};
-use projections::{DynamoViewStore, ViewStore};
 use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
 use ripple_kit::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
 use ripple_kit::telemetry::Metrics;
-use ripple_kit::{Append, Envelope, EventStore, StoreError, StreamPosition};
+use ripple_kit::{Aggregate, Append, Envelope, EventStore, Loaded, StoreError, StreamPosition};
 use serde_json::{Value, json};
 
 /// The `source` of the events this function writes.
@@ -102,16 +103,14 @@ pub struct Handler<S = DynamoEventStore, I = DynamoIdempotencyStore, V = DynamoV
     metrics: Metrics,
 }
 
-impl Handler<DynamoEventStore, DynamoIdempotencyStore, DynamoViewStore> {
-    /// The handler on the DynamoDB tables named in `config`.
-    pub fn new(config: Config, aws: &aws_config::SdkConfig) -> Self {
-        let client = aws_sdk_dynamodb::Client::new(aws);
-        Self::with_stores(
-            DynamoEventStore::new(client.clone(), config.events_table),
-            DynamoIdempotencyStore::new(client.clone(), config.idempotency_table),
-            DynamoViewStore::new(client, config.views_table),
-        )
-    }
+/// The handler on the DynamoDB tables named in `config`.
+pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
+    let client = aws_sdk_dynamodb::Client::new(aws);
+    Handler::with_stores(
+        DynamoEventStore::new(client.clone(), config.events_table),
+        DynamoIdempotencyStore::new(client.clone(), config.idempotency_table),
+        DynamoViewStore::new(client, config.views_table),
+    )
 }
 
 impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
@@ -179,12 +178,12 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         let command: PlaceOrder = serde_json::from_value(body.clone())
             .map_err(|e| ApiError::new(422, "invalid_request", e.to_string()))?;
         let order_id = uuid::Uuid::now_v7().to_string();
-        let placed = command.validate(&order_id).map_err(ApiError::from)?;
+        let placed = decide_place(command, &order_id).map_err(ApiError::from)?;
         let traceparent = ripple_kit::telemetry::traceparent(header(request, "traceparent"));
         let append = || async {
             let event = Envelope::encode(
                 SOURCE,
-                StreamPosition::new(aggregate::ORDER, &order_id, 1),
+                StreamPosition::new(Order::TYPE, &order_id, 1),
                 &OrderEvent::Placed(placed),
             )
             .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?
@@ -220,12 +219,12 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
                     }
                     .into());
                 }
-                let outcome = self
+                let completed = self
                     .idempotency
-                    .execute(&json!(key), &body, deadline, append)
+                    .run(&json!(key), &body, deadline, append)
                     .await
                     .map_err(idempotency_failure)?;
-                (outcome.value, outcome.replayed)
+                (completed.value, completed.replayed)
             }
         };
         let mut response = json_response(stored.status, &stored.body);
@@ -247,25 +246,13 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
     async fn cancel_order(&self, order_id: &str) -> Result<ApiGatewayV2httpResponse, Failure> {
         check_order_id(order_id)?;
         let outcome: bool = retry_on_conflict(&self.retry, || async {
-            let order = self.current_order(order_id).await?;
-            match order.status {
-                OrderStatus::Cancelled => return Ok(false),
-                OrderStatus::Confirmed => {
-                    return Err(ApiError::new(
-                        409,
-                        "order_confirmed",
-                        "a confirmed order can no longer be cancelled",
-                    )
-                    .into());
-                }
-                OrderStatus::Placed => {}
-            }
-            let cancelled = OrderEvent::Cancelled {
-                order_id: order_id.to_owned(),
-                reason: CancelReason::CustomerRequest,
+            let order: Loaded<Order> = self.store.load(order_id).await?;
+            let cancelled = match decide_cancel(&order, CancelReason::CustomerRequest) {
+                Ok(Some(cancelled)) => cancelled,
+                Ok(None) => return Ok(false),
+                Err(refused) => return Err(cancel_refused(order_id, refused).into()),
             };
-            let at = StreamPosition::new(aggregate::ORDER, order_id, order.version + 1);
-            let event = Envelope::encode(SOURCE, at, &cancelled)
+            let event = Envelope::encode(SOURCE, order.next(), &cancelled)
                 .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?;
             self.store.append(Append::events(vec![event])).await?;
             Ok::<_, Failure>(true)
@@ -305,7 +292,7 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
             })?),
         };
         if version.is_none() {
-            match projections::get_view(&self.views, order_id).await {
+            match self.views.view(order_id).await {
                 Ok(Some(view)) => {
                     return Ok(json_response(
                         200,
@@ -319,7 +306,7 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
                 }
             }
         }
-        let history: Vec<OrderEvent> = self.store.load(aggregate::ORDER, order_id).await?;
+        let history = self.store.read_stream(Order::TYPE, order_id, 1).await?;
         let current = history.len() as u64;
         if current == 0 {
             return Err(
@@ -335,14 +322,10 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
             )
             .into());
         }
-        let order = Order::from_history(history.iter().take(at as usize)).ok_or_else(|| {
-            Failure::Store(StoreError::InvalidAppend(format!(
-                "order {order_id} does not start with order.placed"
-            )))
-        })?;
+        let order = Loaded::<Order>::from_stored(order_id, history.iter().take(at as usize))?;
         Ok(json_response(
             200,
-            &json!({"order_id": order_id, "source": "event_store", "version": at, "latest_version": current, "order": order}),
+            &json!({"order_id": order_id, "source": "event_store", "version": at, "latest_version": current, "order": order.state}),
         ))
     }
 
@@ -355,16 +338,13 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         check_order_id(order_id)?;
         let from = parse_bounded(from, "from", 1, u64::MAX, 1)?;
         let limit = parse_bounded(limit, "limit", 1, MAX_PAGE, DEFAULT_PAGE)?;
-        let mut events = self
-            .store
-            .read_stream(aggregate::ORDER, order_id, from)
-            .await?;
+        let mut events = self.store.read_stream(Order::TYPE, order_id, from).await?;
         // An empty page past the end of an order is an answer; an order with no events is not.
         if events.is_empty()
             && (from == 1
                 || self
                     .store
-                    .read_stream(aggregate::ORDER, order_id, 1)
+                    .read_stream(Order::TYPE, order_id, 1)
                     .await?
                     .is_empty())
         {
@@ -379,12 +359,15 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
             &json!({"order_id": order_id, "events": events, "next_from": next}),
         ))
     }
+}
 
-    async fn current_order(&self, order_id: &str) -> Result<Order, Failure> {
-        let history: Vec<OrderEvent> = self.store.load(aggregate::ORDER, order_id).await?;
-        Order::from_history(&history).ok_or_else(|| {
-            ApiError::new(404, "order_not_found", format!("no order {order_id}")).into()
-        })
+/// What a refused cancellation tells the client.
+fn cancel_refused(order_id: &str, refused: CancelRefused) -> ApiError {
+    match refused {
+        CancelRefused::NotFound => {
+            ApiError::new(404, "order_not_found", format!("no order {order_id}"))
+        }
+        CancelRefused::Confirmed => ApiError::new(409, "order_confirmed", refused.to_string()),
     }
 }
 

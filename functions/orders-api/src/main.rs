@@ -1,10 +1,10 @@
 //! Lambda entry point: read config, build clients once, serve.
 
 use lambda_runtime::{Error, service_fn};
-use orders_api::{Config, Handler};
+use orders_api::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let handler = ripple_kit::lambda::init(Config::from_lookup, Handler::new).await?;
+    let handler = ripple_kit::lambda::init(Config::from_lookup, orders_api::handler).await?;
     lambda_runtime::run(service_fn(|event| handler.handle(event))).await
 }

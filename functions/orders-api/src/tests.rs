@@ -1,11 +1,11 @@
 //! Handler tests over the in-memory event store, starting from the sample events in `events/`.
 
 use super::*;
+use domain::views::InMemoryViewStore;
 use ripple_kit::idempotency::InMemoryIdempotencyStore;
 use ripple_kit::store::InMemoryEventStore;
 
 type TestHandler = Handler<InMemoryEventStore, InMemoryIdempotencyStore, InMemoryViewStore>;
-use projections::InMemoryViewStore;
 
 const POST_ORDER: &str = include_str!("../../../events/orders-api-post-order.json");
 const GET_EVENTS: &str = include_str!("../../../events/orders-api-get-events.json");

@@ -2,14 +2,14 @@
 //! capture, decline, redelivery at every step, refunds, and a cancel racing the charge.
 
 use super::*;
-use domain::inventory::SkuQuantity;
-use domain::order::{CancelReason, OrderLine, OrderPlaced};
-use domain::payment::ChargeResult;
-use domain::payment::RefundRequest;
+use domain::order::CancelReason;
+use domain::payment::{PaymentEvent, RefundRequest};
+use domain::testing::{self as story, stored};
+use ripple_kit::envelope::event_type_of;
 use ripple_kit::idempotency::InMemoryIdempotencyStore;
 use ripple_kit::store::InMemoryEventStore;
 use ripple_kit::testing::{
-    self, deadline, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message as message,
+    deadline, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message as message,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -51,31 +51,28 @@ impl PaymentGateway for Arc<Recording> {
 
 type TestHandler = Handler<Store, Arc<Recording>, Arc<InMemoryIdempotencyStore>>;
 
-fn handler_with(gateway: SimulatedGateway) -> TestHandler {
+fn handler_over(gateway: SimulatedGateway) -> TestHandler {
     let recording = Recording {
         inner: gateway,
         ..Recording::default()
     };
-    Handler::with_ports(
+    handler_with(
         Store::default(),
         Arc::new(recording),
         Arc::new(InMemoryIdempotencyStore::new()),
     )
 }
 
-fn envelope<E: serde::Serialize>(aggregate_type: &str, sequence: u64, event: &E) -> Envelope {
-    testing::envelope(aggregate_type, ORDER, sequence, event)
+fn store(h: &TestHandler) -> &Store {
+    h.consumer().store()
+}
+
+fn gateway(h: &TestHandler) -> &Arc<Recording> {
+    h.consumer().reactor().gateway()
 }
 
 fn cancelled(reason: CancelReason) -> Envelope {
-    envelope(
-        "Order",
-        2,
-        &OrderEvent::Cancelled {
-            order_id: ORDER.into(),
-            reason,
-        },
-    )
+    stored::<Order>(ORDER, 2, &story::cancelled(ORDER, reason))
 }
 
 /// Stores the customer's cancellation of the order and returns it.
@@ -88,73 +85,61 @@ async fn given_a_cancellation(store: &InMemoryEventStore) -> Envelope {
     cancel
 }
 
-/// Stores `order.placed` for `customer_id` and returns the `stock.reserved` that follows it.
-async fn given_a_reserved_order(h: &TestHandler, customer_id: &str, total_cents: u64) -> Envelope {
-    let placed = OrderEvent::Placed(OrderPlaced {
-        order_id: ORDER.into(),
-        customer_id: customer_id.into(),
-        currency: "EUR".into(),
-        lines: vec![OrderLine {
-            sku: "SKU-1".into(),
-            quantity: 1,
-            unit_price_cents: total_cents,
-        }],
-        total_cents,
-    });
-    h.store()
-        .append(Append::events(vec![envelope("Order", 1, &placed)]))
-        .await
-        .unwrap();
-    let reserved = ReservationEvent::Reserved(StockReserved {
-        order_id: ORDER.into(),
-        customer_id: customer_id.into(),
-        total_cents,
-        currency: "EUR".into(),
-        lines: vec![SkuQuantity {
-            sku: "SKU-1".into(),
-            quantity: 1,
-        }],
-    });
-    let reserved = envelope("Reservation", 1, &reserved);
-    h.store()
-        .append(Append::events(vec![reserved.clone()]))
+/// Stores the sample `order.placed` (25.00 EUR) for `customer_id` and returns the
+/// `stock.reserved` that follows it.
+async fn given_a_reserved_order(store: &InMemoryEventStore, customer_id: &str) -> Envelope {
+    let mut placed = story::placed(ORDER);
+    placed.customer_id = customer_id.into();
+    let reserved = stored::<Reservation>(ORDER, 1, &story::reserved(&placed));
+    let placed = stored::<Order>(ORDER, 1, &OrderEvent::Placed(placed));
+    store
+        .append(Append::events(vec![placed, reserved.clone()]))
         .await
         .unwrap();
     reserved
 }
 
+/// The events of the order's Payment stream.
+async fn payment_events<S: EventStore>(store: &S) -> Vec<PaymentEvent> {
+    let stream = store.read_stream(Payment::TYPE, ORDER, 1).await.unwrap();
+    stream.iter().map(|e| e.decode().unwrap()).collect()
+}
+
 async fn payments(h: &TestHandler) -> Vec<PaymentEvent> {
-    h.store().load("Payment", ORDER).await.unwrap()
+    payment_events(store(h)).await
 }
 
 fn charges(h: &TestHandler) -> usize {
-    h.gateway().charges.load(Ordering::SeqCst)
+    gateway(h).charges.load(Ordering::SeqCst)
 }
 
 fn refunds(h: &TestHandler) -> usize {
-    h.gateway().refunds.load(Ordering::SeqCst)
+    gateway(h).refunds.load(Ordering::SeqCst)
 }
 
 #[tokio::test]
 async fn a_reserved_order_is_charged_once_however_often_it_is_delivered() {
-    let h = handler_with(SimulatedGateway::default());
-    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    let h = handler_over(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(store(&h), "c-1").await;
     let m = message(&reserved);
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Applied("payment.captured")
+        Handled::Applied("payment.captured")
     );
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
 
     assert_eq!(charges(&h), 1);
-    let stream = h.store().read_stream("Payment", ORDER, 1).await.unwrap();
+    let stream = store(&h)
+        .read_stream(Payment::TYPE, ORDER, 1)
+        .await
+        .unwrap();
     assert_eq!(stream.len(), 1);
     assert_eq!(stream[0].causationid.as_deref(), Some(reserved.id.as_str()));
     assert!(
@@ -164,16 +149,16 @@ async fn a_reserved_order_is_charged_once_however_often_it_is_delivered() {
 
 #[tokio::test]
 async fn a_declined_card_records_payment_declined_with_the_reason() {
-    let h = handler_with(SimulatedGateway::new(0.0, Some(1_000_000)));
-    let reserved = given_a_reserved_order(&h, "declined-c-9", 2500).await;
+    let h = handler_over(SimulatedGateway::new(0.0, Some(1_000_000)));
+    let reserved = given_a_reserved_order(store(&h), "declined-c-9").await;
     let m = message(&reserved);
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Applied("payment.declined")
+        Handled::Applied("payment.declined")
     );
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
     assert_eq!(
         payments(&h).await,
@@ -187,15 +172,15 @@ async fn a_declined_card_records_payment_declined_with_the_reason() {
     let cancel = message(&cancelled(CancelReason::PaymentDeclined));
     assert_eq!(
         h.handle_message(&cancel, deadline()).await.unwrap(),
-        Outcome::Ignored
+        Handled::Ignored
     );
     assert_eq!((charges(&h), refunds(&h)), (1, 0));
 }
 
 #[tokio::test]
 async fn an_amount_over_the_limit_is_declined() {
-    let h = handler_with(SimulatedGateway::new(0.0, Some(1_000)));
-    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    let h = handler_over(SimulatedGateway::new(0.0, Some(1_000)));
+    let reserved = given_a_reserved_order(store(&h), "c-1").await;
     h.handle_message(&message(&reserved), deadline())
         .await
         .unwrap();
@@ -212,7 +197,10 @@ struct Flaky {
 }
 impl EventStore for Flaky {
     async fn append(&self, append: Append) -> Result<(), StoreError> {
-        let payment = append.events.iter().any(|e| e.aggregatetype == "Payment");
+        let payment = append
+            .events
+            .iter()
+            .any(|e| e.aggregatetype == Payment::TYPE);
         if payment && self.fail_next_payment_append.swap(false, Ordering::SeqCst) {
             return Err(StoreError::Backend("throttled".into()));
         }
@@ -227,20 +215,12 @@ impl EventStore for Flaky {
 async fn given_a_flaky_store() -> (Flaky, Arc<Recording>, FlakyHandler, Envelope) {
     let gateway = Arc::new(Recording::default());
     let store = Flaky::default();
-    let h = Handler::with_ports(
+    let h = handler_with(
         store.clone(),
         gateway.clone(),
         Arc::new(InMemoryIdempotencyStore::new()),
     );
-    let seed = handler_with(SimulatedGateway::default());
-    let reserved = given_a_reserved_order(&seed, "c-1", 2500).await;
-    for event in seed.store().all_events() {
-        store
-            .inner
-            .append(Append::events(vec![event]))
-            .await
-            .unwrap();
-    }
+    let reserved = given_a_reserved_order(&store.inner, "c-1").await;
     (store, gateway, h, reserved)
 }
 
@@ -253,7 +233,7 @@ async fn a_charge_whose_event_was_not_stored_is_not_charged_again_on_redelivery(
     let m = message(&reserved);
     let err = h.handle_message(&m, deadline()).await.unwrap_err();
     assert!(
-        matches!(err, PaymentsError::Store(StoreError::Backend(_))),
+        matches!(err, ConsumerError::Store(StoreError::Backend(_))),
         "{err:?}"
     );
     assert_eq!(
@@ -265,10 +245,10 @@ async fn a_charge_whose_event_was_not_stored_is_not_charged_again_on_redelivery(
     // SQS redelivers: the stored answer is replayed and recorded, the gateway is not called.
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Applied("payment.captured")
+        Handled::Applied("payment.captured")
     );
     assert_eq!(gateway.charges.load(Ordering::SeqCst), 1);
-    let stream: Vec<PaymentEvent> = store.load("Payment", ORDER).await.unwrap();
+    let stream = payment_events(&store).await;
     let expected_id = match SimulatedGateway::default().decide(
         &decide_charge(
             &StockReserved {
@@ -304,13 +284,13 @@ async fn a_charge_not_stored_before_the_order_was_cancelled_is_recorded_and_refu
         h.handle_message(&message(&cancel), deadline())
             .await
             .unwrap(),
-        Outcome::Ignored
+        Handled::Ignored
     );
 
     // The redelivered reservation records the capture the gateway made, then refunds it.
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Applied("payment.captured")
+        Handled::Applied("payment.captured")
     );
     assert_eq!(
         (
@@ -319,62 +299,65 @@ async fn a_charge_not_stored_before_the_order_was_cancelled_is_recorded_and_refu
         ),
         (1, 1)
     );
-    let stream = store.read_stream("Payment", ORDER, 1).await.unwrap();
+    let stream = store.read_stream(Payment::TYPE, ORDER, 1).await.unwrap();
     let types: Vec<_> = stream.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, vec!["payment.captured", "payment.refunded"]);
 }
 
 #[tokio::test]
 async fn an_unavailable_gateway_fails_the_message_and_the_redelivery_charges() {
-    let h = handler_with(SimulatedGateway::default());
-    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
-    h.gateway().unavailable_once.store(true, Ordering::SeqCst);
+    let h = handler_over(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(store(&h), "c-1").await;
+    gateway(&h).unavailable_once.store(true, Ordering::SeqCst);
     let err = h
         .handle_message(&message(&reserved), deadline())
         .await
         .unwrap_err();
     assert!(matches!(
         err,
-        PaymentsError::Gateway(IdempotencyError::Effect(GatewayError::Unavailable(_)))
+        ConsumerError::Own(IdempotencyError::Effect(GatewayError::Unavailable(_)))
     ));
     assert!(payments(&h).await.is_empty());
     assert_eq!(
         h.handle_message(&message(&reserved), deadline())
             .await
             .unwrap(),
-        Outcome::Applied("payment.captured")
+        Handled::Applied("payment.captured")
     );
     assert_eq!(charges(&h), 1);
 }
 
 #[tokio::test]
 async fn a_captured_order_that_is_cancelled_is_refunded_once() {
-    let h = handler_with(SimulatedGateway::default());
-    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    let h = handler_over(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(store(&h), "c-1").await;
     h.handle_message(&message(&reserved), deadline())
         .await
         .unwrap();
-    let cancel = given_a_cancellation(h.store()).await;
+    let cancel = given_a_cancellation(store(&h)).await;
 
     let m = message(&cancel);
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Applied("payment.refunded")
+        Handled::Applied("payment.refunded")
     );
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
     // And a late redelivery of the reservation charges nothing and refunds nothing more.
     assert_eq!(
         h.handle_message(&message(&reserved), deadline())
             .await
             .unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
 
     assert_eq!((charges(&h), refunds(&h)), (1, 1));
-    let stream = h.store().read_stream("Payment", ORDER, 1).await.unwrap();
+    let stream = store(&h)
+        .read_stream(Payment::TYPE, ORDER, 1)
+        .await
+        .unwrap();
     let types: Vec<_> = stream.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(types, vec!["payment.captured", "payment.refunded"]);
     assert_eq!(stream[1].causationid.as_deref(), Some(cancel.id.as_str()));
@@ -389,20 +372,20 @@ async fn a_captured_order_that_is_cancelled_is_refunded_once() {
 
 #[tokio::test]
 async fn an_order_cancelled_before_its_charge_is_never_charged() {
-    let h = handler_with(SimulatedGateway::default());
-    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
-    let cancel = given_a_cancellation(h.store()).await;
+    let h = handler_over(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(store(&h), "c-1").await;
+    let cancel = given_a_cancellation(store(&h)).await;
     assert_eq!(
         h.handle_message(&message(&cancel), deadline())
             .await
             .unwrap(),
-        Outcome::Ignored
+        Handled::Ignored
     );
     assert_eq!(
         h.handle_message(&message(&reserved), deadline())
             .await
             .unwrap(),
-        Outcome::Ignored
+        Handled::Ignored
     );
     assert_eq!((charges(&h), refunds(&h)), (0, 0));
     assert!(payments(&h).await.is_empty());
@@ -410,33 +393,37 @@ async fn an_order_cancelled_before_its_charge_is_never_charged() {
 
 #[tokio::test]
 async fn a_cancel_that_lands_while_the_charge_is_in_flight_is_refunded_after_the_capture() {
-    let h = handler_with(SimulatedGateway::default());
-    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    let h = handler_over(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(store(&h), "c-1").await;
     let cancel = cancelled(CancelReason::CustomerRequest);
     // The customer cancels while the gateway is charging...
-    *h.gateway().during_charge.lock().unwrap() = Some((h.store().clone(), cancel.clone()));
+    *gateway(&h).during_charge.lock().unwrap() = Some((store(&h).clone(), cancel.clone()));
     assert_eq!(
         h.handle_message(&message(&reserved), deadline())
             .await
             .unwrap(),
-        Outcome::Applied("payment.captured")
+        Handled::Applied("payment.captured")
     );
     // ...so the capture is followed by its refund, and the cancel message finds nothing left to do.
     assert_eq!(
         h.handle_message(&message(&cancel), deadline())
             .await
             .unwrap(),
-        Outcome::Duplicate
+        Handled::Duplicate
     );
     assert_eq!((charges(&h), refunds(&h)), (1, 1));
-    let types: Vec<_> = payments(&h).await.iter().map(super::event_type).collect();
+    let types: Vec<_> = payments(&h)
+        .await
+        .iter()
+        .map(|e| event_type_of(e).unwrap())
+        .collect();
     assert_eq!(types, vec!["payment.captured", "payment.refunded"]);
 }
 
 #[tokio::test]
 async fn the_batch_reports_only_the_poison_record() {
-    let h = handler_with(SimulatedGateway::default());
-    let reserved = given_a_reserved_order(&h, "c-1", 2500).await;
+    let h = handler_over(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(store(&h), "c-1").await;
     let mut event = sqs_invocation(vec![message(&reserved), raw_sqs_message("poison", "[]")]);
     event.context.deadline =
         u64::try_from(deadline().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();

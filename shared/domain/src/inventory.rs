@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use ripple_kit::{Aggregate, Loaded};
 use serde::{Deserialize, Serialize};
 
 use crate::order::OrderPlaced;
@@ -53,22 +54,13 @@ pub struct Stock {
     pub available: u64,
     /// Units allocated to orders and not given back.
     pub allocated: u64,
-    /// Events applied: the next event goes at `version + 1`.
-    pub version: u64,
 }
 
-impl Stock {
-    /// Folds a sku's history.
-    pub fn from_history<'a>(events: impl IntoIterator<Item = &'a StockEvent>) -> Stock {
-        let mut stock = Stock::default();
-        for event in events {
-            stock.apply(event);
-        }
-        stock
-    }
+impl Aggregate for Stock {
+    const TYPE: &'static str = "Stock";
+    type Event = StockEvent;
 
-    /// Applies one event.
-    pub fn apply(&mut self, event: &StockEvent) {
+    fn apply(&mut self, event: &StockEvent) {
         match event {
             StockEvent::Restocked { quantity, .. } => self.available += quantity,
             StockEvent::Allocated { quantity, .. } => {
@@ -80,7 +72,6 @@ impl Stock {
                 self.allocated = self.allocated.saturating_sub(*quantity);
             }
         }
-        self.version += 1;
     }
 }
 
@@ -158,22 +149,16 @@ pub enum Reservation {
     Released,
 }
 
-impl Reservation {
-    /// Folds an order's reservation history; also returns its version.
-    pub fn from_history<'a>(
-        events: impl IntoIterator<Item = &'a ReservationEvent>,
-    ) -> (Reservation, u64) {
-        let mut state = Reservation::None;
-        let mut version = 0;
-        for event in events {
-            state = match event {
-                ReservationEvent::Reserved(r) => Reservation::Reserved(r.lines.clone()),
-                ReservationEvent::Rejected { .. } => Reservation::Rejected,
-                ReservationEvent::Released { .. } => Reservation::Released,
-            };
-            version += 1;
-        }
-        (state, version)
+impl Aggregate for Reservation {
+    const TYPE: &'static str = "Reservation";
+    type Event = ReservationEvent;
+
+    fn apply(&mut self, event: &ReservationEvent) {
+        *self = match event {
+            ReservationEvent::Reserved(r) => Reservation::Reserved(r.lines.clone()),
+            ReservationEvent::Rejected { .. } => Reservation::Rejected,
+            ReservationEvent::Released { .. } => Reservation::Released,
+        };
     }
 }
 
@@ -197,20 +182,26 @@ pub struct Decision {
     pub changes: Vec<StockChange>,
 }
 
-/// Reserves every line of `order` or none: `stocks` holds the current stock of each sku.
-/// A sku missing from `stocks` has no stock.
-pub fn decide_reservation(order: &OrderPlaced, stocks: &BTreeMap<String, Stock>) -> Decision {
-    let empty = Stock::default();
+/// The stock of each sku a decision touches, as loaded; a sku missing from it has no stock.
+pub type Stocks = BTreeMap<String, Loaded<Stock>>;
+
+/// The position the next event of `sku`'s stream takes.
+fn next_sequence(stocks: &Stocks, sku: &str) -> u64 {
+    stocks.get(sku).map_or(1, |stock| stock.version + 1)
+}
+
+/// Reserves every line of `order` or none, from the current stock of each sku.
+pub fn decide_reservation(order: &OrderPlaced, stocks: &Stocks) -> Decision {
     let shortages: Vec<Shortage> = order
         .lines
         .iter()
         .filter_map(|line| {
-            let stock = stocks.get(&line.sku).unwrap_or(&empty);
+            let available = stocks.get(&line.sku).map_or(0, |s| s.state.available);
             let requested = u64::from(line.quantity);
-            (stock.available < requested).then(|| Shortage {
+            (available < requested).then(|| Shortage {
                 sku: line.sku.clone(),
                 requested,
-                available: stock.available,
+                available,
             })
         })
         .collect();
@@ -235,7 +226,7 @@ pub fn decide_reservation(order: &OrderPlaced, stocks: &BTreeMap<String, Stock>)
         .iter()
         .map(|l| StockChange {
             sku: l.sku.clone(),
-            sequence: stocks.get(&l.sku).unwrap_or(&empty).version + 1,
+            sequence: next_sequence(stocks, &l.sku),
             event: StockEvent::Allocated {
                 sku: l.sku.clone(),
                 order_id: order.order_id.clone(),
@@ -266,19 +257,18 @@ pub fn decide_reservation(order: &OrderPlaced, stocks: &BTreeMap<String, Stock>)
 pub fn decide_release(
     order_id: &str,
     reservation: &Reservation,
-    stocks: &BTreeMap<String, Stock>,
+    stocks: &Stocks,
 ) -> Option<Decision> {
     let lines: &[SkuQuantity] = match reservation {
         Reservation::Reserved(lines) => lines,
         Reservation::None => &[],
         Reservation::Rejected | Reservation::Released => return None,
     };
-    let empty = Stock::default();
     let changes = lines
         .iter()
         .map(|l| StockChange {
             sku: l.sku.clone(),
-            sequence: stocks.get(&l.sku).unwrap_or(&empty).version + 1,
+            sequence: next_sequence(stocks, &l.sku),
             event: StockEvent::Deallocated {
                 sku: l.sku.clone(),
                 order_id: order_id.to_owned(),
@@ -317,7 +307,7 @@ mod tests {
         }
     }
 
-    fn stocks(levels: &[(&str, u64)]) -> BTreeMap<String, Stock> {
+    fn stocks(levels: &[(&str, u64)]) -> Stocks {
         levels
             .iter()
             .map(|(sku, q)| {
@@ -325,7 +315,7 @@ mod tests {
                     sku: (*sku).into(),
                     quantity: *q,
                 }];
-                ((*sku).to_owned(), Stock::from_history(&history))
+                ((*sku).to_owned(), Loaded::fold(sku, &history))
             })
             .collect()
     }
@@ -363,28 +353,31 @@ mod tests {
 
     #[test]
     fn an_unknown_sku_has_no_stock() {
-        let d = decide_reservation(&order(&[("Z", 1)]), &BTreeMap::new());
+        let d = decide_reservation(&order(&[("Z", 1)]), &Stocks::new());
         assert!(matches!(d.outcome, ReservationEvent::Rejected { .. }));
     }
 
     #[test]
     fn stock_never_goes_negative_and_releases_restore_it() {
-        let mut s = Stock::from_history(&[StockEvent::Restocked {
-            sku: "A".into(),
-            quantity: 3,
-        }]);
+        let mut s = Loaded::<Stock>::fold(
+            "A",
+            &[StockEvent::Restocked {
+                sku: "A".into(),
+                quantity: 3,
+            }],
+        );
         s.apply(&StockEvent::Allocated {
             sku: "A".into(),
             order_id: "o".into(),
             quantity: 3,
         });
-        assert_eq!((s.available, s.allocated), (0, 3));
+        assert_eq!((s.state.available, s.state.allocated), (0, 3));
         s.apply(&StockEvent::Deallocated {
             sku: "A".into(),
             order_id: "o".into(),
             quantity: 3,
         });
-        assert_eq!((s.available, s.allocated, s.version), (3, 0, 3));
+        assert_eq!((s.state.available, s.state.allocated, s.version), (3, 0, 3));
     }
 
     #[test]
@@ -410,8 +403,11 @@ mod tests {
             panic!("expected a release, got {:?}", d.outcome);
         };
         assert_eq!((order_id.as_str(), lines.len()), ("o", 0));
-        let (state, version) = Reservation::from_history([&d.outcome]);
-        assert_eq!((state, version), (Reservation::Released, 1));
+        let reservation = Loaded::<Reservation>::fold("o", [&d.outcome]);
+        assert_eq!(
+            (reservation.state, reservation.version),
+            (Reservation::Released, 1)
+        );
     }
 
     #[test]
@@ -421,10 +417,8 @@ mod tests {
             order_id: "o-1".into(),
             lines: vec![],
         };
-        assert_eq!(Reservation::from_history([&reserved]).1, 1);
-        assert_eq!(
-            Reservation::from_history([&reserved, &released]),
-            (Reservation::Released, 2)
-        );
+        assert_eq!(Loaded::<Reservation>::fold("o-1", [&reserved]).version, 1);
+        let both = Loaded::<Reservation>::fold("o-1", [&reserved, &released]);
+        assert_eq!((both.state, both.version), (Reservation::Released, 2));
     }
 }

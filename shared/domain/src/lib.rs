@@ -1,27 +1,22 @@
-//! The order saga's domain: commands, events and aggregates, with no I/O.
+//! The order saga's domain: commands, events and aggregates, and the adapters only this
+//! application needs.
 //!
 //! Events are past tense and serialise as `{"type": .., "data": ..}`, which is exactly the pair of
-//! CloudEvents attributes they travel in. Aggregates `apply` events to rebuild state and decide
-//! new events from a command; the functions own the I/O around them.
+//! CloudEvents attributes they travel in. Every aggregate ([`order::Order`],
+//! [`inventory::Stock`], [`inventory::Reservation`], [`payment::Payment`]) is a
+//! [`ripple_kit::Aggregate`]: it folds its events with `apply`, and the kit counts its version.
+//! Decisions are pure functions named `decide_*` from the current state to the new events; the
+//! functions own the I/O around them. [`views`] is the one adapter: the order read model's table.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod inventory;
 pub mod order;
 pub mod payment;
 pub mod saga;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod view;
-
-/// Aggregate type names: the `<AggregateType>` part of a stream key.
-pub mod aggregate {
-    /// An order, id = order id.
-    pub const ORDER: &str = "Order";
-    /// The stock of one sku, id = sku.
-    pub const STOCK: &str = "Stock";
-    /// What inventory holds for one order, id = order id.
-    pub const RESERVATION: &str = "Reservation";
-    /// A payment, id = order id.
-    pub const PAYMENT: &str = "Payment";
-}
+pub mod views;
 
 /// Limits the API enforces on an order.
 pub mod limits {

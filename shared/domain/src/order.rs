@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use ripple_kit::{Aggregate, Loaded};
 use serde::{Deserialize, Serialize};
 
 use crate::{is_valid_id, limits};
@@ -103,9 +104,14 @@ pub enum OrderEvent {
     },
 }
 
+/// Places `command` as the order `order_id`: checks every rule and gives the `order.placed`
+/// payload, totalled.
+pub fn decide_place(command: PlaceOrder, order_id: &str) -> Result<OrderPlaced, ValidationError> {
+    command.checked(order_id)
+}
+
 impl PlaceOrder {
-    /// Checks every rule and turns the command into the `order.placed` payload for `order_id`.
-    pub fn validate(self, order_id: &str) -> Result<OrderPlaced, ValidationError> {
+    fn checked(self, order_id: &str) -> Result<OrderPlaced, ValidationError> {
         if !is_valid_id(&self.customer_id) {
             return Err(invalid(
                 "invalid_customer_id",
@@ -179,9 +185,12 @@ impl PlaceOrder {
 }
 
 /// Where an order stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
+    /// No `order.placed` yet: the order does not exist.
+    #[default]
+    Unplaced,
     /// Placed, waiting for stock and payment.
     Placed,
     /// Confirmed: stock reserved, payment captured.
@@ -191,48 +200,60 @@ pub enum OrderStatus {
 }
 
 /// The state of an order, folded from its events.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
-    /// What was placed.
-    pub placed: OrderPlaced,
+    /// What was placed; `None` before `order.placed`.
+    pub placed: Option<OrderPlaced>,
     /// Where it stands.
     pub status: OrderStatus,
     /// Why it was cancelled, if it was.
     pub cancel_reason: Option<CancelReason>,
-    /// The number of events applied.
-    pub version: u64,
 }
 
-impl Order {
-    /// Folds an order's history; `None` if it does not start with `order.placed`.
-    pub fn from_history<'a>(events: impl IntoIterator<Item = &'a OrderEvent>) -> Option<Order> {
-        let mut events = events.into_iter();
-        let mut order = match events.next()? {
-            OrderEvent::Placed(placed) => Order {
-                placed: placed.clone(),
-                status: OrderStatus::Placed,
-                cancel_reason: None,
-                version: 1,
-            },
-            _ => return None,
-        };
-        for event in events {
-            order.apply(event);
-        }
-        Some(order)
-    }
+impl Aggregate for Order {
+    const TYPE: &'static str = "Order";
+    type Event = OrderEvent;
 
-    /// Applies one later event.
-    pub fn apply(&mut self, event: &OrderEvent) {
+    fn apply(&mut self, event: &OrderEvent) {
         match event {
-            OrderEvent::Placed(_) => {}
+            OrderEvent::Placed(placed) => {
+                self.placed = Some(placed.clone());
+                self.status = OrderStatus::Placed;
+            }
             OrderEvent::Confirmed { .. } => self.status = OrderStatus::Confirmed,
             OrderEvent::Cancelled { reason, .. } => {
                 self.status = OrderStatus::Cancelled;
                 self.cancel_reason = Some(*reason);
             }
         }
-        self.version += 1;
+    }
+}
+
+/// Why an order cannot be cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CancelRefused {
+    /// There is no such order.
+    #[error("no such order")]
+    NotFound,
+    /// It is confirmed: stock is allocated and the money taken.
+    #[error("a confirmed order can no longer be cancelled")]
+    Confirmed,
+}
+
+/// Cancels `order` for `reason`: `order.cancelled`, or `None` when it is cancelled already (a
+/// repeated request changes nothing). A confirmed order stays confirmed.
+pub fn decide_cancel(
+    order: &Loaded<Order>,
+    reason: CancelReason,
+) -> Result<Option<OrderEvent>, CancelRefused> {
+    match order.state.status {
+        OrderStatus::Unplaced => Err(CancelRefused::NotFound),
+        OrderStatus::Confirmed => Err(CancelRefused::Confirmed),
+        OrderStatus::Cancelled => Ok(None),
+        OrderStatus::Placed => Ok(Some(OrderEvent::Cancelled {
+            order_id: order.id.clone(),
+            reason,
+        })),
     }
 }
 
@@ -259,9 +280,8 @@ mod tests {
 
     #[test]
     fn a_valid_order_totals_its_lines() {
-        let placed = command(vec![line("A", 2, 1250), line("B", 1, 99)])
-            .validate("o-1")
-            .unwrap();
+        let placed =
+            decide_place(command(vec![line("A", 2, 1250), line("B", 1, 99)]), "o-1").unwrap();
         assert_eq!(placed.total_cents, 2599);
         assert_eq!(placed.order_id, "o-1");
     }
@@ -309,7 +329,7 @@ mod tests {
             ),
         ];
         for (cmd, code, field) in cases {
-            let err = cmd.validate("o").unwrap_err();
+            let err = decide_place(cmd, "o").unwrap_err();
             assert_eq!((err.code, err.field.as_str()), (code, field));
         }
     }
@@ -325,7 +345,7 @@ mod tests {
                 )
             })
             .collect();
-        let placed = command(lines).validate("o").unwrap();
+        let placed = decide_place(command(lines), "o").unwrap();
         assert_eq!(placed.total_cents, 50 * 10_000 * 100_000_000);
     }
 
@@ -349,7 +369,7 @@ mod tests {
 
     #[test]
     fn an_order_folds_to_its_latest_status() {
-        let placed = command(vec![line("A", 1, 5)]).validate("o").unwrap();
+        let placed = decide_place(command(vec![line("A", 1, 5)]), "o").unwrap();
         let history = [
             OrderEvent::Placed(placed),
             OrderEvent::Cancelled {
@@ -357,10 +377,52 @@ mod tests {
                 reason: CancelReason::PaymentDeclined,
             },
         ];
-        let order = Order::from_history(&history).unwrap();
-        assert_eq!(order.status, OrderStatus::Cancelled);
-        assert_eq!(order.cancel_reason, Some(CancelReason::PaymentDeclined));
+        let order = Loaded::<Order>::fold("o", &history);
+        assert_eq!(order.state.status, OrderStatus::Cancelled);
+        assert_eq!(
+            order.state.cancel_reason,
+            Some(CancelReason::PaymentDeclined)
+        );
         assert_eq!(order.version, 2);
-        assert!(Order::from_history(&history[1..]).is_none());
+        assert_eq!(
+            Loaded::<Order>::new("o").state.status,
+            OrderStatus::Unplaced
+        );
+    }
+
+    #[test]
+    fn a_placed_order_is_cancelled_once_and_a_confirmed_one_never() {
+        let placed = OrderEvent::Placed(decide_place(command(vec![line("A", 1, 5)]), "o").unwrap());
+        let order = Loaded::<Order>::fold("o", [&placed]);
+        let cancelled = decide_cancel(&order, CancelReason::CustomerRequest).unwrap();
+        assert_eq!(
+            cancelled,
+            Some(OrderEvent::Cancelled {
+                order_id: "o".into(),
+                reason: CancelReason::CustomerRequest
+            })
+        );
+        let cancelled = Loaded::<Order>::fold("o", [&placed, &cancelled.unwrap()]);
+        assert_eq!(
+            decide_cancel(&cancelled, CancelReason::CustomerRequest),
+            Ok(None)
+        );
+        let confirmed = Loaded::<Order>::fold(
+            "o",
+            [
+                &placed,
+                &OrderEvent::Confirmed {
+                    order_id: "o".into(),
+                },
+            ],
+        );
+        assert_eq!(
+            decide_cancel(&confirmed, CancelReason::CustomerRequest),
+            Err(CancelRefused::Confirmed)
+        );
+        assert_eq!(
+            decide_cancel(&Loaded::new("o"), CancelReason::CustomerRequest),
+            Err(CancelRefused::NotFound)
+        );
     }
 }

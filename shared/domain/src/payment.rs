@@ -6,6 +6,7 @@
 //! answers are plain data here ([`ChargeRequest`], [`ChargeResult`], [`RefundRequest`]); the
 //! function that talks to it decides nothing, the functions below do.
 
+use ripple_kit::Aggregate;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::StockReserved;
@@ -86,20 +87,11 @@ pub enum Payment {
     },
 }
 
-impl Payment {
-    /// Folds an order's payment history; also returns its version.
-    pub fn from_history<'a>(events: impl IntoIterator<Item = &'a PaymentEvent>) -> (Payment, u64) {
-        let mut state = Payment::None;
-        let mut version = 0;
-        for event in events {
-            state.apply(event);
-            version += 1;
-        }
-        (state, version)
-    }
+impl Aggregate for Payment {
+    const TYPE: &'static str = "Payment";
+    type Event = PaymentEvent;
 
-    /// Applies one event.
-    pub fn apply(&mut self, event: &PaymentEvent) {
+    fn apply(&mut self, event: &PaymentEvent) {
         *self = match event {
             PaymentEvent::Captured {
                 payment_id,
@@ -242,6 +234,7 @@ pub fn refunded(request: &RefundRequest) -> PaymentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ripple_kit::Loaded;
     use serde_json::json;
 
     fn reserved() -> StockReserved {
@@ -286,9 +279,9 @@ mod tests {
         let request = decide_charge(&reserved(), &Payment::None).unwrap();
         assert_eq!(request.amount_cents, 2500);
         assert_eq!(request.idempotency_key, "charge-o-1");
-        let (state, version) = Payment::from_history([&captured()]);
-        assert_eq!(version, 1);
-        assert!(decide_charge(&reserved(), &state).is_none());
+        let payment = Loaded::<Payment>::fold("o-1", [&captured()]);
+        assert_eq!(payment.version, 1);
+        assert!(decide_charge(&reserved(), &payment.state).is_none());
     }
 
     #[test]
@@ -317,15 +310,15 @@ mod tests {
         assert!(decide_refund("o-1", &Payment::None).is_none());
         let declined = Payment::Declined { reason: "x".into() };
         assert!(decide_refund("o-1", &declined).is_none());
-        let (state, _) = Payment::from_history([&captured()]);
-        let request = decide_refund("o-1", &state).unwrap();
+        let payment = Loaded::<Payment>::fold("o-1", [&captured()]);
+        let request = decide_refund("o-1", &payment.state).unwrap();
         assert_eq!(
             (request.payment_id.as_str(), request.amount_cents),
             ("p-1", 2500)
         );
-        let (state, version) = Payment::from_history([&captured(), &refunded(&request)]);
-        assert_eq!(version, 2);
-        assert!(decide_refund("o-1", &state).is_none());
+        let payment = Loaded::<Payment>::fold("o-1", [&captured(), &refunded(&request)]);
+        assert_eq!(payment.version, 2);
+        assert!(decide_refund("o-1", &payment.state).is_none());
     }
 
     #[test]

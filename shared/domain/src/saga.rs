@@ -9,6 +9,8 @@
 //! sees the cancellation. Compensation of reserved stock is inventory's reaction to
 //! `order.cancelled`, so it needs nothing here.
 
+use ripple_kit::Loaded;
+
 use crate::inventory::ReservationEvent;
 use crate::order::{CancelReason, Order, OrderEvent, OrderStatus};
 use crate::payment::PaymentEvent;
@@ -37,11 +39,11 @@ impl SagaInput {
 }
 
 /// The order event `input` leads to, or `None` when the order does not change.
-pub fn react(order: &Order, input: &SagaInput) -> Option<OrderEvent> {
-    if order.status != OrderStatus::Placed {
+pub fn decide(order: &Loaded<Order>, input: &SagaInput) -> Option<OrderEvent> {
+    if order.state.status != OrderStatus::Placed {
         return None;
     }
-    let order_id = order.placed.order_id.clone();
+    let order_id = order.id.clone();
     match input {
         SagaInput::Reservation(ReservationEvent::Rejected { .. }) => Some(OrderEvent::Cancelled {
             order_id,
@@ -80,8 +82,8 @@ mod tests {
         })
     }
 
-    fn given(history: &[OrderEvent]) -> Order {
-        Order::from_history(history).unwrap()
+    fn given(history: &[OrderEvent]) -> Loaded<Order> {
+        Loaded::fold("o-1", history)
     }
 
     fn rejected() -> SagaInput {
@@ -117,19 +119,19 @@ mod tests {
 
     #[test]
     fn given_a_placed_order_when_stock_is_rejected_then_it_is_cancelled_out_of_stock() {
-        let then = react(&given(&[placed()]), &rejected());
+        let then = decide(&given(&[placed()]), &rejected());
         assert_eq!(then, Some(cancelled(CancelReason::OutOfStock)));
     }
 
     #[test]
     fn given_a_placed_order_when_payment_is_declined_then_it_is_cancelled_payment_declined() {
-        let then = react(&given(&[placed()]), &declined());
+        let then = decide(&given(&[placed()]), &declined());
         assert_eq!(then, Some(cancelled(CancelReason::PaymentDeclined)));
     }
 
     #[test]
     fn given_a_placed_order_when_payment_is_captured_then_it_is_confirmed() {
-        let then = react(&given(&[placed()]), &captured());
+        let then = decide(&given(&[placed()]), &captured());
         assert_eq!(
             then,
             Some(OrderEvent::Confirmed {
@@ -141,7 +143,7 @@ mod tests {
     #[test]
     fn given_a_customer_cancelled_order_when_payment_is_captured_then_nothing_happens() {
         let order = given(&[placed(), cancelled(CancelReason::CustomerRequest)]);
-        assert_eq!(react(&order, &captured()), None);
+        assert_eq!(decide(&order, &captured()), None);
     }
 
     #[test]
@@ -154,8 +156,8 @@ mod tests {
         ]);
         let cancelled = given(&[placed(), cancelled(CancelReason::OutOfStock)]);
         for input in [rejected(), declined(), captured()] {
-            assert_eq!(react(&confirmed, &input), None);
-            assert_eq!(react(&cancelled, &input), None);
+            assert_eq!(decide(&confirmed, &input), None);
+            assert_eq!(decide(&cancelled, &input), None);
         }
     }
 
@@ -171,8 +173,8 @@ mod tests {
             amount_cents: 500,
             payment_id: "p-1".into(),
         });
-        assert_eq!(react(&order, &released), None);
-        assert_eq!(react(&order, &refunded), None);
+        assert_eq!(decide(&order, &released), None);
+        assert_eq!(decide(&order, &refunded), None);
         assert_eq!(refunded.order_id(), "o-1");
     }
 }

@@ -14,10 +14,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate;
-use crate::inventory::{ReservationEvent, Shortage};
-use crate::order::{CancelReason, OrderEvent, OrderLine};
-use crate::payment::PaymentEvent;
+use ripple_kit::envelope::EnvelopeError;
+use ripple_kit::{Aggregate, Envelope};
+
+use crate::inventory::{Reservation, ReservationEvent, Shortage};
+use crate::order::{CancelReason, Order, OrderEvent, OrderLine};
+use crate::payment::{Payment, PaymentEvent};
 
 /// Where an order stands, as customers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,9 +99,9 @@ impl SourceEvent {
     /// The aggregate type of the stream the event belongs to.
     pub fn aggregate_type(&self) -> &'static str {
         match self {
-            SourceEvent::Order(_) => aggregate::ORDER,
-            SourceEvent::Reservation(_) => aggregate::RESERVATION,
-            SourceEvent::Payment(_) => aggregate::PAYMENT,
+            SourceEvent::Order(_) => Order::TYPE,
+            SourceEvent::Reservation(_) => Reservation::TYPE,
+            SourceEvent::Payment(_) => Payment::TYPE,
         }
     }
 
@@ -129,6 +131,24 @@ pub struct ViewEvent {
     pub time: DateTime<Utc>,
     /// The payload.
     pub event: SourceEvent,
+}
+
+impl ViewEvent {
+    /// The view event a stored event carries, or `None` for a stream that is not part of an
+    /// order view (`Stock`, say).
+    pub fn from_envelope(envelope: &Envelope) -> Result<Option<ViewEvent>, EnvelopeError> {
+        let event = match envelope.aggregatetype.as_str() {
+            Order::TYPE => SourceEvent::Order(envelope.decode::<OrderEvent>()?),
+            Reservation::TYPE => SourceEvent::Reservation(envelope.decode::<ReservationEvent>()?),
+            Payment::TYPE => SourceEvent::Payment(envelope.decode::<PaymentEvent>()?),
+            _ => return Ok(None),
+        };
+        Ok(Some(ViewEvent {
+            sequence: envelope.sequence,
+            time: envelope.time,
+            event,
+        }))
+    }
 }
 
 /// What [`OrderView::apply`] did with an event.
@@ -225,7 +245,7 @@ impl OrderView {
 
     /// True once `order.placed` is applied.
     pub fn is_placed(&self) -> bool {
-        self.version_of(aggregate::ORDER) > 0
+        self.version_of(Order::TYPE) > 0
     }
 
     /// Applies `event` if it is the next one of its stream.

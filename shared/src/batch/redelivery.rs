@@ -422,3 +422,6 @@ mod tests {
         assert_eq!(failed, vec!["a", "c"]);
     }
 }
+
+#[cfg(test)]
+mod sdk_tests;

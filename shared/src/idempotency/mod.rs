@@ -46,36 +46,33 @@
 //! DynamoDB's TTL deletes lazily (up to days later), which is why every check compares
 //! `expiration` itself rather than trusting that an expired record is gone.
 
-use std::collections::HashMap;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use lru::LruCache;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::store::DEDUPE_RETENTION;
 
-/// Attribute names of the idempotency table.
-pub mod attr {
-    /// Hash key: `<name>#<sha256 hex of the key material>`.
-    pub const ID: &str = "id";
-    /// Epoch seconds after which the record is void; the table's TTL attribute.
-    pub const EXPIRATION: &str = "expiration";
-    /// Epoch milliseconds after which an `INPROGRESS` record may be taken over.
-    pub const IN_PROGRESS_EXPIRY: &str = "in_progress_expiry";
-    /// `INPROGRESS` or `COMPLETED`.
-    pub const STATUS: &str = "status";
-    /// The effect's result as JSON text.
-    pub const DATA: &str = "data";
-    /// sha256 hex of the payload's canonical JSON.
-    pub const VALIDATION: &str = "validation";
-}
+#[cfg(feature = "idempotency-dynamodb")]
+mod dynamo;
+mod key;
+#[cfg(any(test, feature = "test-twins"))]
+mod memory;
+mod record;
+
+use key::{hash_json, idempotency_key, is_missing_key};
+use record::{epoch_millis, epoch_secs};
+
+#[cfg(feature = "idempotency-dynamodb")]
+pub use dynamo::DynamoIdempotencyStore;
+#[cfg(any(test, feature = "test-twins"))]
+pub use memory::InMemoryIdempotencyStore;
+pub use record::{Claim, IdempotencyRecord, IdempotencyStore, IdempotencyStoreError, Status};
 
 /// How long a completed result is kept and replayed, unless configured otherwise.
 pub const DEFAULT_EXPIRES_AFTER: Duration = Duration::from_secs(3600);
@@ -86,510 +83,6 @@ pub const MAX_LAMBDA_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How many times a claim is tried again when the record it collided with vanished or expired
 /// between the put and the read (the same bound Powertools uses).
 const MAX_CLAIM_RETRIES: usize = 2;
-
-/// Where a record is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// An invocation has claimed the key and is running the effect.
-    InProgress,
-    /// The effect succeeded; `data` holds its result.
-    Completed,
-}
-
-impl Status {
-    /// The stored form: `INPROGRESS` or `COMPLETED`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::InProgress => "INPROGRESS",
-            Status::Completed => "COMPLETED",
-        }
-    }
-
-    /// The status from its stored form.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "INPROGRESS" => Some(Status::InProgress),
-            "COMPLETED" => Some(Status::Completed),
-            _ => None,
-        }
-    }
-}
-
-/// One row of the idempotency table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyRecord {
-    /// `<name>#<sha256 hex>`.
-    pub key: String,
-    /// In progress or completed.
-    pub status: Status,
-    /// Epoch seconds after which the record is void (and TTL may delete it).
-    pub expiration: i64,
-    /// Epoch milliseconds after which an `INPROGRESS` record may be taken over.
-    pub in_progress_expiry: Option<i64>,
-    /// The effect's result as JSON text, once completed.
-    pub data: Option<String>,
-    /// sha256 hex of the payload, to refuse a reused key with another payload.
-    pub validation: Option<String>,
-}
-
-impl IdempotencyRecord {
-    /// True when the record is past its `expiration` and counts as absent.
-    pub fn is_expired(&self, now_epoch_secs: i64) -> bool {
-        self.expiration < now_epoch_secs
-    }
-
-    /// True when the record still stops a new claim: the condition of the claiming put, in Rust.
-    ///
-    /// A claim succeeds when there is no record, or it expired, or it is `INPROGRESS` past its
-    /// `in_progress_expiry` (the invocation that claimed it has timed out).
-    pub fn blocks_claim(&self, now_epoch_secs: i64, now_epoch_millis: i64) -> bool {
-        let abandoned = self.status == Status::InProgress
-            && self
-                .in_progress_expiry
-                .is_some_and(|expiry| expiry < now_epoch_millis);
-        !(self.is_expired(now_epoch_secs) || abandoned)
-    }
-}
-
-/// The DynamoDB item for a record.
-pub fn record_to_item(record: &IdempotencyRecord) -> HashMap<String, AttributeValue> {
-    let mut item = HashMap::from([
-        (attr::ID.into(), AttributeValue::S(record.key.clone())),
-        (
-            attr::EXPIRATION.into(),
-            AttributeValue::N(record.expiration.to_string()),
-        ),
-        (
-            attr::STATUS.into(),
-            AttributeValue::S(record.status.as_str().into()),
-        ),
-    ]);
-    if let Some(expiry) = record.in_progress_expiry {
-        item.insert(
-            attr::IN_PROGRESS_EXPIRY.into(),
-            AttributeValue::N(expiry.to_string()),
-        );
-    }
-    if let Some(data) = &record.data {
-        item.insert(attr::DATA.into(), AttributeValue::S(data.clone()));
-    }
-    if let Some(validation) = &record.validation {
-        item.insert(
-            attr::VALIDATION.into(),
-            AttributeValue::S(validation.clone()),
-        );
-    }
-    item
-}
-
-/// The record in a DynamoDB item.
-pub fn record_from_item(
-    item: &HashMap<String, AttributeValue>,
-) -> Result<IdempotencyRecord, IdempotencyStoreError> {
-    let key = match item.get(attr::ID) {
-        Some(AttributeValue::S(key)) => key.clone(),
-        _ => {
-            return Err(IdempotencyStoreError::Malformed {
-                key: String::new(),
-                reason: "no string `id`".into(),
-            });
-        }
-    };
-    let malformed = |reason: &str| IdempotencyStoreError::Malformed {
-        key: key.clone(),
-        reason: reason.to_owned(),
-    };
-    let string = |name: &str| match item.get(name) {
-        Some(AttributeValue::S(text)) => Ok(Some(text.clone())),
-        None => Ok(None),
-        Some(_) => Err(malformed(&format!("`{name}` is not a string"))),
-    };
-    let number = |name: &str| match item.get(name) {
-        Some(AttributeValue::N(n)) => n
-            .parse::<i64>()
-            .map(Some)
-            .map_err(|_| malformed(&format!("`{name}` is not an integer"))),
-        None => Ok(None),
-        Some(_) => Err(malformed(&format!("`{name}` is not a number"))),
-    };
-    let status = string(attr::STATUS)?
-        .as_deref()
-        .and_then(Status::parse)
-        .ok_or_else(|| malformed("`status` is not INPROGRESS or COMPLETED"))?;
-    let expiration = number(attr::EXPIRATION)?.ok_or_else(|| malformed("no `expiration`"))?;
-    Ok(IdempotencyRecord {
-        status,
-        expiration,
-        in_progress_expiry: number(attr::IN_PROGRESS_EXPIRY)?,
-        data: string(attr::DATA)?,
-        validation: string(attr::VALIDATION)?,
-        key,
-    })
-}
-
-/// JSON text with object keys sorted at every level: the same value always gives the same text,
-/// whatever order its fields were built or parsed in.
-pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(value: &Value, out: &mut String) {
-    match value {
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            // Sorted here rather than relying on serde_json's map order, which a crate elsewhere
-            // in the build can switch to insertion order with the `preserve_order` feature.
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            out.push('{');
-            for (i, (name, item)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(name.clone()).to_string());
-                out.push(':');
-                write_canonical(item, out);
-            }
-            out.push('}');
-        }
-        scalar => out.push_str(&scalar.to_string()),
-    }
-}
-
-/// sha256 hex of the canonical JSON of `value`.
-pub fn hash_json(value: &Value) -> String {
-    hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
-}
-
-/// The record key for `key_material` under the caller-chosen `name`: `<name>#<sha256 hex>`.
-pub fn idempotency_key(name: &str, key_material: &Value) -> String {
-    format!("{name}#{}", hash_json(key_material))
-}
-
-/// True when the key material carries nothing to tell two requests apart.
-fn is_missing_key(key_material: &Value) -> bool {
-    match key_material {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Array(items) => items.iter().all(Value::is_null),
-        Value::Object(map) => map.values().all(Value::is_null),
-        Value::Bool(_) | Value::Number(_) => false,
-    }
-}
-
-/// What the idempotency table failed with.
-#[derive(Debug, thiserror::Error)]
-pub enum IdempotencyStoreError {
-    /// A stored item is not a record this module wrote.
-    #[error("malformed idempotency record {key:?}: {reason}")]
-    Malformed {
-        /// The record's key (empty when the item has none).
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// DynamoDB failed (throttling, network, permissions); the SDK already retried.
-    #[error("idempotency store request failed")]
-    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
-}
-
-/// The outcome of trying to claim a key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// The `INPROGRESS` record is ours: run the effect.
-    Acquired,
-    /// A live record holds the key. `None` when the store could not return it in the same round
-    /// trip (some emulators ignore `ReturnValuesOnConditionCheckFailure`): read it with
-    /// [`IdempotencyStore::get`].
-    Taken(Option<IdempotencyRecord>),
-}
-
-/// The persistence behind [`Idempotency`]: DynamoDB in Lambda, memory in tests.
-pub trait IdempotencyStore: Send + Sync {
-    /// Puts `record` (an `INPROGRESS` one) unless a record that [blocks a
-    /// claim](IdempotencyRecord::blocks_claim) at `now` holds its key.
-    fn put_in_progress(
-        &self,
-        record: &IdempotencyRecord,
-        now: SystemTime,
-    ) -> impl Future<Output = Result<Claim, IdempotencyStoreError>> + Send;
-
-    /// Marks the record `COMPLETED` with its result and new expiration.
-    fn complete(
-        &self,
-        record: &IdempotencyRecord,
-    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
-
-    /// Removes the record so the next delivery runs the effect again.
-    fn delete(&self, key: &str) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
-
-    /// The record under `key`, expired or not (TTL deletes lazily).
-    fn get(
-        &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<IdempotencyRecord>, IdempotencyStoreError>> + Send;
-}
-
-impl<S: IdempotencyStore> IdempotencyStore for Arc<S> {
-    fn put_in_progress(
-        &self,
-        record: &IdempotencyRecord,
-        now: SystemTime,
-    ) -> impl Future<Output = Result<Claim, IdempotencyStoreError>> + Send {
-        S::put_in_progress(self, record, now)
-    }
-
-    fn complete(
-        &self,
-        record: &IdempotencyRecord,
-    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send {
-        S::complete(self, record)
-    }
-
-    fn delete(&self, key: &str) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send {
-        S::delete(self, key)
-    }
-
-    fn get(
-        &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<IdempotencyRecord>, IdempotencyStoreError>> + Send {
-        S::get(self, key)
-    }
-}
-
-fn epoch_secs(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn epoch_millis(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-const CLAIM_CONDITION: &str = "attribute_not_exists(#id) OR #expiration < :now \
-     OR (#status = :inprogress AND #in_progress_expiry < :now_ms)";
-
-/// The idempotency table on DynamoDB (layout in the [module docs](self)).
-#[derive(Clone, Debug)]
-pub struct DynamoIdempotencyStore {
-    client: Client,
-    table: String,
-}
-
-impl DynamoIdempotencyStore {
-    /// The store on `table`.
-    pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoIdempotencyStore {
-            client,
-            table: table.into(),
-        }
-    }
-
-    /// The table's name.
-    pub fn table(&self) -> &str {
-        &self.table
-    }
-}
-
-fn backend<E: std::error::Error + Send + Sync + 'static>(err: E) -> IdempotencyStoreError {
-    IdempotencyStoreError::Backend(Box::new(err))
-}
-
-impl IdempotencyStore for DynamoIdempotencyStore {
-    async fn put_in_progress(
-        &self,
-        record: &IdempotencyRecord,
-        now: SystemTime,
-    ) -> Result<Claim, IdempotencyStoreError> {
-        let sent = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(record_to_item(record)))
-            .condition_expression(CLAIM_CONDITION)
-            // `status` and `data` are DynamoDB reserved words; every name goes through `#` alike.
-            .expression_attribute_names("#id", attr::ID)
-            .expression_attribute_names("#expiration", attr::EXPIRATION)
-            .expression_attribute_names("#status", attr::STATUS)
-            .expression_attribute_names("#in_progress_expiry", attr::IN_PROGRESS_EXPIRY)
-            .expression_attribute_values(":now", AttributeValue::N(epoch_secs(now).to_string()))
-            .expression_attribute_values(
-                ":now_ms",
-                AttributeValue::N(epoch_millis(now).to_string()),
-            )
-            .expression_attribute_values(
-                ":inprogress",
-                AttributeValue::S(Status::InProgress.as_str().into()),
-            )
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match sent {
-            Ok(_) => Ok(Claim::Acquired),
-            Err(err) => match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(failed)) => {
-                    let existing = failed.item().map(record_from_item).transpose()?;
-                    Ok(Claim::Taken(existing))
-                }
-                _ => Err(backend(err)),
-            },
-        }
-    }
-
-    async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
-        let mut expression =
-            "SET #status = :status, #expiration = :expiration, #data = :data".to_owned();
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(attr::ID, AttributeValue::S(record.key.clone()))
-            .expression_attribute_names("#status", attr::STATUS)
-            .expression_attribute_names("#expiration", attr::EXPIRATION)
-            .expression_attribute_names("#data", attr::DATA)
-            .expression_attribute_values(
-                ":status",
-                AttributeValue::S(record.status.as_str().into()),
-            )
-            .expression_attribute_values(
-                ":expiration",
-                AttributeValue::N(record.expiration.to_string()),
-            )
-            .expression_attribute_values(
-                ":data",
-                AttributeValue::S(record.data.clone().unwrap_or_else(|| "null".into())),
-            );
-        if let Some(validation) = &record.validation {
-            expression.push_str(", #validation = :validation");
-            update = update
-                .expression_attribute_names("#validation", attr::VALIDATION)
-                .expression_attribute_values(":validation", AttributeValue::S(validation.clone()));
-        }
-        update
-            .update_expression(expression)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(backend)
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key(attr::ID, AttributeValue::S(key.to_owned()))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(backend)
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(attr::ID, AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(backend)?;
-        output.item().map(record_from_item).transpose()
-    }
-}
-
-/// The idempotency table in memory, with the same claim condition as the DynamoDB adapter.
-///
-/// For unit tests of handlers and for the local runner.
-#[derive(Debug, Default)]
-pub struct InMemoryIdempotencyStore {
-    records: Mutex<HashMap<String, IdempotencyRecord>>,
-}
-
-impl InMemoryIdempotencyStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Every stored record, in no particular order.
-    pub fn records(&self) -> Vec<IdempotencyRecord> {
-        self.records
-            .lock()
-            .map(|records| records.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Stores `record` as is, e.g. to set up a test.
-    pub fn insert(&self, record: IdempotencyRecord) {
-        if let Ok(mut records) = self.records.lock() {
-            records.insert(record.key.clone(), record);
-        }
-    }
-
-    fn lock(
-        &self,
-    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, IdempotencyRecord>>, IdempotencyStoreError>
-    {
-        self.records
-            .lock()
-            .map_err(|_| IdempotencyStoreError::Backend("in-memory store poisoned".into()))
-    }
-}
-
-impl IdempotencyStore for InMemoryIdempotencyStore {
-    async fn put_in_progress(
-        &self,
-        record: &IdempotencyRecord,
-        now: SystemTime,
-    ) -> Result<Claim, IdempotencyStoreError> {
-        let mut records = self.lock()?;
-        if let Some(existing) = records.get(&record.key)
-            && existing.blocks_claim(epoch_secs(now), epoch_millis(now))
-        {
-            return Ok(Claim::Taken(Some(existing.clone())));
-        }
-        records.insert(record.key.clone(), record.clone());
-        Ok(Claim::Acquired)
-    }
-
-    async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
-        let mut records = self.lock()?;
-        // UpdateItem semantics: attributes not set here (in_progress_expiry) are kept.
-        let entry = records
-            .entry(record.key.clone())
-            .or_insert_with(|| record.clone());
-        entry.status = record.status;
-        entry.expiration = record.expiration;
-        entry.data = record.data.clone();
-        if record.validation.is_some() {
-            entry.validation = record.validation.clone();
-        }
-        Ok(())
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
-        self.lock()?.remove(key);
-        Ok(())
-    }
-
-    async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
-        Ok(self.lock()?.get(key).cloned())
-    }
-}
 
 /// Why an idempotent call did not return the effect's result. `E` is the effect's own error.
 #[derive(Debug, thiserror::Error)]
@@ -666,9 +159,9 @@ impl<E> IdempotencyError<E> {
     }
 }
 
-/// A result and whether it was replayed from an earlier call instead of running the effect.
+/// An effect's result, and whether it was replayed from an earlier call instead of running.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome<T> {
+pub struct Completed<T> {
     /// The effect's result, fresh or stored.
     pub value: T,
     /// True when the effect did not run because an earlier call completed it.
@@ -676,57 +169,6 @@ pub struct Outcome<T> {
 }
 
 type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
-/// Completed records kept per execution environment, so a hot duplicate costs no round trip.
-///
-/// Bounded: when full, the least recently used entry goes. Entries leave at their `expiration`.
-#[derive(Debug)]
-struct LocalCache {
-    max_items: usize,
-    tick: u64,
-    entries: HashMap<String, (IdempotencyRecord, u64)>,
-}
-
-impl LocalCache {
-    fn new(max_items: usize) -> Self {
-        LocalCache {
-            max_items: max_items.max(1),
-            tick: 0,
-            entries: HashMap::new(),
-        }
-    }
-
-    fn get(&mut self, key: &str, now_epoch_secs: i64) -> Option<IdempotencyRecord> {
-        self.tick += 1;
-        let tick = self.tick;
-        match self.entries.get_mut(key) {
-            Some((record, _)) if record.is_expired(now_epoch_secs) => {
-                self.entries.remove(key);
-                None
-            }
-            Some((record, used)) => {
-                *used = tick;
-                Some(record.clone())
-            }
-            None => None,
-        }
-    }
-
-    fn insert(&mut self, record: IdempotencyRecord) {
-        self.tick += 1;
-        if !self.entries.contains_key(&record.key) && self.entries.len() >= self.max_items {
-            let oldest = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (_, used))| *used)
-                .map(|(key, _)| key.clone());
-            if let Some(oldest) = oldest {
-                self.entries.remove(&oldest);
-            }
-        }
-        self.entries.insert(record.key.clone(), (record, self.tick));
-    }
-}
 
 /// What a found record means for this call.
 enum Verdict {
@@ -745,7 +187,9 @@ pub struct Idempotency<S> {
     name: String,
     expires_after: Duration,
     run_without_key: bool,
-    cache: Option<Mutex<LocalCache>>,
+    /// Completed records of this execution environment, so a hot duplicate costs no round
+    /// trip; the least recently used goes first, and an expired one is never answered.
+    cache: Option<Mutex<LruCache<String, IdempotencyRecord>>>,
     clock: Clock,
 }
 
@@ -794,7 +238,8 @@ impl<S: IdempotencyStore> Idempotency<S> {
     /// Keeps up to `max_items` completed results in memory, so a duplicate delivered to the same
     /// execution environment is answered without a DynamoDB call.
     pub fn with_local_cache(mut self, max_items: usize) -> Self {
-        self.cache = Some(Mutex::new(LocalCache::new(max_items)));
+        let capacity = NonZeroUsize::new(max_items).unwrap_or(NonZeroUsize::MIN);
+        self.cache = Some(Mutex::new(LruCache::new(capacity)));
         self
     }
 
@@ -835,7 +280,8 @@ impl<S: IdempotencyStore> Idempotency<S> {
         Ok(record.is_some_and(|record| !record.is_expired(now_s)))
     }
 
-    /// Runs `effect` at most once per `key_material` and returns its result, fresh or stored.
+    /// Runs `effect` at most once per `key_material` and returns its result, fresh or stored
+    /// ([`Completed::replayed`] says which, for a "duplicates skipped" metric or a header).
     ///
     /// `payload` is what the stored result answers: a repeat with the same key but a different
     /// payload is refused. `deadline` is the invocation's (`LambdaEvent::context.deadline()`); an
@@ -847,26 +293,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
         payload: &Value,
         deadline: SystemTime,
         effect: F,
-    ) -> Result<T, IdempotencyError<E>>
-    where
-        T: Serialize + DeserializeOwned,
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-    {
-        self.execute(key_material, payload, deadline, effect)
-            .await
-            .map(|outcome| outcome.value)
-    }
-
-    /// Like [`run`](Self::run), and also says whether the result was replayed (for a
-    /// "duplicates skipped" metric or a response header).
-    pub async fn execute<T, E, F, Fut>(
-        &self,
-        key_material: &Value,
-        payload: &Value,
-        deadline: SystemTime,
-        effect: F,
-    ) -> Result<Outcome<T>, IdempotencyError<E>>
+    ) -> Result<Completed<T>, IdempotencyError<E>>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
@@ -878,7 +305,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
             }
             tracing::warn!(name = %self.name, "no idempotency key; running the effect unprotected");
             let value = effect().await.map_err(IdempotencyError::Effect)?;
-            return Ok(Outcome {
+            return Ok(Completed {
                 value,
                 replayed: false,
             });
@@ -951,7 +378,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
         match effect().await {
             Ok(value) => {
                 self.save(claim, &value).await;
-                Ok(Outcome {
+                Ok(Completed {
                     value,
                     replayed: false,
                 })
@@ -987,7 +414,14 @@ impl<S: IdempotencyStore> Idempotency<S> {
     }
 
     fn cached(&self, key: &str, now_s: i64) -> Option<IdempotencyRecord> {
-        self.cache.as_ref()?.lock().ok()?.get(key, now_s)
+        let mut cache = self.cache.as_ref()?.lock().ok()?;
+        match cache.get(key) {
+            Some(record) if record.is_expired(now_s) => {
+                cache.pop(key);
+                None
+            }
+            found => found.cloned(),
+        }
     }
 
     fn remember(&self, record: IdempotencyRecord) {
@@ -995,7 +429,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
             return;
         }
         if let Some(mut cache) = self.cache.as_ref().and_then(|c| c.lock().ok()) {
-            cache.insert(record);
+            cache.put(record.key.clone(), record);
         }
     }
 }
@@ -1037,9 +471,9 @@ fn judge<E>(
 fn replay<T: DeserializeOwned, E>(
     key: &str,
     data: &str,
-) -> Result<Outcome<T>, IdempotencyError<E>> {
+) -> Result<Completed<T>, IdempotencyError<E>> {
     serde_json::from_str(data)
-        .map(|value| Outcome {
+        .map(|value| Completed {
             value,
             replayed: true,
         })
@@ -1054,6 +488,7 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::UNIX_EPOCH;
 
     const T0: u64 = 1_800_000_000;
 
@@ -1094,84 +529,6 @@ mod tests {
         })
     }
 
-    #[test]
-    fn canonical_json_sorts_keys_at_every_level() {
-        let a = json!({"b": 1, "a": {"y": [1, {"d": 2, "c": 3}], "x": "é\"q"}});
-        assert_eq!(
-            canonical_json(&a),
-            r#"{"a":{"x":"é\"q","y":[1,{"c":3,"d":2}]},"b":1}"#
-        );
-        let reordered: Value =
-            serde_json::from_str(r#"{"a":{"y":[1,{"c":3,"d":2}],"x":"é\"q"},"b":1}"#).unwrap();
-        assert_eq!(hash_json(&a), hash_json(&reordered));
-    }
-
-    #[test]
-    fn keys_are_the_name_and_a_sha256_of_the_key_material() {
-        let key = idempotency_key("notifications.confirmed", &json!({"order": "o-1"}));
-        let (name, hash) = key.split_once('#').unwrap();
-        assert_eq!(name, "notifications.confirmed");
-        assert_eq!(hash.len(), 64);
-        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(
-            key,
-            idempotency_key("notifications.confirmed", &json!({"order": "o-2"}))
-        );
-        // Known vector: sha256 of the text `"o-1"`.
-        assert_eq!(
-            hash_json(&json!("o-1")),
-            hex::encode(Sha256::digest(br#""o-1""#))
-        );
-    }
-
-    #[test]
-    fn records_round_trip_through_dynamodb_items() {
-        let record = IdempotencyRecord {
-            key: "n#abc".into(),
-            status: Status::Completed,
-            expiration: 1_700_000_000,
-            in_progress_expiry: Some(1_700_000_000_123),
-            data: Some(r#"{"ok":true}"#.into()),
-            validation: Some("ff".into()),
-        };
-        let item = record_to_item(&record);
-        assert_eq!(item["status"], AttributeValue::S("COMPLETED".into()));
-        assert_eq!(
-            item["in_progress_expiry"],
-            AttributeValue::N("1700000000123".into())
-        );
-        assert_eq!(record_from_item(&item).unwrap(), record);
-        let mut bad = item.clone();
-        bad.insert("status".into(), AttributeValue::S("EXPIRED".into()));
-        assert!(matches!(
-            record_from_item(&bad),
-            Err(IdempotencyStoreError::Malformed { key, .. }) if key == "n#abc"
-        ));
-    }
-
-    #[test]
-    fn a_record_blocks_a_claim_until_it_expires_or_its_invocation_times_out() {
-        let record = IdempotencyRecord {
-            key: "k".into(),
-            status: Status::InProgress,
-            expiration: 100,
-            in_progress_expiry: Some(50_000),
-            data: None,
-            validation: None,
-        };
-        assert!(record.blocks_claim(40, 40_000));
-        assert!(!record.blocks_claim(51, 51_000), "the claimer timed out");
-        assert!(!record.blocks_claim(101, 0), "expired");
-        let completed = IdempotencyRecord {
-            status: Status::Completed,
-            ..record
-        };
-        assert!(
-            completed.blocks_claim(51, 51_000),
-            "completed records ignore the deadline"
-        );
-    }
-
     #[tokio::test]
     async fn a_repeat_returns_the_stored_result_without_running_the_effect() {
         let (_, idempotency) = runner();
@@ -1179,11 +536,11 @@ mod tests {
         let key = json!({"order_id": "o-1"});
         let payload = json!({"order_id": "o-1", "amount": 2500});
         let first = idempotency
-            .execute(&key, &payload, deadline(), || charge(&calls))
+            .run(&key, &payload, deadline(), || charge(&calls))
             .await
             .unwrap();
         let second = idempotency
-            .execute(&key, &payload, deadline(), || charge(&calls))
+            .run(&key, &payload, deadline(), || charge(&calls))
             .await
             .unwrap();
         assert_eq!(
@@ -1259,7 +616,7 @@ mod tests {
             .run(&key, &payload, later, || charge(&calls))
             .await
             .unwrap();
-        assert_eq!(receipt.charge_id, "ch-1");
+        assert_eq!(receipt.value.charge_id, "ch-1");
     }
 
     #[tokio::test]
@@ -1282,7 +639,7 @@ mod tests {
             result
         };
         let (first, second) = tokio::join!(first, second);
-        assert_eq!(first.unwrap(), 1);
+        assert_eq!(first.unwrap().value, 1);
         assert!(matches!(
             second,
             Err(IdempotencyError::AlreadyInProgress { .. })
@@ -1306,7 +663,7 @@ mod tests {
             .run(&key, &key, deadline(), || charge(&calls))
             .await
             .unwrap();
-        assert_eq!(receipt.charge_id, "ch-1");
+        assert_eq!(receipt.value.charge_id, "ch-1");
     }
 
     #[tokio::test]
@@ -1357,7 +714,7 @@ mod tests {
             refused
         };
         let (first, second) = tokio::join!(first, second);
-        assert_eq!(first.unwrap().charge_id, "ch-1");
+        assert_eq!(first.unwrap().value.charge_id, "ch-1");
         assert!(
             matches!(second, Err(IdempotencyError::AlreadyInProgress { .. })),
             "{second:?}"
@@ -1380,7 +737,7 @@ mod tests {
             .run(&key, &key, far, || charge(&calls))
             .await
             .unwrap();
-        assert_eq!(again.charge_id, "ch-2");
+        assert_eq!(again.value.charge_id, "ch-2");
     }
 
     #[tokio::test]
@@ -1517,15 +874,22 @@ mod tests {
             data: Some("1".into()),
             validation: None,
         };
-        let mut cache = LocalCache::new(2);
-        cache.insert(record("a", 100));
-        cache.insert(record("b", 100));
-        assert!(cache.get("a", 0).is_some());
-        cache.insert(record("c", 100));
-        assert!(cache.get("b", 0).is_none(), "b was the least recently used");
-        assert!(cache.get("a", 0).is_some());
-        assert!(cache.get("c", 0).is_some());
-        assert!(cache.get("a", 101).is_none(), "expired");
-        assert_eq!(cache.entries.len(), 1);
+        let (_, runner) = runner();
+        let runner = runner.with_local_cache(2);
+        runner.remember(record("a", 100));
+        runner.remember(record("b", 100));
+        assert!(runner.cached("a", 0).is_some());
+        runner.remember(record("c", 100));
+        assert!(
+            runner.cached("b", 0).is_none(),
+            "b was the least recently used"
+        );
+        assert!(runner.cached("a", 0).is_some());
+        assert!(runner.cached("c", 0).is_some());
+        assert!(runner.cached("a", 101).is_none(), "expired");
+        assert!(
+            runner.cached("a", 0).is_none(),
+            "an expired entry leaves the cache"
+        );
     }
 }

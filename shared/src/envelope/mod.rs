@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+mod names;
+mod upcast;
+
+pub use names::{event_type_of, event_types};
+pub use upcast::{NoUpcast, UpcastChain, Upcaster};
+
 /// The CloudEvents version Ripple writes and accepts.
 pub const SPEC_VERSION: &str = "1.0";
 /// The content type of every `data` Ripple writes.
@@ -256,92 +262,6 @@ impl Envelope {
 /// The stream key `<AggregateType>#<id>`.
 pub fn stream_key(aggregate_type: &str, aggregate_id: &str) -> String {
     format!("{aggregate_type}#{aggregate_id}")
-}
-
-/// Turns an old payload into the current schema before it is decoded.
-///
-/// Stored history is never rewritten: upcasting happens on every read.
-pub trait Upcaster: Send + Sync {
-    /// Returns the schema version reached and the upcast data.
-    fn upcast(
-        &self,
-        event_type: &str,
-        schemaversion: u32,
-        data: Value,
-    ) -> Result<(u32, Value), EnvelopeError>;
-}
-
-/// The upcaster for payloads that have only ever had one schema.
-pub struct NoUpcast;
-
-impl Upcaster for NoUpcast {
-    fn upcast(
-        &self,
-        _event_type: &str,
-        schemaversion: u32,
-        data: Value,
-    ) -> Result<(u32, Value), EnvelopeError> {
-        Ok((schemaversion, data))
-    }
-}
-
-/// An upcaster made of steps: each turns one `(type, version)` into the next version.
-#[derive(Default)]
-pub struct UpcastChain {
-    steps: Vec<UpcastStep>,
-}
-
-type UpcastFn = Box<dyn Fn(Value) -> Result<Value, String> + Send + Sync>;
-
-struct UpcastStep {
-    event_type: String,
-    from_version: u32,
-    step: UpcastFn,
-}
-
-impl UpcastChain {
-    /// An empty chain.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds the step that turns `event_type` at `from_version` into `from_version + 1`.
-    pub fn step(
-        mut self,
-        event_type: &str,
-        from_version: u32,
-        step: impl Fn(Value) -> Result<Value, String> + Send + Sync + 'static,
-    ) -> Self {
-        self.steps.push(UpcastStep {
-            event_type: event_type.to_owned(),
-            from_version,
-            step: Box::new(step),
-        });
-        self
-    }
-}
-
-impl Upcaster for UpcastChain {
-    fn upcast(
-        &self,
-        event_type: &str,
-        mut schemaversion: u32,
-        mut data: Value,
-    ) -> Result<(u32, Value), EnvelopeError> {
-        while let Some(step) = self
-            .steps
-            .iter()
-            .find(|s| s.event_type == event_type && s.from_version == schemaversion)
-        {
-            data = (step.step)(data).map_err(|reason| {
-                EnvelopeError::Invalid(format!(
-                    "upcasting {event_type} from schema {schemaversion} failed: {reason}"
-                ))
-            })?;
-            schemaversion += 1;
-        }
-        Ok((schemaversion, data))
-    }
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 
+use crate::view::OrderView;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use domain::view::OrderView;
 
 /// Attribute names of the views table.
 pub mod attr {
@@ -69,6 +69,14 @@ pub trait ViewStore: Send + Sync {
         view: &OrderView,
         expected: u64,
     ) -> impl Future<Output = Result<(), ViewStoreError>> + Send;
+
+    /// The stored view of `order_id` (what the API returns), if the projection has written one.
+    fn view(
+        &self,
+        order_id: &str,
+    ) -> impl Future<Output = Result<Option<OrderView>, ViewStoreError>> + Send {
+        async move { Ok(self.get(order_id).await?.map(|stored| stored.view)) }
+    }
 }
 
 /// The DynamoDB item of `view`.
@@ -224,5 +232,112 @@ impl ViewStore for InMemoryViewStore {
         }
         items.insert(view.order_id.clone(), (json, view.events_applied()));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::confirmed_flow;
+    use crate::view::ViewEvent;
+
+    const ORDER: &str = "o-1";
+
+    #[tokio::test]
+    async fn the_in_memory_store_refuses_a_stale_write() {
+        let views = InMemoryViewStore::new();
+        let view = OrderView::new(ORDER);
+        views.put(&view, 0).await.unwrap();
+        assert!(matches!(
+            views.put(&view, 3).await,
+            Err(ViewStoreError::Conflict { .. })
+        ));
+    }
+    use aws_sdk_dynamodb::Client;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client};
+
+    fn view() -> OrderView {
+        let flow = confirmed_flow(ORDER);
+        let events: Vec<ViewEvent> = flow
+            .iter()
+            .map(|e| ViewEvent::from_envelope(e).unwrap().unwrap())
+            .collect();
+        OrderView::rebuild(ORDER, &events)
+    }
+
+    #[tokio::test]
+    async fn a_put_names_the_version_it_read() {
+        let put = mock!(Client::put_item)
+            .match_requests(|req| {
+                req.table_name() == Some("views")
+                    && req.condition_expression()
+                        == Some("attribute_not_exists(#id) OR #version = :expected")
+                    && req
+                        .expression_attribute_values()
+                        .and_then(|v| v.get(":expected"))
+                        == Some(&AttributeValue::N("3".into()))
+                    && req.item().and_then(|i| i.get("version"))
+                        == Some(&AttributeValue::N("4".into()))
+                    && req.item().and_then(|i| i.get("id"))
+                        == Some(&AttributeValue::S(ORDER.into()))
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, [&put]);
+        DynamoViewStore::new(client, "views")
+            .put(&view(), 3)
+            .await
+            .unwrap();
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_failed_condition_is_a_conflict() {
+        let put = mock!(Client::put_item).then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            )
+        });
+        let client = mock_client!(aws_sdk_dynamodb, [&put]);
+        let err = DynamoViewStore::new(client, "views")
+            .put(&view(), 3)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ViewStoreError::Conflict { ref order_id } if order_id == ORDER));
+    }
+
+    #[tokio::test]
+    async fn a_stored_item_reads_back_as_the_view() {
+        let expected = view();
+        let item = view_item(&expected).unwrap();
+        let get = mock!(Client::get_item)
+            .match_requests(|req| req.consistent_read() == Some(true))
+            .then_output(move || {
+                GetItemOutput::builder()
+                    .set_item(Some(item.clone()))
+                    .build()
+            });
+        let missing = mock!(Client::get_item).then_output(|| GetItemOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            aws_smithy_mocks::RuleMode::Sequential,
+            [&get, &missing]
+        );
+        let store = DynamoViewStore::new(client, "views");
+        assert_eq!(store.view(ORDER).await.unwrap(), Some(expected));
+        assert_eq!(store.view("o-404").await.unwrap(), None);
+    }
+
+    #[test]
+    fn an_item_without_a_view_is_corrupt() {
+        let item =
+            std::collections::HashMap::from([("id".to_owned(), AttributeValue::S(ORDER.into()))]);
+        assert!(matches!(
+            view_from_item(ORDER, &item),
+            Err(ViewStoreError::Corrupt { .. })
+        ));
     }
 }

@@ -5,6 +5,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::{DynamoIdempotencyStore, record_to_item};
+use crate::idempotency::key::{hash_json, idempotency_key};
+use crate::idempotency::{
+    Idempotency, IdempotencyError, IdempotencyRecord, IdempotencyStoreError, Status,
+};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
@@ -13,10 +18,6 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::error::{ConditionalCheckFailedException, ResourceNotFoundException};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use ripple_kit::idempotency::{
-    DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyRecord,
-    IdempotencyStoreError, Status, hash_json, idempotency_key, record_to_item,
-};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -148,7 +149,7 @@ async fn a_first_call_claims_the_key_runs_the_effect_and_stores_its_result() {
     let calls = AtomicUsize::new(0);
 
     let outcome = idempotency
-        .execute(&key_material(), &payload(), deadline(), || send(&calls))
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
         .await
         .unwrap();
     assert_eq!(outcome.value.message_id, "m-new");
@@ -164,7 +165,7 @@ async fn a_completed_record_in_the_refusal_is_replayed_in_one_round_trip() {
     let calls = AtomicUsize::new(0);
 
     let outcome = idempotency
-        .execute(&key_material(), &payload(), deadline(), || send(&calls))
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
         .await
         .unwrap();
     assert_eq!(outcome.value.message_id, "m-first");
@@ -183,7 +184,7 @@ async fn without_the_item_in_the_refusal_the_record_is_read_with_get_item() {
         .run(&key_material(), &payload(), deadline(), || send(&calls))
         .await
         .unwrap();
-    assert_eq!(sent.message_id, "m-first");
+    assert_eq!(sent.value.message_id, "m-first");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert_eq!(get.num_calls(), 1);
 }
@@ -292,7 +293,7 @@ async fn a_record_gone_between_the_refusal_and_the_read_is_claimed_again() {
         )
         .await
         .unwrap();
-    assert_eq!(sent.message_id, "m-new");
+    assert_eq!(sent.value.message_id, "m-new");
     assert_eq!(
         (claim.num_calls(), get.num_calls(), complete.num_calls()),
         (2, 1, 1)

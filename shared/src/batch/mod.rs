@@ -22,8 +22,10 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use futures::StreamExt;
 use tracing::Instrument;
 
+#[cfg(feature = "redelivery-sqs")]
 mod redelivery;
 
+#[cfg(feature = "redelivery-sqs")]
 pub use redelivery::{
     FailedRedelivery, MAX_VISIBILITY_TIMEOUT, Redelivery, RedeliveryBackoff, RedeliveryReport,
     failed_records, process_sqs_with_backoff, queue_of_arn, receive_count,

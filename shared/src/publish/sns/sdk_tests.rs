@@ -2,15 +2,16 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::SnsPublisher;
+use crate::envelope::Envelope;
+use crate::publish::Publisher;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::operation::publish_batch::{PublishBatchError, PublishBatchOutput};
 use aws_sdk_sns::types::error::AuthorizationErrorException;
 use aws_sdk_sns::types::{BatchResultErrorEntry, PublishBatchResultEntry};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
-use ripple_kit::envelope::Envelope;
-use ripple_kit::publish::{Publisher, SnsPublisher};
 
-use crate::event;
+use crate::fixtures::event;
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:ripple-domain-events";
 

@@ -2,6 +2,9 @@
 
 use std::collections::HashMap;
 
+use super::DynamoEventStore;
+use crate::store::item::event_item;
+use crate::store::{Append, DedupeMarker, EventStore, StoreError};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::operation::query::QueryOutput;
@@ -13,11 +16,8 @@ use aws_sdk_dynamodb::types::error::{
 };
 use aws_sdk_dynamodb::types::{AttributeValue, CancellationReason};
 use aws_smithy_mocks::{RuleMode, mock, mock_client};
-use ripple_kit::store::{
-    Append, DedupeMarker, DynamoEventStore, EventStore, StoreError, event_item,
-};
 
-use crate::event;
+use crate::fixtures::event;
 
 fn cancelled(codes: &[&str]) -> TransactWriteItemsError {
     let mut exception = TransactionCanceledException::builder().message("Transaction cancelled");
@@ -75,7 +75,7 @@ async fn a_taken_position_on_the_single_put_is_a_conflict() {
 async fn a_retried_put_that_finds_its_own_event_succeeded() {
     let ours = event("a", 1);
     let theirs = event("a", 1);
-    let in_the_way = |stored: &ripple_kit::Envelope| {
+    let in_the_way = |stored: &crate::Envelope| {
         let item = event_item(stored);
         move || {
             PutItemError::ConditionalCheckFailedException(

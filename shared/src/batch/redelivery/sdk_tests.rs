@@ -3,6 +3,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::batch::{
+    FailedRedelivery, QueueKind, Redelivery, RedeliveryBackoff, process_sqs_with_backoff,
+};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchOutput;
@@ -10,9 +13,6 @@ use aws_sdk_sqs::operation::get_queue_url::{GetQueueUrlError, GetQueueUrlOutput}
 use aws_sdk_sqs::types::error::QueueDoesNotExist;
 use aws_sdk_sqs::types::{BatchResultErrorEntry, ChangeMessageVisibilityBatchResultEntry};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
-use ripple_kit::batch::{
-    FailedRedelivery, QueueKind, Redelivery, RedeliveryBackoff, process_sqs_with_backoff,
-};
 
 const ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ripple-inventory";
 const URL: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/ripple-inventory";

@@ -1,0 +1,228 @@
+//! Event-sourced consumers: a [`Reactor`] decides which events an incoming one leads to;
+//! [`EventSourced`] appends them exactly once.
+//!
+//! For every delivery, [`EventSourced`] asks the reactor what the event means ([`Reactor::input`]),
+//! lets it load what it needs and decide ([`Reactor::react`]), and appends the decided events,
+//! caused by the incoming one, together with the dedupe marker
+//! `dedupe#<Reactor::NAME>#<incoming event id>` in one transaction. A redelivery finds its marker
+//! taken and appends nothing ([`Handled::Duplicate`]); a writer that took one of the same stream
+//! positions first makes the append a conflict, and the whole load–decide–append runs again with
+//! jittered backoff ([`RetryPolicy`]), so the decision is always made on fresh state.
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Consumer, Delivery, Handled};
+use crate::envelope::{Envelope, EnvelopeError, StreamPosition, event_type_of};
+use crate::parse::ParseError;
+use crate::store::{
+    Append, Conflicting, DedupeMarker, EventStore, RetryPolicy, StoreError, retry_on_conflict,
+};
+
+/// Decides what an incoming event leads to, for a consumer that keeps its state in the store.
+pub trait Reactor<S: EventStore>: Send + Sync {
+    /// The consumer's stable name (its dedupe markers, its metrics). Never change it.
+    const NAME: &'static str;
+    /// The `source` of the events it appends, e.g. `ripple/inventory`.
+    const SOURCE: &'static str;
+    /// What it reacts to, read from the incoming event.
+    type Input: Send + Sync;
+    /// Its own failures besides the kit's (e.g. a payment gateway's); [`Infallible`] for none.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// What the incoming event means to this reactor: `None` for an event it does not act on.
+    /// An event it should understand but cannot read is an error (the message is poison).
+    fn input(&self, event: &Envelope) -> Result<Option<Self::Input>, EnvelopeError>;
+
+    /// Loads what the decision needs from `store` and decides. Called again after a conflict, so
+    /// it must not keep state between calls; an outside effect made here must be idempotent.
+    fn react(
+        &self,
+        store: &S,
+        input: &Self::Input,
+        delivery: &Delivery<'_>,
+    ) -> impl Future<Output = Result<Reaction, ConsumerError<Self::Error>>> + Send;
+
+    /// Runs once the reaction is stored (or found stored before): a follow-up that must see the
+    /// reaction's events, such as re-checking for a race. Nothing by default.
+    fn after(
+        &self,
+        store: &S,
+        input: &Self::Input,
+        handled: Handled,
+        delivery: &Delivery<'_>,
+    ) -> impl Future<Output = Result<(), ConsumerError<Self::Error>>> + Send {
+        let _ = (store, input, handled, delivery);
+        async { Ok(()) }
+    }
+}
+
+/// What a reactor decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reaction {
+    /// Append these events, caused by the incoming one, with its dedupe marker, atomically.
+    Append(Vec<NewEvent>),
+    /// The store already holds this reaction (its state shows the incoming event was handled).
+    AlreadyApplied,
+    /// Nothing to do.
+    Ignored,
+}
+
+impl Reaction {
+    /// The reaction that appends one event at `at`.
+    pub fn append<E: Serialize + DeserializeOwned>(
+        at: StreamPosition,
+        event: &E,
+    ) -> Result<Self, EnvelopeError> {
+        Ok(Reaction::Append(vec![NewEvent::new(at, event)?]))
+    }
+}
+
+/// An event a reactor decided, and the stream position it takes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    at: StreamPosition,
+    event_type: &'static str,
+    event: serde_json::Value,
+}
+
+impl NewEvent {
+    /// `event` (a variant of an adjacently tagged event enum) at `at`.
+    pub fn new<E: Serialize + DeserializeOwned>(
+        at: StreamPosition,
+        event: &E,
+    ) -> Result<Self, EnvelopeError> {
+        let event_type = event_type_of(event).ok_or_else(|| {
+            EnvelopeError::Invalid(
+                "an event must be an enum with #[serde(tag = \"type\", content = \"data\")]".into(),
+            )
+        })?;
+        let event = serde_json::to_value(event).map_err(EnvelopeError::Malformed)?;
+        Ok(NewEvent {
+            at,
+            event_type,
+            event,
+        })
+    }
+
+    /// The envelope of this event from `source`, caused by `cause` (for a reactor that appends a
+    /// follow-up itself, in [`Reactor::after`]).
+    pub fn into_envelope(self, source: &str, cause: &Envelope) -> Result<Envelope, EnvelopeError> {
+        Ok(Envelope::encode(source, self.at, &self.event)?.caused_by(cause))
+    }
+}
+
+/// Why an event-sourced consumer could not handle a message (it is retried, then dead-lettered).
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError<E = Infallible> {
+    /// The message is not an event envelope.
+    #[error("unreadable message")]
+    Parse(#[from] ParseError),
+    /// The event is not one the consumer can read, or a decided event cannot be encoded.
+    #[error("unusable event")]
+    Event(#[from] EnvelopeError),
+    /// The event store failed, or the conflict retries ran out.
+    #[error("event store")]
+    Store(#[from] StoreError),
+    /// The event names an aggregate the store does not hold (yet).
+    #[error("{stream} is not in the event store")]
+    NotFound {
+        /// The stream key looked for.
+        stream: String,
+    },
+    /// The consumer's own failure.
+    #[error(transparent)]
+    Own(E),
+}
+
+impl<E> Conflicting for ConsumerError<E> {
+    fn is_conflict(&self) -> bool {
+        matches!(self, ConsumerError::Store(err) if err.is_conflict())
+    }
+}
+
+/// A [`Reactor`] over an event store, as a [`Consumer`].
+pub struct EventSourced<R, S> {
+    reactor: R,
+    store: S,
+    retry: RetryPolicy,
+}
+
+impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
+    /// `reactor` appending to `store`, retrying conflicts with the default [`RetryPolicy`].
+    pub fn new(reactor: R, store: S) -> Self {
+        EventSourced {
+            reactor,
+            store,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Retries conflicts with `retry` instead.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The reactor.
+    pub fn reactor(&self) -> &R {
+        &self.reactor
+    }
+
+    /// The event store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    async fn react_and_append(
+        &self,
+        input: &R::Input,
+        delivery: &Delivery<'_>,
+    ) -> Result<Handled, ConsumerError<R::Error>> {
+        let events = match self.reactor.react(&self.store, input, delivery).await? {
+            Reaction::Append(events) => events,
+            Reaction::AlreadyApplied => return Ok(Handled::Duplicate),
+            Reaction::Ignored => return Ok(Handled::Ignored),
+        };
+        let Some(what) = events.last().map(|e| e.event_type) else {
+            return Ok(Handled::Ignored);
+        };
+        let envelopes = events
+            .into_iter()
+            .map(|event| event.into_envelope(R::SOURCE, delivery.event))
+            .collect::<Result<Vec<_>, _>>()?;
+        let marker = DedupeMarker::new(R::NAME, &delivery.event.id);
+        self.store
+            .append(Append::events(envelopes).deduplicated_by(marker))
+            .await?;
+        Ok(Handled::Applied(what))
+    }
+}
+
+impl<R: Reactor<S>, S: EventStore> Consumer for EventSourced<R, S> {
+    const NAME: &'static str = R::NAME;
+    type Error = ConsumerError<R::Error>;
+
+    async fn consume(&self, delivery: &Delivery<'_>) -> Result<Handled, Self::Error> {
+        let Some(input) = self.reactor.input(delivery.event)? else {
+            return Ok(Handled::Ignored);
+        };
+        let handled =
+            retry_on_conflict(&self.retry, || self.react_and_append(&input, delivery)).await;
+        let handled = match handled {
+            // The marker is taken: this very message was handled before.
+            Err(ConsumerError::Store(StoreError::Duplicate { .. })) => Handled::Duplicate,
+            other => other?,
+        };
+        self.reactor
+            .after(&self.store, &input, handled, delivery)
+            .await?;
+        Ok(handled)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+//! `EventSourced`: a reaction is appended once, with its marker, decided on fresh state.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use super::*;
+use crate::aggregate::{Aggregate, Loaded};
+use crate::fixtures::{ThingEvent, event};
+use crate::store::InMemoryEventStore;
+use crate::telemetry::Metrics;
+
+/// The `Tally` aggregate: how many things were counted for one subject.
+#[derive(Default)]
+struct Tally {
+    total: u32,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+enum TallyEvent {
+    #[serde(rename = "tally.added")]
+    Added { n: u32 },
+}
+
+impl Aggregate for Tally {
+    const TYPE: &'static str = "Tally";
+    type Event = TallyEvent;
+    fn apply(&mut self, event: &TallyEvent) {
+        let TallyEvent::Added { n } = event;
+        self.total += n;
+    }
+}
+
+/// Adds each counted thing to the tally of its subject; a subject `skip` is not its business.
+#[derive(Default)]
+struct Tallier {
+    reactions: AtomicUsize,
+    after: Mutex<Vec<Handled>>,
+}
+
+impl<S: EventStore> Reactor<S> for Tallier {
+    const NAME: &'static str = "tallier";
+    const SOURCE: &'static str = "test/tallier";
+    type Input = (String, u32);
+    type Error = Infallible;
+
+    fn input(&self, event: &Envelope) -> Result<Option<(String, u32)>, EnvelopeError> {
+        if event.subject == "skip" {
+            return Ok(None);
+        }
+        let ThingEvent::Counted { n } = event.decode()?;
+        Ok(Some((event.subject.clone(), n)))
+    }
+
+    async fn react(
+        &self,
+        store: &S,
+        (subject, n): &(String, u32),
+        _: &Delivery<'_>,
+    ) -> Result<Reaction, ConsumerError> {
+        self.reactions.fetch_add(1, Ordering::SeqCst);
+        let tally: Loaded<Tally> = store.load(subject).await?;
+        Ok(Reaction::append(
+            tally.next(),
+            &TallyEvent::Added { n: *n },
+        )?)
+    }
+
+    async fn after(
+        &self,
+        _: &S,
+        _: &(String, u32),
+        handled: Handled,
+        _: &Delivery<'_>,
+    ) -> Result<(), ConsumerError> {
+        self.after.lock().unwrap().push(handled);
+        Ok(())
+    }
+}
+
+/// A store whose first append at `Tally#busy` 1 loses to another writer that takes it.
+struct Racing {
+    store: InMemoryEventStore,
+    raced: AtomicUsize,
+}
+
+impl EventStore for Racing {
+    async fn append(&self, append: Append) -> Result<(), StoreError> {
+        let wants_busy = append.events.iter().any(|e| e.subject == "busy");
+        if wants_busy && self.raced.fetch_add(1, Ordering::SeqCst) == 0 {
+            let rival = Envelope::encode(
+                "test/rival",
+                StreamPosition::new("Tally", "busy", 1),
+                &TallyEvent::Added { n: 100 },
+            )
+            .map_err(|e| StoreError::InvalidAppend(e.to_string()))?;
+            self.store.append(Append::events(vec![rival])).await?;
+        }
+        self.store.append(append).await
+    }
+
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        self.store
+            .read_stream(aggregate_type, aggregate_id, from)
+            .await
+    }
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(2),
+    }
+}
+
+async fn deliver<S: EventStore>(
+    consumer: &EventSourced<Tallier, S>,
+    event: &Envelope,
+) -> Result<Handled, ConsumerError> {
+    let metrics = Metrics::new("Test", "tallier");
+    let delivery = Delivery {
+        event,
+        deadline: SystemTime::now(),
+        metrics: &metrics,
+    };
+    consumer.consume(&delivery).await
+}
+
+#[tokio::test]
+async fn a_reaction_is_appended_caused_by_its_event_with_the_events_dedupe_marker() {
+    let consumer = EventSourced::new(Tallier::default(), InMemoryEventStore::new());
+    let counted = event("t-1", 1);
+    let handled = deliver(&consumer, &counted).await.unwrap();
+    assert_eq!(handled, Handled::Applied("tally.added"));
+    let stored = consumer
+        .store()
+        .read_stream("Tally", "t-1", 1)
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].source, "test/tallier");
+    assert_eq!(stored[0].causationid.as_deref(), Some(counted.id.as_str()));
+    assert_eq!(stored[0].correlationid, counted.correlationid);
+}
+
+#[tokio::test]
+async fn a_redelivery_finds_its_marker_taken_and_appends_nothing() {
+    let consumer = EventSourced::new(Tallier::default(), InMemoryEventStore::new());
+    let counted = event("t-1", 1);
+    deliver(&consumer, &counted).await.unwrap();
+    let again = deliver(&consumer, &counted).await.unwrap();
+    assert_eq!(again, Handled::Duplicate);
+    let tally: Loaded<Tally> = consumer.store().load("t-1").await.unwrap();
+    assert_eq!((tally.state.total, tally.version), (1, 1));
+    assert_eq!(
+        *consumer.reactor().after.lock().unwrap(),
+        [Handled::Applied("tally.added"), Handled::Duplicate],
+        "the follow-up runs after a duplicate too"
+    );
+}
+
+#[tokio::test]
+async fn a_lost_race_is_decided_again_on_fresh_state() {
+    let store = Racing {
+        store: InMemoryEventStore::new(),
+        raced: AtomicUsize::new(0),
+    };
+    let consumer = EventSourced::new(Tallier::default(), store).retry(fast_retry());
+    let handled = deliver(&consumer, &event("busy", 1)).await.unwrap();
+    assert_eq!(handled, Handled::Applied("tally.added"));
+    assert_eq!(consumer.reactor().reactions.load(Ordering::SeqCst), 2);
+    let tally: Loaded<Tally> = consumer.store().load("busy").await.unwrap();
+    assert_eq!((tally.state.total, tally.version), (101, 2));
+}
+
+#[tokio::test]
+async fn an_event_that_is_not_its_business_is_ignored_without_deciding() {
+    let consumer = EventSourced::new(Tallier::default(), InMemoryEventStore::new());
+    let handled = deliver(&consumer, &event("skip", 1)).await.unwrap();
+    assert_eq!(handled, Handled::Ignored);
+    assert_eq!(consumer.reactor().reactions.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_unreadable_event_is_an_error_not_ignored() {
+    let consumer = EventSourced::new(Tallier::default(), InMemoryEventStore::new());
+    let mut strange = event("t-1", 1);
+    strange.event_type = "thing.vanished".into();
+    let err = deliver(&consumer, &strange).await.unwrap_err();
+    assert!(matches!(
+        err,
+        ConsumerError::Event(EnvelopeError::UnknownType(_))
+    ));
+}
+
+#[test]
+fn a_new_event_must_be_a_tagged_enum() {
+    let at = StreamPosition::new("Tally", "t", 1);
+    assert!(NewEvent::new(at.clone(), &TallyEvent::Added { n: 1 }).is_ok());
+    assert!(NewEvent::new(at, &serde_json::json!({"type": "tally.added"})).is_err());
+}

@@ -1,0 +1,23 @@
+//! Events for the kit's own unit tests.
+
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Envelope, StreamPosition};
+
+/// The events of the `Thing` aggregate the tests write.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub(crate) enum ThingEvent {
+    #[serde(rename = "thing.counted")]
+    Counted { n: u32 },
+}
+
+/// `thing.counted` as event `sequence` of the stream `Thing#<id>`.
+pub(crate) fn event(id: &str, sequence: u64) -> Envelope {
+    Envelope::encode(
+        "test",
+        StreamPosition::new("Thing", id, sequence),
+        &ThingEvent::Counted { n: 1 },
+    )
+    .expect("a test event encodes")
+}

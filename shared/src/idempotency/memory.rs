@@ -1,0 +1,89 @@
+//! The idempotency table in memory (feature `test-twins`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use super::record::{
+    Claim, IdempotencyRecord, IdempotencyStore, IdempotencyStoreError, epoch_millis, epoch_secs,
+};
+
+/// The idempotency table in memory, with the same claim condition as the DynamoDB adapter.
+///
+/// For unit tests of handlers and for the local runner.
+#[derive(Debug, Default)]
+pub struct InMemoryIdempotencyStore {
+    records: Mutex<HashMap<String, IdempotencyRecord>>,
+}
+
+impl InMemoryIdempotencyStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every stored record, in no particular order.
+    pub fn records(&self) -> Vec<IdempotencyRecord> {
+        self.records
+            .lock()
+            .map(|records| records.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stores `record` as is, e.g. to set up a test.
+    pub fn insert(&self, record: IdempotencyRecord) {
+        if let Ok(mut records) = self.records.lock() {
+            records.insert(record.key.clone(), record);
+        }
+    }
+
+    fn lock(
+        &self,
+    ) -> Result<std::sync::MutexGuard<'_, HashMap<String, IdempotencyRecord>>, IdempotencyStoreError>
+    {
+        self.records
+            .lock()
+            .map_err(|_| IdempotencyStoreError::Backend("in-memory store poisoned".into()))
+    }
+}
+
+impl IdempotencyStore for InMemoryIdempotencyStore {
+    async fn put_in_progress(
+        &self,
+        record: &IdempotencyRecord,
+        now: SystemTime,
+    ) -> Result<Claim, IdempotencyStoreError> {
+        let mut records = self.lock()?;
+        if let Some(existing) = records.get(&record.key)
+            && existing.blocks_claim(epoch_secs(now), epoch_millis(now))
+        {
+            return Ok(Claim::Taken(Some(existing.clone())));
+        }
+        records.insert(record.key.clone(), record.clone());
+        Ok(Claim::Acquired)
+    }
+
+    async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        let mut records = self.lock()?;
+        // UpdateItem semantics: attributes not set here (in_progress_expiry) are kept.
+        let entry = records
+            .entry(record.key.clone())
+            .or_insert_with(|| record.clone());
+        entry.status = record.status;
+        entry.expiration = record.expiration;
+        entry.data = record.data.clone();
+        if record.validation.is_some() {
+            entry.validation = record.validation.clone();
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
+        self.lock()?.remove(key);
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
+        Ok(self.lock()?.get(key).cloned())
+    }
+}

@@ -1,0 +1,132 @@
+//! The event store in memory (feature `test-twins`): DynamoDB's atomicity and conflict rules,
+//! no persistence.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+
+use super::{Append, EventStore, StoreError, collision};
+use crate::envelope::{Envelope, stream_key};
+
+/// An event store in memory with the same atomicity and conflict rules as DynamoDB.
+///
+/// For unit tests of command handlers and for tools that need no persistence.
+#[derive(Default)]
+pub struct InMemoryEventStore {
+    state: Mutex<MemoryState>,
+}
+
+#[derive(Default)]
+struct MemoryState {
+    streams: BTreeMap<String, BTreeMap<u64, Envelope>>,
+    markers: HashSet<String>,
+}
+
+impl InMemoryEventStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every stored event, stream by stream.
+    pub fn all_events(&self) -> Vec<Envelope> {
+        match self.state.lock() {
+            Ok(state) => state
+                .streams
+                .values()
+                .flat_map(|s| s.values().cloned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl EventStore for InMemoryEventStore {
+    async fn append(&self, append: Append) -> Result<(), StoreError> {
+        append.validate()?;
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        if let Some(marker) = &append.dedupe
+            && state.markers.contains(&marker.key())
+        {
+            return Err(collision(&append, append.events.len()));
+        }
+        for (index, event) in append.events.iter().enumerate() {
+            let taken = state
+                .streams
+                .get(&event.stream_key())
+                .is_some_and(|s| s.contains_key(&event.sequence));
+            if taken {
+                return Err(collision(&append, index));
+            }
+        }
+        for event in &append.events {
+            state
+                .streams
+                .entry(event.stream_key())
+                .or_default()
+                .insert(event.sequence, event.clone());
+        }
+        if let Some(marker) = &append.dedupe {
+            state.markers.insert(marker.key());
+        }
+        Ok(())
+    }
+
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        Ok(state
+            .streams
+            .get(&stream_key(aggregate_type, aggregate_id))
+            .map(|s| s.range(from..).map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::event;
+    use crate::store::DedupeMarker;
+
+    #[tokio::test]
+    async fn memory_store_turns_a_taken_position_into_a_conflict_and_keeps_nothing() {
+        let store = InMemoryEventStore::new();
+        store
+            .append(Append::events(vec![event("a", 1)]))
+            .await
+            .unwrap();
+        let err = store
+            .append(Append::events(vec![event("b", 1), event("a", 1)]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { ref stream } if stream == "Thing#a"));
+        assert!(store.read_stream("Thing", "b", 1).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn memory_store_reports_a_used_marker_as_duplicate() {
+        let store = InMemoryEventStore::new();
+        let marker = DedupeMarker::new("c", "src");
+        store
+            .append(Append::events(vec![event("a", 1)]).deduplicated_by(marker.clone()))
+            .await
+            .unwrap();
+        let err = store
+            .append(Append::events(vec![event("a", 2)]).deduplicated_by(marker))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Duplicate { .. }));
+        assert_eq!(store.read_stream("Thing", "a", 1).await.unwrap().len(), 1);
+        assert_eq!(store.all_events().len(), 1);
+    }
+}

@@ -1,0 +1,374 @@
+//! The event store: append-only streams with optimistic concurrency.
+//!
+//! One DynamoDB table holds every stream: `pk = "<AggregateType>#<id>"`, `sk = sequence`. An append
+//! puts each new event with `attribute_not_exists`, all in one `TransactWriteItems`, so two writers
+//! at the same version cannot both win: the loser gets [`StoreError::Conflict`] and retries with
+//! [`retry_on_conflict`]. A consumer's dedupe marker rides in the same transaction, which makes
+//! "apply this message's effects" and "remember this message" one atomic step.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::aggregate::{Aggregate, Loaded};
+use crate::envelope::{Envelope, EnvelopeError};
+
+#[cfg(feature = "store-dynamodb")]
+mod dynamo;
+#[cfg(feature = "store-dynamodb")]
+pub(crate) mod item;
+#[cfg(any(test, feature = "test-twins"))]
+mod memory;
+
+#[cfg(feature = "store-dynamodb")]
+pub use dynamo::DynamoEventStore;
+#[cfg(any(test, feature = "test-twins"))]
+pub use memory::InMemoryEventStore;
+
+/// Attribute names of the events table.
+// The outbox reads `kind` and `envelope` from stream images even without the DynamoDB adapter.
+#[cfg_attr(not(feature = "store-dynamodb"), allow(dead_code))]
+pub(crate) mod attr {
+    /// Partition key: `<AggregateType>#<id>` or `dedupe#<consumer>#<event id>`.
+    pub(crate) const PK: &str = "pk";
+    /// Sort key: the event's sequence (0 for a dedupe marker).
+    pub(crate) const SK: &str = "sk";
+    /// `event` or `dedupe`: the outbox publishes only events.
+    pub(crate) const KIND: &str = "kind";
+    /// The event id, for looking an event up by eye.
+    pub(crate) const ID: &str = "id";
+    /// The event type, for looking an event up by eye.
+    pub(crate) const TYPE: &str = "type";
+    /// The whole envelope as JSON text, stored verbatim.
+    pub(crate) const ENVELOPE: &str = "envelope";
+    /// Epoch seconds after which DynamoDB's TTL may delete the item (dedupe markers only).
+    pub(crate) const EXPIRES_AT: &str = "expires_at";
+}
+
+/// `kind` of an event item.
+pub(crate) const KIND_EVENT: &str = "event";
+/// DynamoDB's limit on the items of one transaction.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// How long a dedupe marker is kept: longer than SQS's 14-day maximum retention.
+pub const DEDUPE_RETENTION: Duration = Duration::from_secs(15 * 24 * 3600);
+
+/// "This consumer has handled that source event": stored with the effects, atomically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DedupeMarker {
+    /// The consumer's stable name, e.g. `inventory`.
+    pub consumer: String,
+    /// The id of the event whose effects are being appended.
+    pub source_event_id: String,
+}
+
+impl DedupeMarker {
+    /// The marker for `consumer` having handled `source_event_id`.
+    pub fn new(consumer: &str, source_event_id: &str) -> Self {
+        DedupeMarker {
+            consumer: consumer.to_owned(),
+            source_event_id: source_event_id.to_owned(),
+        }
+    }
+
+    /// The marker's partition key, `dedupe#<consumer>#<source event id>`.
+    pub fn key(&self) -> String {
+        format!("dedupe#{}#{}", self.consumer, self.source_event_id)
+    }
+}
+
+/// Events to append in one atomic step, possibly to several streams, with an optional marker.
+#[derive(Debug, Clone, Default)]
+pub struct Append {
+    /// The new events; each one's `aggregatetype`, `subject` and `sequence` say where it goes.
+    pub events: Vec<Envelope>,
+    /// Written in the same transaction; if it already exists the append is a duplicate.
+    pub dedupe: Option<DedupeMarker>,
+}
+
+impl Append {
+    /// An append of `events` with no dedupe marker.
+    pub fn events(events: Vec<Envelope>) -> Self {
+        Append {
+            events,
+            dedupe: None,
+        }
+    }
+
+    /// Adds the marker that makes this append happen at most once per source event.
+    pub fn deduplicated_by(mut self, marker: DedupeMarker) -> Self {
+        self.dedupe = Some(marker);
+        self
+    }
+
+    /// The items the append writes: its events and its marker.
+    pub fn item_count(&self) -> usize {
+        self.events.len() + usize::from(self.dedupe.is_some())
+    }
+
+    /// Checks the rules a store enforces before writing: at least one event, at most
+    /// [`MAX_TRANSACTION_ITEMS`] items, every envelope valid, no two events at one position.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if self.events.is_empty() {
+            return Err(StoreError::InvalidAppend("no events to append".into()));
+        }
+        if self.item_count() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::InvalidAppend(format!(
+                "{} items in one append; DynamoDB transactions take at most {MAX_TRANSACTION_ITEMS}",
+                self.item_count()
+            )));
+        }
+        let mut seen = HashSet::new();
+        for event in &self.events {
+            event
+                .validate()
+                .map_err(|e| StoreError::InvalidAppend(e.to_string()))?;
+            if !seen.insert((event.stream_key(), event.sequence)) {
+                return Err(StoreError::InvalidAppend(format!(
+                    "two events at {} sequence {}",
+                    event.stream_key(),
+                    event.sequence
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What can go wrong talking to the event store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended at one of these positions first: reload and retry.
+    #[error("optimistic concurrency conflict on stream {stream}")]
+    Conflict {
+        /// The stream whose position was taken (or `transaction` when DynamoDB won't say).
+        stream: String,
+    },
+    /// The dedupe marker exists: this source event's effects were appended before.
+    #[error("source event {source_event_id} was already handled by {consumer}")]
+    Duplicate {
+        /// The consumer.
+        consumer: String,
+        /// The source event.
+        source_event_id: String,
+    },
+    /// The append breaks a rule before reaching DynamoDB.
+    #[error("invalid append: {0}")]
+    InvalidAppend(String),
+    /// A stored item is not a readable event.
+    #[error("corrupt item in stream {stream}")]
+    Corrupt {
+        /// The stream holding it.
+        stream: String,
+        /// What is wrong with it.
+        #[source]
+        source: EnvelopeError,
+    },
+    /// DynamoDB failed (throttling, network, permissions); the SDK already retried.
+    #[error("event store request failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl StoreError {
+    /// True for a lost race that a reload-and-retry resolves.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+/// Append-only event streams with optimistic concurrency.
+pub trait EventStore: Send + Sync {
+    /// Appends all events (and the dedupe marker) atomically, or none of them.
+    fn append(&self, append: Append) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every event of one stream with `sequence >= from`, in order, across all result pages.
+    fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from: u64,
+    ) -> impl Future<Output = Result<Vec<Envelope>, StoreError>> + Send;
+
+    /// The aggregate `A` with id `id`, folded from its stream (version 0 when it has no events).
+    /// Stored events are upcast by [`Aggregate::upcaster`]; one that `A` cannot read makes the
+    /// stream [`StoreError::Corrupt`].
+    fn load<A: Aggregate>(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Loaded<A>, StoreError>> + Send {
+        async move {
+            let events = self.read_stream(A::TYPE, id, 1).await?;
+            Loaded::from_stored(id, &events)
+        }
+    }
+}
+
+impl<A: Aggregate> Loaded<A> {
+    /// The aggregate `id` after the stored `events` of its stream (the first ones, for its state
+    /// at an earlier version), each upcast by [`Aggregate::upcaster`].
+    pub fn from_stored<'a>(
+        id: &str,
+        events: impl IntoIterator<Item = &'a Envelope>,
+    ) -> Result<Self, StoreError> {
+        let mut loaded = Loaded::new(id);
+        for event in events {
+            let decoded =
+                event
+                    .decode_with(A::upcaster())
+                    .map_err(|source| StoreError::Corrupt {
+                        stream: event.stream_key(),
+                        source,
+                    })?;
+            loaded.apply(&decoded);
+        }
+        Ok(loaded)
+    }
+}
+
+/// A store shared between owners (a handler and a test, say) is the store.
+impl<S: EventStore> EventStore for Arc<S> {
+    fn append(&self, append: Append) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::append(self, append)
+    }
+
+    fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from: u64,
+    ) -> impl Future<Output = Result<Vec<Envelope>, StoreError>> + Send {
+        S::read_stream(self, aggregate_type, aggregate_id, from)
+    }
+}
+
+#[cfg(any(test, feature = "store-dynamodb", feature = "test-twins"))]
+/// Which stored item made the append fail: the dedupe marker is the last item when present.
+pub(crate) fn collision(append: &Append, index: usize) -> StoreError {
+    match (append.events.get(index), &append.dedupe) {
+        (Some(event), _) => StoreError::Conflict {
+            stream: event.stream_key(),
+        },
+        (None, Some(marker)) => StoreError::Duplicate {
+            consumer: marker.consumer.clone(),
+            source_event_id: marker.source_event_id.clone(),
+        },
+        (None, None) => StoreError::Conflict {
+            stream: "transaction".into(),
+        },
+    }
+}
+
+/// How a command handler retries after losing a race: bounded, with full jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// Upper bound of the first wait; doubles per attempt.
+    pub base: Duration,
+    /// Upper bound of any wait.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            base: Duration::from_millis(20),
+            cap: Duration::from_secs(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (1-based): uniform in `0..=min(cap, base * 2^(attempt-1))`.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.cap);
+        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
+        Duration::from_millis(fastrand::u64(0..=millis))
+    }
+}
+
+/// Something a command handler can fail with; conflicts are retried.
+pub trait Conflicting {
+    /// True when reloading and trying again may succeed.
+    fn is_conflict(&self) -> bool;
+}
+
+impl Conflicting for StoreError {
+    fn is_conflict(&self) -> bool {
+        StoreError::is_conflict(self)
+    }
+}
+
+/// Runs `attempt` (load, decide, append) until it does not end in a conflict, at most
+/// `policy.max_attempts` times, sleeping a jittered, growing delay between tries.
+pub async fn retry_on_conflict<T, E, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T, E>
+where
+    E: Conflicting,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(err) if err.is_conflict() && tries < policy.max_attempts => {
+                tracing::debug!(attempt = tries, "conflict, retrying");
+                tokio::time::sleep(policy.delay(tries)).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::event;
+
+    #[test]
+    fn appends_are_checked_before_they_are_sent() {
+        assert!(matches!(
+            Append::validate(&Append::default()),
+            Err(StoreError::InvalidAppend(_))
+        ));
+        let twice = Append::events(vec![event("a", 1), event("a", 1)]);
+        assert!(matches!(
+            Append::validate(&twice),
+            Err(StoreError::InvalidAppend(_))
+        ));
+        let many = Append::events((1..=101).map(|s| event("a", s)).collect());
+        assert!(matches!(
+            Append::validate(&many),
+            Err(StoreError::InvalidAppend(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn retry_on_conflict_stops_after_max_attempts() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(1),
+            cap: Duration::from_millis(2),
+        };
+        let mut calls = 0;
+        let result: Result<(), StoreError> = retry_on_conflict(&policy, || {
+            calls += 1;
+            async { Err(StoreError::Conflict { stream: "s".into() }) }
+        })
+        .await;
+        assert!(result.unwrap_err().is_conflict());
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn retry_delay_is_capped() {
+        let policy = RetryPolicy::default();
+        for attempt in 1..40 {
+            assert!(policy.delay(attempt) <= policy.cap);
+        }
+    }
+}
