@@ -8,7 +8,7 @@ use aws_lambda_events::event::sqs::SqsMessage;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::envelope::{Envelope, EnvelopeError, NoUpcast, Upcaster};
+use crate::envelope::{Envelope, EnvelopeError, Upcaster};
 
 /// Why a record is not an event this consumer can handle.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +34,7 @@ pub fn envelope_from_sqs(message: &SqsMessage) -> Result<Envelope, ParseError> {
 }
 
 /// The envelope in a message body: raw, or inside an SNS notification (`RawMessageDelivery` off).
-pub fn envelope_from_body(body: &str) -> Result<Envelope, ParseError> {
+fn envelope_from_body(body: &str) -> Result<Envelope, ParseError> {
     let value: Value = serde_json::from_str(body).map_err(ParseError::NotJson)?;
     let is_notification = value.get("Type").and_then(Value::as_str) == Some("Notification")
         && value.get("TopicArn").is_some();
@@ -62,16 +62,10 @@ pub fn typed_from_sqs<E: DeserializeOwned>(
     Ok((envelope, event))
 }
 
-/// The envelope and its typed payload, for payloads with one schema version.
-pub fn typed_from_sqs_plain<E: DeserializeOwned>(
-    message: &SqsMessage,
-) -> Result<(Envelope, E), ParseError> {
-    typed_from_sqs(message, &NoUpcast)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::NoUpcast;
     use crate::envelope::StreamPosition;
     use serde::{Deserialize, Serialize};
     use serde_json::json;
@@ -104,7 +98,7 @@ mod tests {
         ));
         assert_eq!(envelope_from_sqs(&raw).unwrap(), e);
         assert_eq!(envelope_from_sqs(&wrapped).unwrap(), e);
-        let (_, typed): (_, Ev) = typed_from_sqs_plain(&raw).unwrap();
+        let (_, typed): (_, Ev) = typed_from_sqs(&raw, &NoUpcast).unwrap();
         assert_eq!(typed, Ev::Done { n: 1 });
     }
 
@@ -131,7 +125,7 @@ mod tests {
         let mut wrong = envelope();
         wrong.event_type = "x.unknown".into();
         assert!(matches!(
-            typed_from_sqs_plain::<Ev>(&message(Some(wrong.to_json()))),
+            typed_from_sqs::<Ev>(&message(Some(wrong.to_json())), &NoUpcast),
             Err(ParseError::Envelope(EnvelopeError::UnknownType(_)))
         ));
     }

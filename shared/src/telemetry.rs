@@ -83,6 +83,18 @@ impl Unit {
     }
 }
 
+/// The CloudWatch namespace of the kit's metrics when `POWERTOOLS_METRICS_NAMESPACE` is not set.
+pub const DEFAULT_NAMESPACE: &str = "Ripple";
+
+/// The namespace for metrics: `POWERTOOLS_METRICS_NAMESPACE` (the variable Powertools reads),
+/// else [`DEFAULT_NAMESPACE`].
+pub fn metrics_namespace() -> String {
+    std::env::var("POWERTOOLS_METRICS_NAMESPACE")
+        .ok()
+        .filter(|ns| !ns.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
+}
+
 /// Metrics of one invocation, flushed as one EMF line.
 #[derive(Debug)]
 pub struct Metrics {

@@ -28,7 +28,7 @@ mod redelivery;
 #[cfg(feature = "redelivery-sqs")]
 pub use redelivery::{
     FailedRedelivery, MAX_VISIBILITY_TIMEOUT, Redelivery, RedeliveryBackoff, RedeliveryReport,
-    failed_records, process_sqs_with_backoff, queue_of_arn, receive_count,
+    process_sqs_with_backoff, receive_count,
 };
 
 /// Every record of a batch failed.

@@ -83,7 +83,7 @@ pub fn receive_count(record: &SqsMessage) -> u32 {
 }
 
 /// The queue name and owner account in a queue ARN (`arn:aws:sqs:<region>:<account>:<name>`).
-pub fn queue_of_arn(arn: &str) -> Option<(&str, &str)> {
+pub(crate) fn queue_of_arn(arn: &str) -> Option<(&str, &str)> {
     let mut parts = arn.split(':');
     let (
         Some("arn"),
@@ -109,7 +109,7 @@ pub fn queue_of_arn(arn: &str) -> Option<(&str, &str)> {
 }
 
 /// The records of `records` that `response` reports as failed, in their original order.
-pub fn failed_records<'a>(
+pub(crate) fn failed_records<'a>(
     records: &'a [SqsMessage],
     response: &SqsBatchResponse,
 ) -> Vec<&'a SqsMessage> {

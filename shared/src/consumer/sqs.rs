@@ -14,12 +14,10 @@ use crate::batch::{QueueKind, process_sqs};
 use crate::envelope::Envelope;
 use crate::parse::envelope_from_sqs;
 use crate::store::StoreError;
-use crate::telemetry::{Metrics, error_chain};
+use crate::telemetry::{Metrics, error_chain, metrics_namespace};
 
 /// Records of one standard-queue batch handled at once, unless set otherwise.
-pub const DEFAULT_CONCURRENCY: usize = 4;
-/// The CloudWatch namespace of the metrics, unless set otherwise.
-pub const DEFAULT_NAMESPACE: &str = "Ripple";
+const DEFAULT_CONCURRENCY: usize = 4;
 
 /// A consumer behind an SQS event source mapping (with `ReportBatchItemFailures`).
 ///
@@ -31,11 +29,12 @@ pub struct SqsConsumer<C> {
 }
 
 impl<C: Consumer> SqsConsumer<C> {
-    /// `consumer` behind a queue: [`DEFAULT_CONCURRENCY`] records at once on a standard queue,
-    /// one at a time in order on a FIFO one; metrics in [`DEFAULT_NAMESPACE`].
+    /// `consumer` behind a queue: 4 records at once on a standard queue, one at a time in
+    /// order on a FIFO one; metrics in the [namespace](crate::telemetry::metrics_namespace) of
+    /// the environment, with the service dimension `C::NAME`.
     pub fn new(consumer: C) -> Self {
         SqsConsumer {
-            metrics: Metrics::new(DEFAULT_NAMESPACE, C::NAME),
+            metrics: Metrics::new(&metrics_namespace(), C::NAME),
             consumer,
             concurrency: DEFAULT_CONCURRENCY,
         }

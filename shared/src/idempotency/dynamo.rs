@@ -107,7 +107,7 @@ pub(crate) fn record_from_item(
 const CLAIM_CONDITION: &str = "attribute_not_exists(#id) OR #expiration < :now \
      OR (#status = :inprogress AND #in_progress_expiry < :now_ms)";
 
-/// The idempotency table on DynamoDB (layout in the [module docs](self)).
+/// The idempotency table on DynamoDB (layout in the [module docs](crate::idempotency)).
 #[derive(Clone, Debug)]
 pub struct DynamoIdempotencyStore {
     client: Client,

@@ -95,7 +95,7 @@ pub enum Claim {
     Taken(Option<IdempotencyRecord>),
 }
 
-/// The persistence behind [`Idempotency`]: DynamoDB in Lambda, memory in tests.
+/// The persistence behind [`Idempotency`](crate::Idempotency): DynamoDB in Lambda, memory in tests.
 pub trait IdempotencyStore: Send + Sync {
     /// Puts `record` (an `INPROGRESS` one) unless a record that [blocks a
     /// claim](IdempotencyRecord::blocks_claim) at `now` holds its key.

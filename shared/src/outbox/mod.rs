@@ -37,10 +37,7 @@ use crate::batch::stream_failure_at;
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::publish::Publisher;
 use crate::store::{KIND_EVENT, attr};
-use crate::telemetry::{Metrics, Unit};
-
-/// The CloudWatch namespace of the outbox's metrics, unless set otherwise.
-pub const DEFAULT_NAMESPACE: &str = "Ripple";
+use crate::telemetry::{Metrics, Unit, metrics_namespace};
 
 /// The stream handler that publishes an event store's new events.
 pub struct Outbox<P> {
@@ -95,11 +92,13 @@ fn envelope_from_stream_image(
 }
 
 impl<P: Publisher> Outbox<P> {
-    /// The outbox publishing through `publisher`, metrics in [`DEFAULT_NAMESPACE`].
+    /// The outbox publishing through `publisher`; metrics in the
+    /// [namespace](crate::telemetry::metrics_namespace) of the environment, with the service
+    /// dimension `outbox-publisher`.
     pub fn new(publisher: P) -> Self {
         Outbox {
             publisher,
-            metrics: Metrics::new(DEFAULT_NAMESPACE, "outbox-publisher"),
+            metrics: Metrics::new(&metrics_namespace(), "outbox-publisher"),
         }
     }
 
