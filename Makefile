@@ -61,12 +61,19 @@ clean-emulator: ## Stop the emulators and delete .emulator/ (logs, DynamoDB Loca
 # ----------------------------------------------------------------------------------------------
 # Quality
 # ----------------------------------------------------------------------------------------------
-lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy -D warnings, cfn-lint and sam validate --lint
+lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy, the kit's features/docs/package, cfn-lint, sam validate
 	@command -v cargo >/dev/null || { echo "lint: cargo not found (install Rust with rustup)"; exit 1; }
 	@cargo fmt --version >/dev/null 2>&1 || { echo "lint: rustfmt is missing (rustup component add rustfmt)"; exit 1; }
 	@cargo clippy --version >/dev/null 2>&1 || { echo "lint: clippy is missing (rustup component add clippy)"; exit 1; }
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@# The kit: each capability feature compiles alone, its docs are complete, and it packages
+	@# and builds from its packaged files alone (what crates.io would get).
+	for features in "" store-dynamodb idempotency-dynamodb publish-sns redelivery-sqs test-support; do \
+		cargo clippy -p ripple-kit --lib --no-default-features --features "$$features" -- -D warnings; \
+	done
+	RUSTDOCFLAGS="-D warnings" cargo doc -p ripple-kit --no-deps --all-features
+	cargo publish --dry-run -p ripple-kit --allow-dirty
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint --region us-east-1
 
