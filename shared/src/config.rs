@@ -136,6 +136,14 @@ macro_rules! settings {
     };
 }
 
+settings! {
+    /// The settings of a function whose only resource is its event store.
+    pub struct EventStoreConfig {
+        /// The events table.
+        events_table: "EVENTS_TABLE",
+    }
+}
+
 #[cfg(feature = "aws")]
 /// Loads the AWS SDK configuration once per execution environment.
 ///

@@ -28,8 +28,8 @@ use crate::config::{ConfigError, load_sdk_config, process_env};
 use crate::telemetry::init_tracing;
 #[cfg(feature = "store-dynamodb")]
 use crate::{
-    config::Env,
-    consumer::{EventSourced, Reactor, SqsConsumer},
+    config::{Env, EventStoreConfig},
+    consumer::{Reactor, SqsConsumer},
     store::DynamoEventStore,
 };
 
@@ -72,10 +72,11 @@ where
     R: Reactor<DynamoEventStore> + 'static,
 {
     init_tracing();
-    let table = Env::process().required(events_table)?;
+    let config = EventStoreConfig {
+        events_table: Env::process().required(events_table)?,
+    };
     let aws = load_sdk_config().await;
-    let store = DynamoEventStore::new(aws_sdk_dynamodb::Client::new(&aws), table);
-    let handler = SqsConsumer::new(EventSourced::new(reactor, store));
+    let handler = SqsConsumer::on_dynamodb(reactor, config, &aws);
     lambda_runtime::run(lambda_runtime::service_fn(|event| handler.handle(event))).await
 }
 

@@ -33,7 +33,7 @@ fn order(order_id: &str, lines: &[(&str, u32)]) -> OrderEvent {
 }
 
 fn handler() -> TestHandler {
-    handler_with(InMemoryEventStore::new())
+    SqsConsumer::event_sourced(Inventory, InMemoryEventStore::new())
 }
 
 fn store(h: &TestHandler) -> &InMemoryEventStore {

@@ -20,26 +20,15 @@ use ripple_kit::{
     Aggregate, ConsumerError, Envelope, EventStore, Loaded, Reaction, Reactor, SqsConsumer,
 };
 
-ripple_kit::settings! {
-    /// Settings, from the variables template.yaml gives this function.
-    pub struct Config {
-        /// The events table.
-        events_table: "EVENTS_TABLE",
-    }
-}
+/// Settings, from the variables template.yaml gives this function: the events table.
+pub use ripple_kit::config::EventStoreConfig as Config;
 
-/// The order-saga function: [`Saga`] behind its queue, over an event store.
+/// order-saga function: [`Saga`] behind its queue, over an event store.
 pub type Handler<S = DynamoEventStore> = SqsConsumer<EventSourced<Saga, S>>;
 
 /// The handler on the DynamoDB event store named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
-    let client = aws_sdk_dynamodb::Client::new(aws);
-    handler_with(DynamoEventStore::new(client, config.events_table))
-}
-
-/// The handler over any event store (tests pass the in-memory one).
-pub fn handler_with<S: EventStore>(store: S) -> Handler<S> {
-    SqsConsumer::new(EventSourced::new(Saga, store))
+    SqsConsumer::on_dynamodb(Saga, config, aws)
 }
 
 /// Decides how an order reacts to what inventory and payments decided.

@@ -51,7 +51,7 @@ async fn handle<S: EventStore>(
 async fn given_a_placed_order() -> TestHandler {
     let store = InMemoryEventStore::new();
     store.append(Append::events(vec![placed()])).await.unwrap();
-    handler_with(store)
+    SqsConsumer::event_sourced(Saga, store)
 }
 
 async fn order_stream<S: EventStore>(h: &TestHandler<S>) -> Vec<Envelope> {
@@ -163,10 +163,13 @@ impl EventStore for CancelRacesTheSaga {
 async fn a_customer_cancel_racing_the_capture_wins_and_the_saga_backs_off() {
     let inner = InMemoryEventStore::new();
     inner.append(Append::events(vec![placed()])).await.unwrap();
-    let h = handler_with(CancelRacesTheSaga {
-        inner,
-        cancel: Mutex::new(Some(customer_cancel(2))),
-    });
+    let h = SqsConsumer::event_sourced(
+        Saga,
+        CancelRacesTheSaga {
+            inner,
+            cancel: Mutex::new(Some(customer_cancel(2))),
+        },
+    );
     // The saga loads version 1, loses position 2 to the customer, reloads and sees a cancelled order.
     assert_eq!(handle(&h, &captured()).await.unwrap(), Handled::Ignored);
     let order = order(&h).await;
@@ -192,7 +195,7 @@ async fn events_the_saga_does_not_act_on_change_nothing() {
 
 #[tokio::test]
 async fn an_event_for_an_unknown_order_fails_and_a_poison_message_fails_alone() {
-    let h = handler_with(InMemoryEventStore::new());
+    let h = SqsConsumer::event_sourced(Saga, InMemoryEventStore::new());
     let err = handle(&h, &captured()).await.unwrap_err();
     assert!(matches!(err, ConsumerError::NotFound { ref stream } if stream == "Order#o-1"));
 

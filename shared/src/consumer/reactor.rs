@@ -15,12 +15,14 @@ use std::future::Future;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Consumer, Delivery, Handled};
+use super::{Consumer, Delivery, Handled, SqsConsumer};
 use crate::envelope::{Envelope, EnvelopeError, StreamPosition, event_type_of};
 use crate::parse::ParseError;
 use crate::store::{
     Append, Conflicting, DedupeMarker, EventStore, RetryPolicy, StoreError, retry_on_conflict,
 };
+#[cfg(feature = "store-dynamodb")]
+use crate::{config::EventStoreConfig, store::DynamoEventStore};
 
 /// Decides what an incoming event leads to, for a consumer that keeps its state in the store.
 pub trait Reactor<S: EventStore>: Send + Sync {
@@ -141,6 +143,23 @@ pub enum ConsumerError<E = Infallible> {
 impl<E> Conflicting for ConsumerError<E> {
     fn is_conflict(&self) -> bool {
         matches!(self, ConsumerError::Store(err) if err.is_conflict())
+    }
+}
+
+impl<R: Reactor<S>, S: EventStore> SqsConsumer<EventSourced<R, S>> {
+    /// `reactor` over `store`, behind its queue: the whole handler of an event-sourced consumer
+    /// (tests pass the in-memory store).
+    pub fn event_sourced(reactor: R, store: S) -> Self {
+        SqsConsumer::new(EventSourced::new(reactor, store))
+    }
+}
+
+#[cfg(feature = "store-dynamodb")]
+impl<R: Reactor<DynamoEventStore>> SqsConsumer<EventSourced<R, DynamoEventStore>> {
+    /// `reactor` over the DynamoDB event store that `config` names, behind its queue.
+    pub fn on_dynamodb(reactor: R, config: EventStoreConfig, aws: &aws_config::SdkConfig) -> Self {
+        let store = DynamoEventStore::new(aws_sdk_dynamodb::Client::new(aws), config.events_table);
+        SqsConsumer::event_sourced(reactor, store)
     }
 }
 
