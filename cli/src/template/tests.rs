@@ -1,5 +1,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use serde_norway::Value as Yaml;
+
 use super::*;
 
 fn pseudo() -> PseudoParameters {
