@@ -5,7 +5,9 @@
 //! it declares. Reading it takes four steps, one module each:
 //!
 //! - `document`: the YAML text (CloudFormation's `!Ref`, `!GetAtt` and `!Sub` tags included)
-//!   becomes a [`Template`]: parameters, conditions, `Globals.Function` and resources, unresolved;
+//!   becomes a [`Template`]: parameters, mappings, conditions, `Globals.Function`, resources and
+//!   outputs, unresolved, with the `Fn::ForEach` loops of `AWS::LanguageExtensions` expanded
+//!   (`foreach`);
 //! - `intrinsic`: how an intrinsic function is written (short tag or long form), and which
 //!   resource a reference points at;
 //! - [`Resolver`] (`resolver`, `builtins`, `conditions`, `attributes`): intrinsic functions resolved
@@ -23,6 +25,7 @@ mod conditions;
 mod document;
 mod error;
 mod extract;
+mod foreach;
 mod function;
 mod intrinsic;
 mod model;

@@ -1,5 +1,6 @@
 //! The intrinsic functions that compute a value from their arguments: `Fn::Join`, `Fn::Select`,
-//! `Fn::If` and `Fn::Base64`.
+//! `Fn::If`, `Fn::Base64` and `Fn::FindInMap` (with the `DefaultValue` of
+//! `AWS::LanguageExtensions`).
 
 use serde_json::Value as Json;
 use serde_norway::Value as Yaml;
@@ -69,5 +70,42 @@ impl Resolver<'_> {
         use base64::Engine as _;
         let text = self.string(arg, at, depth)?;
         Ok(base64::engine::general_purpose::STANDARD.encode(text))
+    }
+
+    /// `Fn::FindInMap: [MapName, TopLevelKey, SecondLevelKey, {DefaultValue: ...}?]`.
+    pub(super) fn find_in_map(
+        &self,
+        arg: &Yaml,
+        at: &str,
+        depth: u8,
+    ) -> Result<Json, TemplateError> {
+        let usage = "!FindInMap takes [MapName, TopLevelKey, SecondLevelKey] and an optional {DefaultValue: ...}";
+        let parts = arg
+            .as_sequence()
+            .filter(|p| p.len() == 3 || p.len() == 4)
+            .ok_or_else(|| invalid(at, usage))?;
+        let keys = parts[..3]
+            .iter()
+            .map(|key| self.string(key, at, depth))
+            .collect::<Result<Vec<_>, _>>()?;
+        let found = self
+            .template
+            .mappings
+            .get(&keys[0])
+            .and_then(|map| map.get(keys[1].as_str()))
+            .and_then(|top| top.get(keys[2].as_str()));
+        let value = match (found, parts.get(3)) {
+            (Some(value), _) => value,
+            (None, Some(default)) => default
+                .get("DefaultValue")
+                .ok_or_else(|| invalid(at, usage))?,
+            (None, None) => {
+                return Err(invalid(
+                    at,
+                    format!("Mappings has no {}.{}.{}", keys[0], keys[1], keys[2]),
+                ));
+            }
+        };
+        Ok(self.eval(value, at, depth)?.unwrap_or(Json::Null))
     }
 }

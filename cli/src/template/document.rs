@@ -6,17 +6,21 @@ use std::path::Path;
 use serde_norway::Value as Yaml;
 
 use super::error::{TemplateError, invalid};
+use super::foreach::{self, LANGUAGE_EXTENSIONS};
 use super::model::Stack;
 use super::pseudo::PseudoParameters;
 use super::resolver::Resolver;
 
-/// A parsed template: parameters, conditions, `Globals.Function` and resources, unresolved.
+/// A parsed template: parameters, mappings, conditions, `Globals.Function`, resources and
+/// outputs, with `Fn::ForEach` loops expanded and nothing resolved yet.
 #[derive(Debug, Clone)]
 pub struct Template {
     pub(super) parameters: BTreeMap<String, Option<Yaml>>,
+    pub(super) mappings: BTreeMap<String, Yaml>,
     pub(super) conditions: BTreeMap<String, Yaml>,
     pub(super) function_globals: Yaml,
     pub(super) resources: BTreeMap<String, Resource>,
+    pub(super) outputs: BTreeMap<String, Yaml>,
 }
 
 /// One resource as written in the template.
@@ -29,6 +33,13 @@ pub struct Resource {
     pub(super) properties: Yaml,
     pub(super) metadata: Yaml,
     pub(super) condition: Option<String>,
+}
+
+impl Resource {
+    /// Its `Properties`, unresolved (see [`Resolver::resolve`]).
+    pub fn properties(&self) -> &Yaml {
+        &self.properties
+    }
 }
 
 impl Template {
@@ -49,60 +60,44 @@ impl Template {
             return Err(invalid("", "a template is a mapping"));
         }
         let mut parameters = BTreeMap::new();
-        if let Some(Yaml::Mapping(params)) = root.get("Parameters") {
-            for (name, body) in params {
-                let name = key_string(name, "Parameters")?;
-                parameters.insert(name, body.get("Default").cloned());
-            }
+        for (name, body) in section(&root, "Parameters")? {
+            parameters.insert(name, body.get("Default").cloned());
         }
-        let mut conditions = BTreeMap::new();
-        if let Some(Yaml::Mapping(conds)) = root.get("Conditions") {
-            for (name, body) in conds {
-                conditions.insert(key_string(name, "Conditions")?, body.clone());
-            }
-        }
-        let function_globals = root
-            .get("Globals")
-            .and_then(|g| g.get("Function"))
-            .cloned()
-            .unwrap_or(Yaml::Null);
-        let Some(Yaml::Mapping(raw)) = root.get("Resources") else {
+        let mut loops = 0;
+        let conditions = expanded(&root, "Conditions", &mut loops)?;
+        let Some(Yaml::Mapping(_)) = root.get("Resources") else {
             return Err(invalid("Resources", "the template declares no resources"));
         };
         let mut resources = BTreeMap::new();
-        for (id, body) in raw {
-            let logical_id = key_string(id, "Resources")?;
-            let at = format!("Resources.{logical_id}");
-            let resource_type = body
-                .get("Type")
-                .and_then(Yaml::as_str)
-                .ok_or_else(|| invalid(&at, "has no Type"))?
-                .to_owned();
-            let condition = match body.get("Condition") {
-                None => None,
-                Some(c) => Some(
-                    c.as_str()
-                        .ok_or_else(|| invalid(&at, "Condition must name a condition"))?
-                        .to_owned(),
-                ),
-            };
-            resources.insert(
-                logical_id.clone(),
-                Resource {
-                    logical_id,
-                    resource_type,
-                    properties: body.get("Properties").cloned().unwrap_or(Yaml::Null),
-                    metadata: body.get("Metadata").cloned().unwrap_or(Yaml::Null),
-                    condition,
-                },
-            );
+        for (logical_id, body) in expanded(&root, "Resources", &mut loops)? {
+            resources.insert(logical_id.clone(), Resource::parse(logical_id, &body)?);
+        }
+        let outputs = expanded(&root, "Outputs", &mut loops)?;
+        if loops > 0 && !transforms(&root).contains(&LANGUAGE_EXTENSIONS) {
+            return Err(invalid(
+                "Transform",
+                format!("Fn::ForEach needs the {LANGUAGE_EXTENSIONS} transform"),
+            ));
         }
         Ok(Template {
             parameters,
+            mappings: section(&root, "Mappings")?.into_iter().collect(),
             conditions,
-            function_globals,
+            function_globals: root
+                .get("Globals")
+                .and_then(|g| g.get("Function"))
+                .cloned()
+                .unwrap_or(Yaml::Null),
             resources,
+            outputs,
         })
+    }
+
+    /// Every output, by name, unresolved.
+    pub fn outputs(&self) -> impl Iterator<Item = (&str, &Yaml)> {
+        self.outputs
+            .iter()
+            .map(|(name, body)| (name.as_str(), body))
     }
 
     /// Every resource, by logical id.
@@ -131,4 +126,68 @@ pub(super) fn key_string(key: &Yaml, at: &str) -> Result<String, TemplateError> 
     key.as_str()
         .map(str::to_owned)
         .ok_or_else(|| invalid(at, "keys must be strings"))
+}
+
+impl Resource {
+    fn parse(logical_id: String, body: &Yaml) -> Result<Self, TemplateError> {
+        let at = format!("Resources.{logical_id}");
+        let resource_type = body
+            .get("Type")
+            .and_then(Yaml::as_str)
+            .ok_or_else(|| invalid(&at, "has no Type"))?
+            .to_owned();
+        let condition = match body.get("Condition") {
+            None => None,
+            Some(c) => Some(
+                c.as_str()
+                    .ok_or_else(|| invalid(&at, "Condition must name a condition"))?
+                    .to_owned(),
+            ),
+        };
+        Ok(Resource {
+            logical_id,
+            resource_type,
+            properties: body.get("Properties").cloned().unwrap_or(Yaml::Null),
+            metadata: body.get("Metadata").cloned().unwrap_or(Yaml::Null),
+            condition,
+        })
+    }
+}
+
+/// The entries of a top-level section, in order; none if the template has no such section.
+fn section(root: &Yaml, name: &str) -> Result<Vec<(String, Yaml)>, TemplateError> {
+    entries(root.get(name), name)
+}
+
+fn entries(body: Option<&Yaml>, name: &str) -> Result<Vec<(String, Yaml)>, TemplateError> {
+    match body {
+        None | Some(Yaml::Null) => Ok(Vec::new()),
+        Some(Yaml::Mapping(entries)) => entries
+            .iter()
+            .map(|(key, body)| Ok((key_string(key, name)?, body.clone())))
+            .collect(),
+        Some(_) => Err(invalid(name, "must be a mapping")),
+    }
+}
+
+/// A section in which `Fn::ForEach` may stand for entries, with its loops expanded.
+fn expanded(
+    root: &Yaml,
+    name: &str,
+    loops: &mut usize,
+) -> Result<BTreeMap<String, Yaml>, TemplateError> {
+    let body = match root.get(name) {
+        Some(body) => Some(foreach::expand(body, name, loops)?),
+        None => None,
+    };
+    Ok(entries(body.as_ref(), name)?.into_iter().collect())
+}
+
+/// The names in `Transform` (one, or a list).
+fn transforms(root: &Yaml) -> Vec<&str> {
+    match root.get("Transform") {
+        Some(Yaml::String(name)) => vec![name.as_str()],
+        Some(Yaml::Sequence(names)) => names.iter().filter_map(Yaml::as_str).collect(),
+        _ => Vec::new(),
+    }
 }

@@ -263,7 +263,7 @@ pub struct Function {
     pub timeout: Duration,
     /// Memory size in MB.
     pub memory_size: u32,
-    /// Environment variables, unresolved (see [`Resolver::environment`]).
+    /// Environment variables, unresolved (see [`Resolver::environment`](super::Resolver::environment)).
     #[serde(skip)]
     pub environment: BTreeMap<String, Yaml>,
     /// The event sources it runs behind.

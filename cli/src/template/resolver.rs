@@ -213,6 +213,7 @@ impl<'t> Resolver<'t> {
                     .map(|b| Some(Json::Bool(b)))
             }
             "Fn::Base64" => self.base64(arg, at, depth).map(|s| Some(Json::String(s))),
+            "Fn::FindInMap" => self.find_in_map(arg, at, depth).map(Some),
             other => Err(TemplateError::Unsupported {
                 at: at.to_owned(),
                 function: other.to_owned(),

@@ -176,10 +176,12 @@ fn errors_name_the_place_and_the_problem() {
         matches!(err, TemplateError::UnknownAttribute { .. }),
         "{err}"
     );
-    let err = r.resolve(&yaml("!FindInMap [a, b, c]")).unwrap_err();
+    let err = r.resolve(&yaml("!ImportValue shared-vpc")).unwrap_err();
     assert!(
-        matches!(err, TemplateError::Unsupported { ref function, .. } if function == "Fn::FindInMap")
+        matches!(err, TemplateError::Unsupported { ref function, .. } if function == "Fn::ImportValue")
     );
+    let err = r.resolve(&yaml("!FindInMap [a, b, c]")).unwrap_err();
+    assert!(err.to_string().contains("Mappings has no a.b.c"), "{err}");
     assert!(matches!(
         Template::parse("Resources: [").unwrap_err(),
         TemplateError::Yaml(_)
@@ -188,6 +190,76 @@ fn errors_name_the_place_and_the_problem() {
         Template::parse("Description: nothing").unwrap_err(),
         TemplateError::Invalid { .. }
     ));
+}
+
+const LOOPED: &str = r#"
+Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]
+Mappings:
+  Consumers:
+    Billing: {Name: billing, Retries: 3}
+    OrderSaga: {Name: order-saga}
+Resources:
+  Fn::ForEach::Consumers:
+    - Consumer
+    - [Billing, OrderSaga]
+    - ${Consumer}DLQ:
+        Type: AWS::SQS::Queue
+        Properties:
+          QueueName: !Sub ["${AWS::StackName}-${Name}-dlq", {Name: !FindInMap [Consumers, !Ref Consumer, Name]}]
+      ${Consumer}Queue:
+        Type: AWS::SQS::Queue
+        Properties:
+          QueueName: !Sub ["${AWS::StackName}-${Name}", {Name: !FindInMap [Consumers, !Ref Consumer, Name]}]
+          RedrivePolicy:
+            deadLetterTargetArn: !GetAtt [!Sub "${Consumer}DLQ", Arn]
+            maxReceiveCount: !FindInMap [Consumers, !Ref Consumer, Retries, {DefaultValue: 5}]
+Outputs:
+  Fn::ForEach::Urls:
+    - Consumer
+    - [Billing, OrderSaga]
+    - ${Consumer}QueueUrl:
+        Value: !GetAtt [!Sub "${Consumer}Queue", QueueUrl]
+"#;
+
+#[test]
+fn for_each_loops_expand_into_the_resources_and_outputs_they_stand_for() {
+    let template = Template::parse(LOOPED).unwrap();
+    let stack = template.stack(pseudo()).unwrap();
+    let saga = stack.queue("OrderSagaQueue").unwrap();
+    assert_eq!(saga.name, "shop-order-saga");
+    assert_eq!(
+        saga.redrive,
+        Some(Redrive {
+            dead_letter_queue: "OrderSagaDLQ".into(),
+            max_receive_count: 5
+        }),
+        "the mapping has no Retries for OrderSaga: the default applies"
+    );
+    assert_eq!(
+        stack
+            .queue("BillingQueue")
+            .unwrap()
+            .redrive
+            .as_ref()
+            .unwrap()
+            .max_receive_count,
+        3
+    );
+    assert_eq!(stack.queue("BillingDLQ").unwrap().name, "shop-billing-dlq");
+    let outputs: Vec<_> = template.outputs().map(|(name, _)| name).collect();
+    assert_eq!(outputs, ["BillingQueueUrl", "OrderSagaQueueUrl"]);
+    let (_, url) = template.outputs().next().unwrap();
+    assert_eq!(
+        resolver(&template).resolve(&url["Value"]).unwrap(),
+        "https://sqs.eu-west-1.amazonaws.com/123456789012/shop-billing"
+    );
+}
+
+#[test]
+fn for_each_without_the_language_extensions_transform_is_an_error() {
+    let without = LOOPED.replace("AWS::LanguageExtensions, ", "");
+    let err = Template::parse(&without).unwrap_err();
+    assert!(err.to_string().contains("AWS::LanguageExtensions"), "{err}");
 }
 
 #[test]
