@@ -24,6 +24,9 @@ CARGO_LAMBDA_REQ := cargo-lambda==1.9.2
 # `cargo lambda` and `sam` find the venv's tools (cargo-lambda, zig) on PATH.
 WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 export SAM_CLI_TELEMETRY := 0
+# template.yaml says each consumer's queue, DLQ, policies, subscription and alarm once, with
+# Fn::ForEach of AWS::LanguageExtensions; SAM CLI expands it locally only when asked.
+export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 
 .PHONY: help dev test emulator-up emulator-down emulator-status lint build invoke deploy bench clean-emulator
 
@@ -61,7 +64,7 @@ clean-emulator: ## Stop the emulators and delete .emulator/ (logs, DynamoDB Loca
 # ----------------------------------------------------------------------------------------------
 # Quality
 # ----------------------------------------------------------------------------------------------
-lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy -D warnings, cfn-lint and sam validate --lint
+lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy -D warnings, cfn-lint and sam validate (with and without --lint)
 	@command -v cargo >/dev/null || { echo "lint: cargo not found (install Rust with rustup)"; exit 1; }
 	@cargo fmt --version >/dev/null 2>&1 || { echo "lint: rustfmt is missing (rustup component add rustfmt)"; exit 1; }
 	@cargo clippy --version >/dev/null 2>&1 || { echo "lint: clippy is missing (rustup component add clippy)"; exit 1; }
@@ -69,6 +72,7 @@ lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy -D warnings, cfn-l
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint --region us-east-1
+	$(VENV)/bin/sam validate --region us-east-1
 
 $(VENV)/bin/python:
 	@command -v python3 >/dev/null || { echo "python3 not found: install Python 3.9+"; exit 1; }
