@@ -13,13 +13,16 @@ mod sample;
 mod summary;
 
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use ripple_kit::StoreError;
 
+use crate::connect::{
+    ConnectError, Connection, DEFAULT_STACK, EMULATOR_HINT, connect, template_path,
+};
 use crate::functions::{self, FunctionsError};
 use crate::provision::{self, Clients, Deployment, ProvisionError};
 use crate::runtime::{NotQuiet, RunOptions, Runtime, RuntimeError};
@@ -41,7 +44,8 @@ pub struct DevArgs {
     /// The SAM template to run.
     #[arg(long, default_value = "template.yaml")]
     pub template: PathBuf,
-    /// Stack name, the prefix of every resource [default: ripple-dev- and six random characters].
+    /// Stack name, the prefix of every resource [default: ripple with --keep, the stack the other
+    /// commands use; otherwise ripple-dev- and six random characters].
     #[arg(long)]
     pub stack: Option<String>,
     /// Leave the stack's resources in the emulator afterwards.
@@ -58,14 +62,9 @@ pub struct DevArgs {
 /// Why `ripple dev` stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum DevError {
-    /// No emulator endpoint is configured.
-    #[error(
-        "no emulator endpoint: AWS_ENDPOINT_URL is not set, and `ripple dev` does not create resources in a real account"
-    )]
-    NoEndpoint,
-    /// The emulator does not answer.
-    #[error("the AWS emulator is not reachable")]
-    Unreachable(#[source] ProvisionError),
+    /// There is no emulator to talk to.
+    #[error("no emulator")]
+    Connect(#[from] ConnectError),
     /// The template could not be read.
     #[error("cannot use the template")]
     Template(#[from] TemplateError),
@@ -117,10 +116,7 @@ impl DevError {
     /// What to do about it, when there is something to do.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            DevError::NoEndpoint | DevError::Unreachable(_) => Some(
-                "run `make dev`, which starts the local emulators and points ripple at them, or start them yourself:\n  \
-                 bash tests/emulator/emulator.sh up && eval \"$(bash tests/emulator/emulator.sh env)\"",
-            ),
+            DevError::Connect(_) => Some(EMULATOR_HINT),
             _ => None,
         }
     }
@@ -130,18 +126,12 @@ impl DevError {
 /// [`Summary::quiet`]); the caller reports that.
 pub async fn run(args: &DevArgs) -> Result<(Summary, Option<NotQuiet>), DevError> {
     let started = Instant::now();
-    let endpoint_set =
-        std::env::vars().any(|(k, v)| k.starts_with("AWS_ENDPOINT_URL") && !v.is_empty());
-    if !endpoint_set {
-        return Err(DevError::NoEndpoint);
-    }
-    let aws = ripple_kit::config::load_sdk_config().await;
-    let clients = Clients::new(&aws);
-    provision::check_reachable(&clients)
-        .await
-        .map_err(DevError::Unreachable)?;
+    let Connection { aws, clients } = connect().await?;
     let template = Template::from_file(template_path(&args.template))?;
     let stack_name = args.stack.clone().unwrap_or_else(|| {
+        if args.keep {
+            return DEFAULT_STACK.to_owned();
+        }
         let suffix: String = (0..6)
             .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
             .collect();
@@ -157,17 +147,6 @@ pub async fn run(args: &DevArgs) -> Result<(Summary, Option<NotQuiet>), DevError
     let (mut summary, not_quiet) = outcome?;
     summary.total_ms = millis(started.elapsed());
     Ok((summary, not_quiet))
-}
-
-fn template_path(path: &Path) -> PathBuf {
-    // `cargo run -p ripple` from anywhere in the checkout still finds the project's template.
-    if path == Path::new("template.yaml") && !path.exists() {
-        let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
-        if fallback.exists() {
-            return fallback;
-        }
-    }
-    path.to_owned()
 }
 
 fn millis(d: Duration) -> u64 {

@@ -7,11 +7,13 @@
 //! service rather than assembled here.
 //!
 //! The steps live next to this module: tables in `dynamodb`, topics, queues and subscriptions in
-//! `messaging`, what was created in `deployment`, its removal in `teardown`, and the check that
-//! the endpoint answers at all in `reachable`.
+//! `messaging`, what was created in `deployment`, finding what an earlier run left (a stack kept
+//! by `ripple dev --keep` or made by `ripple up`) in `lookup`, its removal in `teardown`, and the
+//! check that the endpoint answers at all in `reachable`.
 
 mod deployment;
 mod dynamodb;
+mod lookup;
 mod messaging;
 mod reachable;
 mod teardown;
@@ -26,8 +28,10 @@ use crate::template::{
 };
 
 pub use deployment::{
-    DeployedFunction, DeployedQueue, DeployedSubscription, DeployedTable, DeployedTopic, Deployment,
+    DeployedFunction, DeployedQueue, DeployedSubscription, DeployedTable, DeployedTopic,
+    Deployment, LAMBDA_VARIABLES,
 };
+pub use lookup::{lookup, lookup_with};
 pub use reachable::check_reachable;
 pub use teardown::{teardown, teardown_with};
 
@@ -80,6 +84,15 @@ pub enum ProvisionError {
         /// Why.
         #[source]
         source: BoxError,
+    },
+    /// A resource of an existing stack is not there: the stack was never provisioned, or only
+    /// in part, or from another template.
+    #[error("stack {stack} has no {resource}")]
+    NotProvisioned {
+        /// The stack name.
+        stack: String,
+        /// What is missing (its type and physical name).
+        resource: String,
     },
     /// Some deletions failed (the first is the source; the rest were logged).
     #[error("teardown left {count} resource(s) behind")]
@@ -216,11 +229,7 @@ async fn create_tables(
     )
     .await?;
     for table in &tables {
-        resolver.know(&table.logical_id, REF, &table.name);
-        resolver.know(&table.logical_id, "Arn", &table.arn);
-        if let Some(stream) = &table.stream_arn {
-            resolver.know(&table.logical_id, "StreamArn", stream);
-        }
+        know_table(resolver, table);
     }
     Ok(by_logical_id(tables, |t| &t.logical_id))
 }
@@ -239,9 +248,7 @@ async fn create_topics(
     )
     .await?;
     for topic in &topics {
-        resolver.know(&topic.logical_id, REF, &topic.arn);
-        resolver.know(&topic.logical_id, "TopicArn", &topic.arn);
-        resolver.know(&topic.logical_id, "TopicName", &topic.name);
+        know_topic(resolver, topic);
     }
     Ok(by_logical_id(topics, |t| &t.logical_id))
 }
@@ -273,10 +280,7 @@ async fn create_queues(
             stack.is_dead_letter_queue(&queue.logical_id),
         )
         .await?;
-        resolver.know(&queue.logical_id, REF, &created.url);
-        resolver.know(&queue.logical_id, "QueueUrl", &created.url);
-        resolver.know(&queue.logical_id, "Arn", &created.arn);
-        resolver.know(&queue.logical_id, "QueueName", &created.name);
+        know_queue(resolver, &created);
         queues.insert(queue.logical_id.clone(), created);
     }
     Ok(queues)
@@ -311,6 +315,30 @@ async fn subscribe_queues(
     Ok(subscriptions)
 }
 
+/// Records what `!Ref` and `!GetAtt` of a table return, as DynamoDB reported it.
+fn know_table(resolver: &mut Resolver<'_>, table: &DeployedTable) {
+    resolver.know(&table.logical_id, REF, &table.name);
+    resolver.know(&table.logical_id, "Arn", &table.arn);
+    if let Some(stream) = &table.stream_arn {
+        resolver.know(&table.logical_id, "StreamArn", stream);
+    }
+}
+
+/// Records what `!Ref` and `!GetAtt` of a topic return, as SNS reported it.
+fn know_topic(resolver: &mut Resolver<'_>, topic: &DeployedTopic) {
+    resolver.know(&topic.logical_id, REF, &topic.arn);
+    resolver.know(&topic.logical_id, "TopicArn", &topic.arn);
+    resolver.know(&topic.logical_id, "TopicName", &topic.name);
+}
+
+/// Records what `!Ref` and `!GetAtt` of a queue return, as SQS reported it.
+fn know_queue(resolver: &mut Resolver<'_>, queue: &DeployedQueue) {
+    resolver.know(&queue.logical_id, REF, &queue.url);
+    resolver.know(&queue.logical_id, "QueueUrl", &queue.url);
+    resolver.know(&queue.logical_id, "Arn", &queue.arn);
+    resolver.know(&queue.logical_id, "QueueName", &queue.name);
+}
+
 /// Every function with its environment resolved against what was created.
 fn functions(
     stack: &Stack,
@@ -320,23 +348,17 @@ fn functions(
     let mut functions = BTreeMap::new();
     for function in &stack.functions {
         let mut environment = resolver.environment(function)?;
-        // What Lambda sets in every execution environment (a template cannot override these).
-        let reserved = [
-            ("AWS_REGION", region.clone()),
-            ("AWS_DEFAULT_REGION", region.clone()),
-            ("AWS_LAMBDA_FUNCTION_NAME", function.name.clone()),
-            (
-                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-                function.memory_size.to_string(),
-            ),
-            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
-            (
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                format!("/aws/lambda/{}", function.name),
-            ),
+        // In the order of LAMBDA_VARIABLES.
+        let lambda_values = [
+            region.clone(),
+            region.clone(),
+            function.name.clone(),
+            function.memory_size.to_string(),
+            "$LATEST".to_owned(),
+            format!("/aws/lambda/{}", function.name),
         ];
-        for (key, value) in reserved {
-            environment.insert(key.to_owned(), value);
+        for (key, value) in LAMBDA_VARIABLES.iter().zip(lambda_values) {
+            environment.insert((*key).to_owned(), value);
         }
         functions.insert(
             function.logical_id.clone(),

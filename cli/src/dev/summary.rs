@@ -297,7 +297,7 @@ async fn outcomes_and_stock(
 ) -> Result<(OrderOutcomes, Vec<StockLevel>), DevError> {
     let mut outcomes = OrderOutcomes::default();
     let mut confirmed_units: BTreeMap<String, u64> = BTreeMap::new();
-    let Some(table) = events_table(deployment) else {
+    let Some(table) = deployment.events_table() else {
         return Ok((outcomes, Vec::new()));
     };
     let store = DynamoEventStore::new(clients.dynamodb.clone(), table.clone());
@@ -339,31 +339,13 @@ async fn outcomes_and_stock(
     Ok((outcomes, stock))
 }
 
-/// The events table: the one orders-api appends to, else the one the outbox publisher reads.
-fn events_table(deployment: &Deployment) -> Option<String> {
-    if let Some(name) = deployment
-        .function_by_binary("orders-api")
-        .and_then(|f| f.environment.get("EVENTS_TABLE"))
-    {
-        return Some(name.clone());
-    }
-    deployment
-        .functions
-        .values()
-        .flat_map(|f| &f.events)
-        .find_map(|e| match e {
-            EventSource::DynamoDb(s) => deployment.table(&s.table).map(|t| t.name.clone()),
-            _ => None,
-        })
-}
-
 /// Event items (kind = "event") in the events table, by type; pages through the whole scan.
 async fn count_events(
     clients: &Clients,
     deployment: &Deployment,
 ) -> Result<BTreeMap<String, u64>, DevError> {
     let mut by_type = BTreeMap::new();
-    let Some(table) = events_table(deployment) else {
+    let Some(table) = deployment.events_table() else {
         return Ok(by_type);
     };
     let mut pages = clients

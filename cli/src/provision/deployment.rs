@@ -78,6 +78,16 @@ pub struct DeployedSubscription {
     pub arn: String,
 }
 
+/// What Lambda sets in every execution environment, and a template cannot set.
+pub const LAMBDA_VARIABLES: [&str; 6] = [
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+];
+
 /// A function ready to run locally: no Lambda is created, the runner invokes it in-process.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployedFunction {
@@ -95,6 +105,18 @@ pub struct DeployedFunction {
     pub environment: BTreeMap<String, String>,
     /// Its event sources.
     pub events: Vec<EventSource>,
+}
+
+impl DeployedFunction {
+    /// The variables its template entry declares (its own and `Globals`'), resolved: its
+    /// environment without [`LAMBDA_VARIABLES`].
+    pub fn template_environment(&self) -> BTreeMap<&str, &str> {
+        self.environment
+            .iter()
+            .filter(|(key, _)| !LAMBDA_VARIABLES.contains(&key.as_str()))
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect()
+    }
 }
 
 impl Deployment {
@@ -121,6 +143,31 @@ impl Deployment {
     /// The function built from `binary`.
     pub fn function_by_binary(&self, binary: &str) -> Option<&DeployedFunction> {
         self.functions.values().find(|f| f.binary == binary)
+    }
+
+    /// The event store's table: the one orders-api appends to, else the one the outbox publisher
+    /// reads.
+    pub fn events_table(&self) -> Option<String> {
+        if let Some(name) = self
+            .function_by_binary("orders-api")
+            .and_then(|f| f.environment.get("EVENTS_TABLE"))
+        {
+            return Some(name.clone());
+        }
+        self.functions
+            .values()
+            .flat_map(|f| &f.events)
+            .find_map(|e| match e {
+                EventSource::DynamoDb(s) => self.table(&s.table).map(|t| t.name.clone()),
+                _ => None,
+            })
+    }
+
+    /// The function named `name`: its logical id (`OrdersApiFunction`) or its binary
+    /// (`orders-api`).
+    pub fn function_named(&self, name: &str) -> Option<&DeployedFunction> {
+        self.function(name)
+            .or_else(|| self.function_by_binary(name))
     }
 
     /// The dead-letter queue of a queue.

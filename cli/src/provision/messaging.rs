@@ -95,26 +95,34 @@ pub(super) async fn create_queue(
         .queue_url()
         .ok_or_else(|| unexpected(name, "CreateQueue returned no QueueUrl"))?
         .to_owned();
+    Ok(DeployedQueue {
+        logical_id: queue.logical_id.clone(),
+        name: name.clone(),
+        arn: queue_arn(clients, name, &url).await?,
+        url,
+        dead_letter,
+    })
+}
+
+/// The ARN SQS reports for the queue at `url`.
+pub(super) async fn queue_arn(
+    clients: &Clients,
+    name: &str,
+    url: &str,
+) -> Result<String, ProvisionError> {
     let attributes = clients
         .sqs
         .get_queue_attributes()
-        .queue_url(&url)
+        .queue_url(url)
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await
         .map_err(aws_error("GetQueueAttributes", name))?;
-    let arn = attributes
+    attributes
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
-        .ok_or_else(|| unexpected(name, "GetQueueAttributes returned no QueueArn"))?
-        .clone();
-    Ok(DeployedQueue {
-        logical_id: queue.logical_id.clone(),
-        name: name.clone(),
-        url,
-        arn,
-        dead_letter,
-    })
+        .cloned()
+        .ok_or_else(|| unexpected(name, "GetQueueAttributes returned no QueueArn"))
 }
 
 pub(super) async fn subscribe(
