@@ -138,6 +138,15 @@ impl TestStack {
     }
 }
 
+/// A stack of its own on which `make invoke FN=<function>` handled every record of its sample.
+async fn handled(function: &str) -> TestStack {
+    let stack = TestStack::new(function).await;
+    make_invoke(function, &stack.name, &[])
+        .await
+        .assert_batch_handled();
+    stack
+}
+
 #[tokio::test]
 async fn make_invoke_runs_orders_api_on_its_sample_and_the_order_is_placed() {
     let stack = TestStack::new("orders-api").await;
@@ -152,10 +161,7 @@ async fn make_invoke_runs_orders_api_on_its_sample_and_the_order_is_placed() {
 
 #[tokio::test]
 async fn make_invoke_runs_outbox_publisher_on_its_sample_and_the_event_reaches_inventory() {
-    let stack = TestStack::new("outbox-publisher").await;
-    make_invoke("outbox-publisher", &stack.name, &[])
-        .await
-        .assert_batch_handled();
+    let stack = handled("outbox-publisher").await;
     let deployment = stack.deployment().await;
     let queue = &deployment.queue("InventoryQueue").unwrap().url;
     let sqs = aws_sdk_sqs::Client::new(&stack.aws);
@@ -169,10 +175,7 @@ async fn make_invoke_runs_outbox_publisher_on_its_sample_and_the_event_reaches_i
 
 #[tokio::test]
 async fn make_invoke_runs_inventory_on_its_sample_and_the_order_without_stock_is_rejected() {
-    let stack = TestStack::new("inventory").await;
-    make_invoke("inventory", &stack.name, &[])
-        .await
-        .assert_batch_handled();
+    let stack = handled("inventory").await;
     assert_eq!(
         stack.types("Reservation", SAMPLE_ORDER).await,
         ["stock.rejected"]
@@ -182,10 +185,7 @@ async fn make_invoke_runs_inventory_on_its_sample_and_the_order_without_stock_is
 
 #[tokio::test]
 async fn make_invoke_runs_payments_on_its_sample_and_the_placed_order_is_charged() {
-    let stack = TestStack::new("payments").await;
-    make_invoke("payments", &stack.name, &[])
-        .await
-        .assert_batch_handled();
+    let stack = handled("payments").await;
     assert_eq!(
         stack.types("Payment", SAMPLE_ORDER).await,
         ["payment.captured"]
@@ -195,10 +195,7 @@ async fn make_invoke_runs_payments_on_its_sample_and_the_placed_order_is_charged
 
 #[tokio::test]
 async fn make_invoke_runs_order_saga_on_its_sample_and_the_paid_order_is_confirmed() {
-    let stack = TestStack::new("order-saga").await;
-    make_invoke("order-saga", &stack.name, &[])
-        .await
-        .assert_batch_handled();
+    let stack = handled("order-saga").await;
     assert_eq!(
         stack.types("Order", SAMPLE_ORDER).await,
         ["order.placed", "order.confirmed"]
@@ -208,10 +205,7 @@ async fn make_invoke_runs_order_saga_on_its_sample_and_the_paid_order_is_confirm
 
 #[tokio::test]
 async fn make_invoke_runs_projections_on_its_sample_and_the_order_has_a_view() {
-    let stack = TestStack::new("projections").await;
-    make_invoke("projections", &stack.name, &[])
-        .await
-        .assert_batch_handled();
+    let stack = handled("projections").await;
     let deployment = stack.deployment().await;
     let views = &deployment.table("OrderViewsTable").unwrap().name;
     let view = aws_sdk_dynamodb::Client::new(&stack.aws)
@@ -228,10 +222,7 @@ async fn make_invoke_runs_projections_on_its_sample_and_the_order_has_a_view() {
 
 #[tokio::test]
 async fn make_invoke_runs_notifications_on_its_sample() {
-    let stack = TestStack::new("notifications").await;
-    make_invoke("notifications", &stack.name, &[])
-        .await
-        .assert_batch_handled();
+    let stack = handled("notifications").await;
     stack.down().await;
 }
 

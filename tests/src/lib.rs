@@ -256,6 +256,47 @@ impl TestStack {
     }
 }
 
+/// A stack with its stock seeded and functions running behind their event sources.
+pub struct RunningStack {
+    /// The stack.
+    pub stack: TestStack,
+    /// Its functions.
+    pub runtime: Runtime,
+}
+
+impl RunningStack {
+    /// A new stack for `test` with `stock`, every function of the template running.
+    pub async fn start(test: &str, stock: &[(&str, u64)]) -> Self {
+        Self::start_only(test, stock, ALL_FUNCTIONS).await
+    }
+
+    /// The same with only the functions built from `binaries` running.
+    pub async fn start_only(test: &str, stock: &[(&str, u64)], binaries: &[&str]) -> Self {
+        let stack = TestStack::deploy(test).await;
+        stack.restock(stock).await;
+        let runtime = stack.run(binaries).await;
+        RunningStack { stack, runtime }
+    }
+
+    /// The orders API.
+    pub fn api(&self) -> OrdersApi<'_> {
+        OrdersApi::of(&self.runtime)
+    }
+
+    /// Waits until the pipeline is quiet (at most [`QUIET`]).
+    pub async fn settle(&self) {
+        if let Err(busy) = self.runtime.wait_until_quiet(QUIET, |_, _| {}).await {
+            panic!("{busy}");
+        }
+    }
+
+    /// Stops the functions and deletes the stack.
+    pub async fn finish(self) {
+        self.runtime.stop().await;
+        self.stack.teardown().await;
+    }
+}
+
 /// A queue subscribed to a topic (see [`TestStack::inbox`]).
 pub struct Inbox {
     sqs: aws_sdk_sqs::Client,

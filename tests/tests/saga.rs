@@ -4,11 +4,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ripple_e2e::{
-    ALL_FUNCTIONS, OrdersApi, QUIET, TestStack, api_request, context, fixture_envelope, sqs_event,
+    ALL_FUNCTIONS, OrdersApi, QUIET, RunningStack, TestStack, api_request, context,
+    fixture_envelope, sqs_event,
 };
 use ripple_kit::publish::{Publisher, SnsPublisher};
 use ripple_kit::{Envelope, EventStore};
 use serde_json::json;
+
+/// Stock for the three paths an order can take: confirmed, out of stock, declined.
+const THREE_PATHS: &[(&str, u64)] = &[("HAPPY", 5), ("SCARCE", 1), ("DECLINE", 3)];
+
+/// The order was placed, then cancelled for `reason`.
+async fn assert_cancelled(stack: &TestStack, order: &str, reason: &str) {
+    let history = stack.stream("Order", order).await;
+    let types: Vec<&str> = history.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, ["order.placed", "order.cancelled"]);
+    assert_eq!(history[1].data["reason"], reason);
+}
 
 /// The view of `order` the API answers from the read model.
 async fn view(api: &OrdersApi<'_>, order: &str) -> serde_json::Value {
@@ -25,12 +37,10 @@ async fn view(api: &OrdersApi<'_>, order: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_with_stock_and_a_good_card_is_reserved_charged_and_confirmed() {
-    let stack = TestStack::deploy("confirmed").await;
-    stack.restock(&[("HAPPY", 5)]).await;
-    let runtime = stack.run(ALL_FUNCTIONS).await;
-    let api = OrdersApi::of(&runtime);
+    let saga = RunningStack::start("confirmed", &[("HAPPY", 5)]).await;
+    let (stack, api) = (&saga.stack, saga.api());
     let order = api.place("c-happy", &[("HAPPY", 2)]).await;
-    runtime.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    saga.settle().await;
 
     assert_eq!(
         stack.types("Order", &order).await,
@@ -40,53 +50,33 @@ async fn an_order_with_stock_and_a_good_card_is_reserved_charged_and_confirmed()
     let level = stack.inventory().stock("HAPPY").await.unwrap();
     assert_eq!((level.available, level.allocated), (3, 2));
     assert_eq!(view(&api, &order).await["view"]["status"], "confirmed");
-    runtime.stop().await;
-    stack.teardown().await;
+    saga.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_without_enough_stock_is_cancelled_and_never_charged() {
-    let stack = TestStack::deploy("outofstock").await;
-    stack.restock(&[("SCARCE", 1)]).await;
-    let runtime = stack.run(ALL_FUNCTIONS).await;
-    let api = OrdersApi::of(&runtime);
+    let saga = RunningStack::start("outofstock", &[("SCARCE", 1)]).await;
+    let (stack, api) = (&saga.stack, saga.api());
     let order = api.place("c-scarce", &[("SCARCE", 2)]).await;
-    runtime.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    saga.settle().await;
 
-    assert_eq!(
-        stack.types("Order", &order).await,
-        ["order.placed", "order.cancelled"]
-    );
-    assert_eq!(
-        stack.stream("Order", &order).await[1].data["reason"],
-        "out_of_stock"
-    );
+    assert_cancelled(stack, &order, "out_of_stock").await;
     assert!(
         stack.types("Payment", &order).await.is_empty(),
         "no payment attempted"
     );
     assert_eq!(view(&api, &order).await["view"]["status"], "cancelled");
-    runtime.stop().await;
-    stack.teardown().await;
+    saga.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_declined_payment_cancels_the_order_and_gives_its_stock_back() {
-    let stack = TestStack::deploy("declined").await;
-    stack.restock(&[("DECLINE", 3)]).await;
-    let runtime = stack.run(ALL_FUNCTIONS).await;
-    let api = OrdersApi::of(&runtime);
+    let saga = RunningStack::start("declined", &[("DECLINE", 3)]).await;
+    let (stack, api) = (&saga.stack, saga.api());
     let order = api.place("declined-c-1", &[("DECLINE", 2)]).await;
-    runtime.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    saga.settle().await;
 
-    assert_eq!(
-        stack.types("Order", &order).await,
-        ["order.placed", "order.cancelled"]
-    );
-    assert_eq!(
-        stack.stream("Order", &order).await[1].data["reason"],
-        "payment_declined"
-    );
+    assert_cancelled(stack, &order, "payment_declined").await;
     assert_eq!(
         stack.types("Reservation", &order).await,
         ["stock.reserved", "stock.released"]
@@ -98,21 +88,18 @@ async fn a_declined_payment_cancels_the_order_and_gives_its_stock_back() {
         "back to its prior level"
     );
     assert_eq!(view(&api, &order).await["view"]["status"], "cancelled");
-    runtime.stop().await;
-    stack.teardown().await;
+    saga.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_two_orders_for_the_last_unit_exactly_one_is_confirmed() {
-    let stack = TestStack::deploy("lastunit").await;
-    stack.restock(&[("LAST", 1)]).await;
-    let runtime = stack.run(ALL_FUNCTIONS).await;
-    let api = OrdersApi::of(&runtime);
+    let saga = RunningStack::start("lastunit", &[("LAST", 1)]).await;
+    let (stack, api) = (&saga.stack, saga.api());
     let (a, b) = tokio::join!(
         api.place("c-a", &[("LAST", 1)]),
         api.place("c-b", &[("LAST", 1)])
     );
-    runtime.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    saga.settle().await;
 
     let mut outcomes = Vec::new();
     for order in [&a, &b] {
@@ -122,18 +109,15 @@ async fn of_two_orders_for_the_last_unit_exactly_one_is_confirmed() {
     assert_eq!(outcomes, ["order.cancelled", "order.confirmed"]);
     let level = stack.inventory().stock("LAST").await.unwrap();
     assert_eq!((level.available, level.allocated), (0, 1));
-    runtime.stop().await;
-    stack.teardown().await;
+    saga.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_order_at_each_version_and_its_history_match_the_stored_events() {
-    let stack = TestStack::deploy("history").await;
-    stack.restock(&[("HAPPY", 5)]).await;
-    let runtime = stack.run(ALL_FUNCTIONS).await;
-    let api = OrdersApi::of(&runtime);
+    let saga = RunningStack::start("history", &[("HAPPY", 5)]).await;
+    let (stack, api) = (&saga.stack, saga.api());
     let order = api.place("c-happy", &[("HAPPY", 2)]).await;
-    runtime.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    saga.settle().await;
 
     let history = stack.stream("Order", &order).await;
     assert_eq!(history.len(), 2, "placed and confirmed");
@@ -158,23 +142,18 @@ async fn the_order_at_each_version_and_its_history_match_the_stored_events() {
         .call(api_request("GET", &format!("/orders/{order}/events"), &[]))
         .await;
     assert_eq!(events["events"].as_array().unwrap().len(), history.len());
-    runtime.stop().await;
-    stack.teardown().await;
+    saga.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_order_outcome_is_told_to_its_customer_once() {
-    let stack = TestStack::deploy("told").await;
-    stack
-        .restock(&[("HAPPY", 5), ("SCARCE", 1), ("DECLINE", 3)])
-        .await;
+    let saga = RunningStack::start("told", THREE_PATHS).await;
+    let (stack, api) = (&saga.stack, saga.api());
     let inbox = stack.inbox("NotificationsTopic").await;
-    let runtime = stack.run(ALL_FUNCTIONS).await;
-    let api = OrdersApi::of(&runtime);
     api.place("c-happy", &[("HAPPY", 2)]).await;
     api.place("c-scarce", &[("SCARCE", 2)]).await;
     api.place("declined-c-1", &[("DECLINE", 2)]).await;
-    runtime.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    saga.settle().await;
 
     let sent = inbox.drain().await;
     assert_eq!(
@@ -182,25 +161,20 @@ async fn every_order_outcome_is_told_to_its_customer_once() {
         3,
         "confirmed, out of stock, declined: {sent:#?}"
     );
-    runtime.stop().await;
-    stack.teardown().await;
+    saga.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_event_delivered_again_to_every_consumer_changes_nothing() {
-    let stack = TestStack::deploy("twice").await;
-    stack
-        .restock(&[("HAPPY", 5), ("SCARCE", 1), ("DECLINE", 3)])
-        .await;
+    let saga = RunningStack::start("twice", THREE_PATHS).await;
+    let (stack, api) = (&saga.stack, saga.api());
     let inbox = stack.inbox("NotificationsTopic").await;
-    let runtime = stack.run(ALL_FUNCTIONS).await;
-    let api = OrdersApi::of(&runtime);
     let orders = [
         api.place("c-happy", &[("HAPPY", 2)]).await,
         api.place("c-scarce", &[("SCARCE", 2)]).await,
         api.place("declined-c-1", &[("DECLINE", 2)]).await,
     ];
-    runtime.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    saga.settle().await;
     inbox.drain().await;
 
     let mut before = Vec::new();
@@ -217,7 +191,7 @@ async fn every_event_delivered_again_to_every_consumer_changes_nothing() {
         .publish(&everything)
         .await;
     assert!(report.all_published(), "{report:?}");
-    runtime.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    saga.settle().await;
 
     for (aggregate, order, length) in before {
         assert_eq!(
@@ -228,21 +202,18 @@ async fn every_event_delivered_again_to_every_consumer_changes_nothing() {
     }
     assert!(inbox.drain().await.is_empty(), "no customer is told twice");
     assert_eq!(stack.dead_lettered().await, 0, "nothing dead-lettered");
-    runtime.stop().await;
-    stack.teardown().await;
+    saga.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_order_cancelled_before_payment_gets_its_stock_back_and_is_never_charged() {
-    let stack = TestStack::deploy("cancel").await;
-    stack.restock(&[("SKU", 4)]).await;
     let without_payments: Vec<&str> = ALL_FUNCTIONS
         .iter()
         .copied()
         .filter(|b| *b != "payments")
         .collect();
-    let runtime = stack.run(&without_payments).await;
-    let api = OrdersApi::of(&runtime);
+    let saga = RunningStack::start_only("cancel", &[("SKU", 4)], &without_payments).await;
+    let (stack, api) = (&saga.stack, saga.api());
     let order = api.place("c-1", &[("SKU", 3)]).await;
     ripple_e2e::eventually("the reservation", QUIET, || async {
         (!stack.types("Reservation", &order).await.is_empty()).then_some(())
@@ -257,24 +228,27 @@ async fn an_order_cancelled_before_payment_gets_its_stock_back_and_is_never_char
         (200, &json!(false)),
         "a second cancel is a no-op: {reply}"
     );
-    runtime.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    saga.settle().await;
     assert_eq!(
         stack.types("Reservation", &order).await,
         ["stock.reserved", "stock.released"]
     );
     let level = stack.inventory().stock("SKU").await.unwrap();
     assert_eq!((level.available, level.allocated), (4, 0));
+    let RunningStack { stack, runtime } = saga;
     runtime.stop().await;
 
     // Payments comes up late and finds the reservation in its queue: the order is cancelled.
-    let payments = stack.run(&["payments"]).await;
-    payments.wait_until_quiet(QUIET, |_, _| {}).await.unwrap();
+    let late = RunningStack {
+        runtime: stack.run(&["payments"]).await,
+        stack,
+    };
+    late.settle().await;
     assert!(
-        stack.types("Payment", &order).await.is_empty(),
+        late.stack.types("Payment", &order).await.is_empty(),
         "a cancelled order is never charged"
     );
-    payments.stop().await;
-    stack.teardown().await;
+    late.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

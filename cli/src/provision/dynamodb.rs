@@ -30,24 +30,35 @@ pub(super) async fn create_table(
         Err(err) => return Err(aws_error("CreateTable", name)(err)),
     }
     let description = wait_until_active(clients, name).await?;
+    let deployed = deployed_table(table, &description)?;
+    if let Some(stream_arn) = &deployed.stream_arn {
+        wait_for_stream(clients, name, stream_arn).await?;
+    }
+    if let Some(attribute) = &table.ttl_attribute {
+        enable_ttl(clients, name, attribute).await?;
+    }
+    Ok(deployed)
+}
+
+/// The table as DescribeTable describes it: its ARN, and its stream's when it has one.
+pub(super) fn deployed_table(
+    table: &template::Table,
+    description: &TableDescription,
+) -> Result<DeployedTable, ProvisionError> {
+    let name = &table.name;
     let arn = description
         .table_arn()
         .ok_or_else(|| unexpected(name, "DescribeTable returned no TableArn"))?
         .to_owned();
     let stream_arn = match &table.stream_view_type {
         None => None,
-        Some(_) => {
-            let stream_arn = description
+        Some(_) => Some(
+            description
                 .latest_stream_arn()
-                .ok_or_else(|| unexpected(name, "the table was created without its stream"))?
-                .to_owned();
-            wait_for_stream(clients, name, &stream_arn).await?;
-            Some(stream_arn)
-        }
+                .ok_or_else(|| unexpected(name, "the table has no stream"))?
+                .to_owned(),
+        ),
     };
-    if let Some(attribute) = &table.ttl_attribute {
-        enable_ttl(clients, name, attribute).await?;
-    }
     Ok(DeployedTable {
         logical_id: table.logical_id.clone(),
         name: name.clone(),

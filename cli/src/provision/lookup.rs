@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
 
+use super::dynamodb::deployed_table;
 use super::messaging::queue_arn;
 use super::{
     Clients, DeployedQueue, DeployedSubscription, DeployedTable, DeployedTopic, Deployment,
@@ -111,25 +112,7 @@ async fn find_table(
     let description = described
         .table
         .ok_or_else(|| unexpected(name, "DescribeTable returned no table"))?;
-    let arn = description
-        .table_arn()
-        .ok_or_else(|| unexpected(name, "DescribeTable returned no TableArn"))?
-        .to_owned();
-    let stream_arn = match &table.stream_view_type {
-        None => None,
-        Some(_) => Some(
-            description
-                .latest_stream_arn()
-                .ok_or_else(|| unexpected(name, "the table has no stream"))?
-                .to_owned(),
-        ),
-    };
-    Ok(Some(DeployedTable {
-        logical_id: table.logical_id.clone(),
-        name: name.clone(),
-        arn,
-        stream_arn,
-    }))
+    deployed_table(table, &description).map(Some)
 }
 
 /// Every topic ARN of the account and region.

@@ -1,6 +1,7 @@
 //! Teardown: everything a deployment created is deleted, and what is already gone is no error.
 
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::error::SdkError;
 
 use super::{Clients, Deployment, ProvisionError, aws_error};
 
@@ -16,7 +17,7 @@ pub async fn teardown_with(
     clients: &Clients,
     deployment: &Deployment,
 ) -> Result<(), ProvisionError> {
-    let mut failures = Vec::new();
+    let mut failures = Failures::default();
     for subscription in deployment.subscriptions.values() {
         let deleted = clients
             .sns
@@ -24,13 +25,12 @@ pub async fn teardown_with(
             .subscription_arn(&subscription.arn)
             .send()
             .await;
-        if let Err(e) = deleted
-            && !e
-                .as_service_error()
-                .is_some_and(|e| e.is_not_found_exception())
-        {
-            failures.push(aws_error("Unsubscribe", &subscription.arn)(e));
-        }
+        failures.unless_gone(
+            deleted,
+            |e| e.is_not_found_exception(),
+            "Unsubscribe",
+            &subscription.arn,
+        );
     }
     for topic in deployment.topics.values() {
         let deleted = clients
@@ -39,13 +39,12 @@ pub async fn teardown_with(
             .topic_arn(&topic.arn)
             .send()
             .await;
-        if let Err(e) = deleted
-            && !e
-                .as_service_error()
-                .is_some_and(|e| e.is_not_found_exception())
-        {
-            failures.push(aws_error("DeleteTopic", &topic.name)(e));
-        }
+        failures.unless_gone(
+            deleted,
+            |e| e.is_not_found_exception(),
+            "DeleteTopic",
+            &topic.name,
+        );
     }
     for queue in deployment.queues.values() {
         let deleted = clients
@@ -54,13 +53,12 @@ pub async fn teardown_with(
             .queue_url(&queue.url)
             .send()
             .await;
-        if let Err(e) = deleted
-            && !e
-                .as_service_error()
-                .is_some_and(|e| e.is_queue_does_not_exist())
-        {
-            failures.push(aws_error("DeleteQueue", &queue.name)(e));
-        }
+        failures.unless_gone(
+            deleted,
+            |e| e.is_queue_does_not_exist(),
+            "DeleteQueue",
+            &queue.name,
+        );
     }
     for table in deployment.tables.values() {
         let deleted = clients
@@ -69,31 +67,52 @@ pub async fn teardown_with(
             .table_name(&table.name)
             .send()
             .await;
-        if let Err(e) = deleted
-            && !e
-                .as_service_error()
-                .is_some_and(|e| e.is_resource_not_found_exception())
-        {
-            failures.push(aws_error("DeleteTable", &table.name)(e));
-        }
+        let gone = |e: &aws_sdk_dynamodb::operation::delete_table::DeleteTableError| {
+            e.is_resource_not_found_exception()
+        };
+        failures.unless_gone(deleted, gone, "DeleteTable", &table.name);
     }
-    outcome(&deployment.stack_name, failures)
+    failures.outcome(&deployment.stack_name)
 }
 
-/// The first failure, the others logged; `Ok` when every deletion went through.
-fn outcome(stack: &str, failures: Vec<ProvisionError>) -> Result<(), ProvisionError> {
-    for failure in failures.iter().skip(1) {
-        tracing::warn!(error = %ripple_kit::telemetry::error_chain(failure), "teardown");
-    }
-    let count = failures.len();
-    match failures.into_iter().next() {
-        None => {
-            tracing::info!(stack, "torn down");
-            Ok(())
+/// The deletions that failed.
+#[derive(Default)]
+struct Failures(Vec<ProvisionError>);
+
+impl Failures {
+    /// Records a failed deletion, unless it failed because the resource is already gone.
+    fn unless_gone<T, E, R>(
+        &mut self,
+        deleted: Result<T, SdkError<E, R>>,
+        gone: impl Fn(&E) -> bool,
+        operation: &'static str,
+        resource: &str,
+    ) where
+        E: std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        if let Err(err) = deleted
+            && !err.as_service_error().is_some_and(&gone)
+        {
+            self.0.push(aws_error(operation, resource)(err));
         }
-        Some(first) => Err(ProvisionError::Teardown {
-            count,
-            first: Box::new(first),
-        }),
+    }
+
+    /// The first failure, the others logged; `Ok` when every deletion went through.
+    fn outcome(self, stack: &str) -> Result<(), ProvisionError> {
+        for failure in self.0.iter().skip(1) {
+            tracing::warn!(error = %ripple_kit::telemetry::error_chain(failure), "teardown");
+        }
+        let count = self.0.len();
+        match self.0.into_iter().next() {
+            None => {
+                tracing::info!(stack, "torn down");
+                Ok(())
+            }
+            Some(first) => Err(ProvisionError::Teardown {
+                count,
+                first: Box::new(first),
+            }),
+        }
     }
 }
