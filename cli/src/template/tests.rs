@@ -1,3 +1,5 @@
+//! The template reader on small templates of its own: intrinsics, conditions, names, the model
+//! of each resource type, and the errors that say where a template is wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
