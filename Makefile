@@ -24,8 +24,11 @@ CARGO_LAMBDA_REQ := cargo-lambda==1.9.2
 # `cargo lambda` and `sam` find the venv's tools (cargo-lambda, zig) on PATH.
 WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 export SAM_CLI_TELEMETRY := 0
+# template.yaml says each consumer's queue, DLQ, policies, subscription and alarm once, with
+# Fn::ForEach of AWS::LanguageExtensions; SAM CLI expands it locally only when asked.
+export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 
-.PHONY: help dev test emulator-up emulator-down emulator-status lint build invoke deploy bench clean-emulator
+.PHONY: help dev test emulator-up emulator-down emulator-status lint build invoke stack-down deploy bench clean-emulator
 
 help: ## List the targets
 	@echo "Ripple: event-driven order pipeline on AWS Lambda in Rust. The two commands: make dev, make test."
@@ -76,6 +79,7 @@ lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy, the kit's feature
 	cargo publish --dry-run -p ripple-kit --allow-dirty
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint --region us-east-1
+	$(VENV)/bin/sam validate --region us-east-1
 
 $(VENV)/bin/python:
 	@command -v python3 >/dev/null || { echo "python3 not found: install Python 3.9+"; exit 1; }
@@ -114,36 +118,28 @@ build: $(VENV)/bin/cargo-lambda ## Build every function for Lambda (arm64, relea
 	$(WITH_VENV) cargo lambda build --release --arm64 $(addprefix -p ,$(FUNCTION_PACKAGES))
 	@ls -l $(foreach f,$(FUNCTION_PACKAGES),target/lambda/$(f)/bootstrap)
 
-# FN=orders-api|outbox-publisher|inventory; EVENT defaults to that function's sample in events/
-# (for orders-api, the POST /orders one).
-FN    ?=
-EVENT ?= $(firstword $(wildcard events/$(FN)-post-*.json events/$(FN)-*.json))
-# Resource names the function reads: by default those of a stack called `ripple` in moto (whose
-# account id is 123456789012). Set STACK, or EVENTS_TABLE / TOPIC_ARN, to match your emulator.
-STACK        ?= ripple
-EVENTS_TABLE ?= $(STACK)-events
-TOPIC_ARN    ?= arn:aws:sns:us-east-1:123456789012:$(STACK)-domain-events
-INVOKE_PORT  ?= 9000
+# ----------------------------------------------------------------------------------------------
+# One function on one event
+# ----------------------------------------------------------------------------------------------
+# FN is a function's binary (or logical id); EVENT defaults to its sample in events/ (for
+# orders-api, the POST /orders one). payments and order-saga act on an order the event store
+# must hold: GIVEN defaults for them to the sample order, appended to the store first. STACK is
+# provisioned if it does not exist; `make dev ARGS=--keep` leaves one under the same name.
+FN       ?=
+EVENT    ?= $(firstword $(wildcard events/$(FN)-post-*.json events/$(FN)-*.json))
+GIVEN    ?= $(if $(filter payments order-saga,$(FN)),events/inventory-order-placed.json)
+STACK    ?= ripple
+TEMPLATE ?= template.yaml
+RIPPLE   ?= cargo run -q --bin ripple --
 
-invoke: $(VENV)/bin/cargo-lambda ## One function on a sample event via cargo lambda: FN=orders-api [EVENT=...]
-	@test -n "$(FN)" || { echo "invoke: say which function, e.g. make invoke FN=orders-api (or outbox-publisher, inventory)"; exit 1; }
+invoke: ## One function's binary on a sample event, with its template environment: FN=orders-api [EVENT=...] [STACK=ripple]
+	@test -n "$(FN)" || { echo "invoke: say which function, e.g. make invoke FN=orders-api (the functions: $(FUNCTION_PACKAGES))"; exit 1; }
 	@test -f "$(EVENT)" || { echo "invoke: no event file '$(EVENT)'; pass EVENT=events/<file>.json"; exit 1; }
-	@$(EMULATOR) run --keep -- bash -c ' \
-		set -euo pipefail; export PATH="$(CURDIR)/$(VENV)/bin:$$PATH"; \
-		log=target/cargo-lambda-watch.log; mkdir -p target; \
-		echo "starting cargo lambda watch on 127.0.0.1:$(INVOKE_PORT) (log: $$log)"; \
-		cargo lambda watch --invoke-port $(INVOKE_PORT) \
-			--env-var EVENTS_TABLE=$(EVENTS_TABLE) --env-var TOPIC_ARN=$(TOPIC_ARN) \
-			--env-var RUST_LOG=$${RUST_LOG:-info} </dev/null >"$$log" 2>&1 & \
-		watch=$$!; trap "kill $$watch 2>/dev/null; wait $$watch 2>/dev/null || true" EXIT; \
-		for i in $$(seq 1 120); do \
-			curl -s -o /dev/null --max-time 1 http://127.0.0.1:$(INVOKE_PORT)/ && break; \
-			kill -0 $$watch 2>/dev/null || { tail -n 30 "$$log"; echo "cargo lambda watch exited"; exit 1; }; \
-			sleep 1; \
-		done; \
-		cargo lambda invoke $(FN) --invoke-port $(INVOKE_PORT) --data-file $(EVENT) \
-			|| { echo "invoke failed; the function log is in $$log:"; tail -n 30 "$$log"; exit 1; }; \
-		echo'
+	@$(EMULATOR) run --keep -- $(RIPPLE) invoke $(FN) --event $(EVENT) $(if $(GIVEN),--given $(GIVEN)) \
+		--stack $(STACK) --template $(TEMPLATE)
+
+stack-down: ## Delete the stack make invoke or make dev ARGS=--keep left: [STACK=ripple]
+	@$(EMULATOR) run --keep -- $(RIPPLE) down --stack $(STACK) --template $(TEMPLATE)
 
 deploy: $(VENV)/bin/sam $(VENV)/bin/cargo-lambda ## sam build && sam deploy (guided the first time)
 	$(WITH_VENV) $(VENV)/bin/sam build --beta-features

@@ -3,6 +3,8 @@
 //! The library is what `ripple dev` and the end-to-end tests share: read `template.yaml`
 //! ([`template`]), create what it declares in an emulator ([`provision`]), and run the functions
 //! in-process ([`functions`]) behind emulated event sources and an HTTP API ([`runtime`]).
+//! [`stack`] keeps a stack between commands (`ripple up`, `env`, `down`), and [`invoke`] runs
+//! one function's real binary on one event against it (`ripple invoke`, `make invoke`).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,8 +25,11 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod connect;
 pub mod dev;
 pub mod functions;
+pub mod invoke;
 pub mod provision;
 pub mod runtime;
+pub mod stack;
 pub mod template;

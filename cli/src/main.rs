@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+use ripple::invoke::InvokeArgs;
+use ripple::stack::{EnvArgs, StackArgs};
+
 /// Ripple's command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -22,6 +25,15 @@ struct Cli {
 enum Command {
     /// Run the whole system on this machine against an emulator and send sample orders through.
     Dev(ripple::dev::DevArgs),
+    /// Provision a stack of the template in the emulator and leave it there.
+    Up(StackArgs),
+    /// Print the environment the template gives a function, resolved for a provisioned stack.
+    Env(EnvArgs),
+    /// Run one function's binary on one event, as Lambda would, against a stack (provisioned if
+    /// missing); prints its answer.
+    Invoke(InvokeArgs),
+    /// Delete everything a stack holds.
+    Down(StackArgs),
 }
 
 #[tokio::main]
@@ -36,6 +48,73 @@ async fn main() -> ExitCode {
         .init();
     match cli.command {
         Command::Dev(args) => dev(args).await,
+        Command::Up(args) => print(ripple::stack::up(&args).await, |e| e.hint()),
+        Command::Env(args) => print(ripple::stack::env(&args).await, |e| e.hint()),
+        Command::Invoke(args) => invoke(args).await,
+        Command::Down(args) => print(
+            ripple::stack::down(&args).await.map(|()| String::new()),
+            |e| e.hint(),
+        ),
+    }
+}
+
+/// Prints the output, or the error with its chain and hint.
+fn print<E: std::error::Error + 'static>(
+    result: Result<String, E>,
+    hint: impl Fn(&E) -> Option<String>,
+) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(&err, hint(&err)),
+    }
+}
+
+fn fail<E: std::error::Error + 'static>(err: &E, hint: Option<String>) -> ExitCode {
+    eprintln!("error: {}", ripple_kit::telemetry::error_chain(err));
+    if let Some(hint) = hint {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::FAILURE
+}
+
+async fn invoke(args: InvokeArgs) -> ExitCode {
+    match ripple::invoke::run(&args).await {
+        Ok(answer) => {
+            let text = serde_json::to_string_pretty(&answer.response)
+                .unwrap_or_else(|_| answer.response.to_string());
+            println!("{text}");
+            let failed = answer.failed_records();
+            if failed.is_empty() {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!(
+                "error: the function reported failed records: {}",
+                failed.join(", ")
+            );
+            if args.quiet {
+                print_log(&answer.log);
+            }
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            if let ripple::invoke::InvocationError::Run(run) = &err
+                && args.quiet
+            {
+                print_log(run.log());
+            }
+            let hint = err.hint();
+            fail(&err, hint)
+        }
+    }
+}
+
+fn print_log(lines: &[String]) {
+    eprintln!("the function's log:");
+    for line in lines {
+        eprintln!("  {line}");
     }
 }
 
@@ -62,13 +141,7 @@ async fn dev(args: ripple::dev::DevArgs) -> ExitCode {
                 }
             }
         }
-        Err(err) => {
-            eprintln!("error: {}", ripple_kit::telemetry::error_chain(&err));
-            if let Some(hint) = err.hint() {
-                eprintln!("hint: {hint}");
-            }
-            ExitCode::FAILURE
-        }
+        Err(err) => fail(&err, err.hint().map(str::to_owned)),
     }
 }
 

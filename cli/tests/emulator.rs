@@ -1,7 +1,9 @@
 //! The local runner against the emulator: provisioning, SQS partial failures and redrive, the
 //! stream's retry and on-failure semantics, and the HTTP API, each on its own small template and
-//! a unique stack name. Skipped (with a note) when no emulator endpoint is configured.
+//! a unique stack name. A missing emulator is a failure that says how to get one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,28 +19,8 @@ use ripple::runtime::{Invoke, RunOptions, Runtime, invoke_fn, sqs};
 use ripple::template::Template;
 use serde_json::{Value, json};
 
-async fn emulator() -> Option<aws_config::SdkConfig> {
-    // RUST_LOG=ripple=debug shows what the runtime does.
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .try_init();
-    // Never skipped: without an endpoint these tests fail and say how to get one.
-    let aws = ripple_kit::config::load_sdk_config().await;
-    if let Err(err) = provision::check_reachable(&Clients::new(&aws)).await {
-        panic!(
-            "the AWS endpoint is not reachable ({err}); run the tests with `make test`, which \
-             starts the local emulators, or set AWS_ENDPOINT_URL to LocalStack"
-        );
-    }
-    Some(aws)
-}
-
 fn stack_name(test: &str) -> String {
-    let suffix: String = (0..6)
-        .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
-        .collect();
-    format!("rt-{test}-{suffix}")
+    support::stack_name("rt", test)
 }
 
 async fn start(
@@ -96,7 +78,7 @@ Resources:
 
 #[tokio::test]
 async fn a_poison_message_fails_alone_and_is_redriven_to_the_dlq() {
-    let Some(aws) = emulator().await else { return };
+    let aws = support::emulator().await;
     let template = Template::parse(QUEUE_TEMPLATE).unwrap();
     let deployment = provision::provision(&aws, &template, &stack_name("sqs"))
         .await
@@ -234,7 +216,7 @@ async fn put(clients: &Clients, table: &str, pk: &str, kind: &str) {
 
 #[tokio::test]
 async fn a_failing_stream_record_is_retried_then_sent_to_the_on_failure_destination() {
-    let Some(aws) = emulator().await else { return };
+    let aws = support::emulator().await;
     let template = Template::parse(STREAM_TEMPLATE).unwrap();
     let deployment = provision::provision(&aws, &template, &stack_name("stream"))
         .await
@@ -344,7 +326,7 @@ async fn the_http_api_routes_requests_and_writes_responses() {
     use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
     use http_body_util::{BodyExt as _, Full};
 
-    let Some(aws) = emulator().await else { return };
+    let aws = support::emulator().await;
     let template = Template::parse(API_TEMPLATE).unwrap();
     let deployment = provision::provision(&aws, &template, &stack_name("http"))
         .await
@@ -425,7 +407,7 @@ async fn the_http_api_routes_requests_and_writes_responses() {
 
 #[tokio::test]
 async fn provisioning_is_idempotent_and_teardown_removes_everything() {
-    let Some(aws) = emulator().await else { return };
+    let aws = support::emulator().await;
     let template =
         Template::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
     let name = stack_name("idem");
@@ -451,7 +433,7 @@ async fn provisioning_is_idempotent_and_teardown_removes_everything() {
 
 #[tokio::test]
 async fn the_project_template_provisions_and_tears_down() {
-    let Some(aws) = emulator().await else { return };
+    let aws = support::emulator().await;
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
     let template = Template::from_file(path).unwrap();
     let deployment = provision::provision(&aws, &template, &stack_name("full"))
@@ -496,4 +478,26 @@ async fn the_project_template_provisions_and_tears_down() {
         policy["deadLetterTargetArn"],
         deployment.queue("InventoryDLQ").unwrap().arn
     );
+}
+
+#[tokio::test]
+async fn a_provisioned_stack_is_found_as_it_was_created_and_a_missing_one_is_named() {
+    let aws = support::emulator().await;
+    let template =
+        Template::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    let name = stack_name("lookup");
+    let created = provision::provision(&aws, &template, &name).await.unwrap();
+    let found = provision::lookup(&aws, &template, &name).await;
+    provision::teardown(&aws, &created).await.unwrap();
+    let gone = provision::lookup(&aws, &template, &name).await;
+
+    let json = |d: &Deployment| serde_json::to_value(d).unwrap();
+    assert_eq!(json(&found.unwrap()), json(&created));
+    match gone {
+        Err(provision::ProvisionError::NotProvisioned { stack, resource }) => {
+            assert_eq!(stack, name);
+            assert!(resource.contains(&name), "{resource}");
+        }
+        other => panic!("a deleted stack is not provisioned: {other:?}"),
+    }
 }

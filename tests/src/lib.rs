@@ -12,12 +12,27 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
+use aws_sdk_sqs::types::QueueAttributeName;
 use ripple::provision::{self, Clients, Deployment};
 use ripple::runtime::{Invoke, RunOptions, Runtime};
 use ripple::template::Template;
 use ripple_kit::store::DynamoEventStore;
 use ripple_kit::{Envelope, EventStore};
 use serde_json::Value;
+
+/// Every function of the template, by binary.
+pub const ALL_FUNCTIONS: &[&str] = &[
+    "orders-api",
+    "outbox-publisher",
+    "inventory",
+    "payments",
+    "order-saga",
+    "projections",
+    "notifications",
+];
+
+/// How long the whole pipeline may take to go quiet.
+pub const QUIET: Duration = Duration::from_secs(120);
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -29,6 +44,15 @@ pub fn fixture(name: &str) -> Value {
     let path = repo_root().join("events").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The envelope the first message of a sample SQS event in `events/` carries.
+pub fn fixture_envelope(name: &str) -> Envelope {
+    let event = fixture(name);
+    let body = event["Records"][0]["body"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} is not an SQS event"));
+    Envelope::from_json(body).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 /// A short random suffix for names that must not collide between tests and runs.
@@ -153,6 +177,66 @@ impl TestStack {
         }
     }
 
+    /// Seeds stock: `units` of each sku.
+    pub async fn restock(&self, levels: &[(&str, u64)]) {
+        let inventory = self.inventory();
+        for (sku, units) in levels {
+            inventory.restock(sku, *units).await.expect("restock");
+        }
+    }
+
+    /// Messages in every dead-letter queue.
+    pub async fn dead_lettered(&self) -> u64 {
+        let mut total = 0;
+        for queue in self.deployment.queues.values().filter(|q| q.dead_letter) {
+            total += ripple::runtime::sqs::depth(&self.clients.sqs, &queue.url)
+                .await
+                .expect("queue depth");
+        }
+        total
+    }
+
+    /// A queue of its own subscribed to one of the stack's topics: what its subscribers are sent.
+    pub async fn inbox(&self, topic: &str) -> Inbox {
+        let sqs = self.clients.sqs.clone();
+        let url = sqs
+            .create_queue()
+            .queue_name(unique("inbox"))
+            .send()
+            .await
+            .expect("inbox queue")
+            .queue_url
+            .expect("queue url");
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("inbox attributes");
+        let arn = attributes
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .expect("queue arn")
+            .clone();
+        let topic_arn = &self
+            .deployment
+            .topic(topic)
+            .unwrap_or_else(|| panic!("no topic {topic}"))
+            .arn;
+        self.clients
+            .sns
+            .subscribe()
+            .topic_arn(topic_arn)
+            .protocol("sqs")
+            .endpoint(arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .expect("subscribe the inbox");
+        Inbox { sqs, url }
+    }
+
     /// The handler of one function, speaking Lambda JSON, outside any event source.
     pub fn invoke(&self, binary: &str) -> Invoke {
         let handlers = ripple::functions::handlers_for(&self.deployment, &self.aws, &[binary])
@@ -192,6 +276,116 @@ impl TestStack {
             .into_iter()
             .map(|e| e.event_type)
             .collect()
+    }
+}
+
+/// A stack with its stock seeded and functions running behind their event sources.
+pub struct RunningStack {
+    /// The stack.
+    pub stack: TestStack,
+    /// Its functions.
+    pub runtime: Runtime,
+}
+
+impl RunningStack {
+    /// A new stack for `test` with `stock`, every function of the template running.
+    pub async fn start(test: &str, stock: &[(&str, u64)]) -> Self {
+        Self::start_only(test, stock, ALL_FUNCTIONS).await
+    }
+
+    /// The same with only the functions built from `binaries` running.
+    pub async fn start_only(test: &str, stock: &[(&str, u64)], binaries: &[&str]) -> Self {
+        let stack = TestStack::deploy(test).await;
+        stack.restock(stock).await;
+        let runtime = stack.run(binaries).await;
+        RunningStack { stack, runtime }
+    }
+
+    /// The orders API.
+    pub fn api(&self) -> OrdersApi<'_> {
+        OrdersApi::of(&self.runtime)
+    }
+
+    /// Waits until the pipeline is quiet (at most [`QUIET`]).
+    pub async fn settle(&self) {
+        if let Err(busy) = self.runtime.wait_until_quiet(QUIET, |_, _| {}).await {
+            panic!("{busy}");
+        }
+    }
+
+    /// Stops the functions and deletes the stack.
+    pub async fn finish(self) {
+        self.runtime.stop().await;
+        self.stack.teardown().await;
+    }
+}
+
+/// A queue subscribed to a topic (see [`TestStack::inbox`]).
+pub struct Inbox {
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+}
+
+impl Inbox {
+    /// Every message waiting, removed from the queue.
+    pub async fn drain(&self) -> Vec<String> {
+        let mut bodies = Vec::new();
+        loop {
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .expect("receive");
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return bodies;
+            }
+            for message in messages {
+                bodies.push(message.body.unwrap_or_default());
+                self.sqs
+                    .delete_message()
+                    .queue_url(&self.url)
+                    .receipt_handle(message.receipt_handle.unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+        }
+    }
+}
+
+/// The orders API of a running stack, invoked as API Gateway invokes it.
+pub struct OrdersApi<'r>(&'r Runtime);
+
+impl<'r> OrdersApi<'r> {
+    /// The orders API function of `runtime`.
+    pub fn of(runtime: &'r Runtime) -> Self {
+        OrdersApi(runtime)
+    }
+
+    /// Places an order; its id.
+    pub async fn place(&self, customer: &str, lines: &[(&str, u32)]) -> String {
+        let (status, body) = self.call(place_order_request(customer, lines)).await;
+        assert_eq!(status, 201, "{body}");
+        body["order_id"].as_str().expect("order_id").to_owned()
+    }
+
+    /// The status code and JSON body of the answer to `request`.
+    pub async fn call(&self, request: Value) -> (i64, Value) {
+        let response = self
+            .0
+            .function("OrdersApiFunction")
+            .expect("the orders API runs")
+            .invoke(request)
+            .await
+            .expect("the orders API answers");
+        (
+            response["statusCode"].as_i64().expect("a status"),
+            body(&response),
+        )
     }
 }
 

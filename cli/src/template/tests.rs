@@ -1,4 +1,11 @@
+//! The template reader on small templates of its own: intrinsics, conditions, names, the model
+//! of each resource type, and the errors that say where a template is wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::Value as Json;
+use serde_norway::Value as Yaml;
 
 use super::*;
 
@@ -171,10 +178,12 @@ fn errors_name_the_place_and_the_problem() {
         matches!(err, TemplateError::UnknownAttribute { .. }),
         "{err}"
     );
-    let err = r.resolve(&yaml("!FindInMap [a, b, c]")).unwrap_err();
+    let err = r.resolve(&yaml("!ImportValue shared-vpc")).unwrap_err();
     assert!(
-        matches!(err, TemplateError::Unsupported { ref function, .. } if function == "Fn::FindInMap")
+        matches!(err, TemplateError::Unsupported { ref function, .. } if function == "Fn::ImportValue")
     );
+    let err = r.resolve(&yaml("!FindInMap [a, b, c]")).unwrap_err();
+    assert!(err.to_string().contains("Mappings has no a.b.c"), "{err}");
     assert!(matches!(
         Template::parse("Resources: [").unwrap_err(),
         TemplateError::Yaml(_)
@@ -183,6 +192,76 @@ fn errors_name_the_place_and_the_problem() {
         Template::parse("Description: nothing").unwrap_err(),
         TemplateError::Invalid { .. }
     ));
+}
+
+const LOOPED: &str = r#"
+Transform: [AWS::LanguageExtensions, AWS::Serverless-2016-10-31]
+Mappings:
+  Consumers:
+    Billing: {Name: billing, Retries: 3}
+    OrderSaga: {Name: order-saga}
+Resources:
+  Fn::ForEach::Consumers:
+    - Consumer
+    - [Billing, OrderSaga]
+    - ${Consumer}DLQ:
+        Type: AWS::SQS::Queue
+        Properties:
+          QueueName: !Sub ["${AWS::StackName}-${Name}-dlq", {Name: !FindInMap [Consumers, !Ref Consumer, Name]}]
+      ${Consumer}Queue:
+        Type: AWS::SQS::Queue
+        Properties:
+          QueueName: !Sub ["${AWS::StackName}-${Name}", {Name: !FindInMap [Consumers, !Ref Consumer, Name]}]
+          RedrivePolicy:
+            deadLetterTargetArn: !GetAtt [!Sub "${Consumer}DLQ", Arn]
+            maxReceiveCount: !FindInMap [Consumers, !Ref Consumer, Retries, {DefaultValue: 5}]
+Outputs:
+  Fn::ForEach::Urls:
+    - Consumer
+    - [Billing, OrderSaga]
+    - ${Consumer}QueueUrl:
+        Value: !GetAtt [!Sub "${Consumer}Queue", QueueUrl]
+"#;
+
+#[test]
+fn for_each_loops_expand_into_the_resources_and_outputs_they_stand_for() {
+    let template = Template::parse(LOOPED).unwrap();
+    let stack = template.stack(pseudo()).unwrap();
+    let saga = stack.queue("OrderSagaQueue").unwrap();
+    assert_eq!(saga.name, "shop-order-saga");
+    assert_eq!(
+        saga.redrive,
+        Some(Redrive {
+            dead_letter_queue: "OrderSagaDLQ".into(),
+            max_receive_count: 5
+        }),
+        "the mapping has no Retries for OrderSaga: the default applies"
+    );
+    assert_eq!(
+        stack
+            .queue("BillingQueue")
+            .unwrap()
+            .redrive
+            .as_ref()
+            .unwrap()
+            .max_receive_count,
+        3
+    );
+    assert_eq!(stack.queue("BillingDLQ").unwrap().name, "shop-billing-dlq");
+    let outputs: Vec<_> = template.outputs().map(|(name, _)| name).collect();
+    assert_eq!(outputs, ["BillingQueueUrl", "OrderSagaQueueUrl"]);
+    let (_, url) = template.outputs().next().unwrap();
+    assert_eq!(
+        resolver(&template).resolve(&url["Value"]).unwrap(),
+        "https://sqs.eu-west-1.amazonaws.com/123456789012/shop-billing"
+    );
+}
+
+#[test]
+fn for_each_without_the_language_extensions_transform_is_an_error() {
+    let without = LOOPED.replace("AWS::LanguageExtensions, ", "");
+    let err = Template::parse(&without).unwrap_err();
+    assert!(err.to_string().contains("AWS::LanguageExtensions"), "{err}");
 }
 
 #[test]
@@ -493,70 +572,4 @@ fn api_ids_look_like_api_gateway_ids() {
     );
     assert_eq!(id, api_id("shop", "HttpApi"));
     assert_ne!(id, api_id("shop2", "HttpApi"));
-}
-
-/// The real template: every resource the runner needs is modelled and resolvable.
-#[test]
-fn the_project_template_models_the_whole_pipeline() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let template = Template::from_file(path).unwrap();
-    let stack = template
-        .stack(PseudoParameters::new("t1", DEFAULT_REGION))
-        .unwrap();
-
-    let events = stack.table("EventsTable").expect("EventsTable");
-    assert_eq!(events.name, "t1-events");
-    assert_eq!(events.stream_view_type.as_deref(), Some("NEW_IMAGE"));
-    assert_eq!(events.ttl_attribute.as_deref(), Some("expires_at"));
-    assert_eq!(
-        stack.topic("DomainEventsTopic").unwrap().name,
-        "t1-domain-events"
-    );
-    let inventory = stack.queue("InventoryQueue").unwrap();
-    assert_eq!(inventory.name, "t1-inventory");
-    assert_eq!(
-        inventory
-            .redrive
-            .as_ref()
-            .map(|r| r.dead_letter_queue.as_str()),
-        Some("InventoryDLQ")
-    );
-    assert!(
-        stack
-            .subscriptions
-            .iter()
-            .any(|s| s.queue == "InventoryQueue")
-    );
-
-    let binaries: Vec<_> = stack.functions.iter().map(|f| f.binary.as_str()).collect();
-    for binary in ["orders-api", "outbox-publisher", "inventory"] {
-        assert!(
-            binaries.contains(&binary),
-            "{binary} missing from {binaries:?}"
-        );
-    }
-    let publisher = stack
-        .functions
-        .iter()
-        .find(|f| f.binary == "outbox-publisher")
-        .unwrap();
-    assert!(
-        publisher
-            .events
-            .iter()
-            .any(|e| matches!(e, EventSource::DynamoDb(s) if s.table == "EventsTable"))
-    );
-
-    // Every function's environment resolves once the stream ARN is known.
-    let mut resolver = template.resolver(PseudoParameters::new("t1", DEFAULT_REGION));
-    for table in &stack.tables {
-        resolver.know(
-            &table.logical_id,
-            "StreamArn",
-            "arn:aws:dynamodb:x:0:table/t/stream/l",
-        );
-    }
-    for function in &stack.functions {
-        resolver.environment(function).unwrap();
-    }
 }

@@ -1,0 +1,87 @@
+//! Placing the sample orders: POST /orders over real HTTP to the local API, a few at a time.
+
+use bytes::Bytes;
+use futures::StreamExt as _;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Orders in flight at once while loading the API.
+const CONCURRENT_ORDERS: usize = 4;
+
+/// What the API answered one order: its status (0 when no response came back) and the new
+/// order's id.
+pub type Placed = (u16, Option<String>);
+
+/// POSTs every order to `url`, [`CONCURRENT_ORDERS`] at a time, each with an idempotency key
+/// unique to the stack; `on_done` is called as each one is answered.
+pub(super) async fn place_all(
+    url: &str,
+    stack_name: &str,
+    orders: Vec<serde_json::Value>,
+    on_done: impl Fn(),
+) -> Vec<Placed> {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    futures::stream::iter(orders.into_iter().enumerate())
+        .map(|(i, order)| {
+            let client = &client;
+            let on_done = &on_done;
+            let key = format!("{stack_name}-order-{i}");
+            async move {
+                let placed = post_order(client, url, &key, &order).await;
+                on_done();
+                placed
+            }
+        })
+        .buffer_unordered(CONCURRENT_ORDERS)
+        .collect()
+        .await
+}
+
+/// POSTs one order; the status (0 when no response came back) and the new order's id.
+async fn post_order(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    url: &str,
+    idempotency_key: &str,
+    order: &serde_json::Value,
+) -> Placed {
+    let request = hyper::Request::post(url)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header("idempotency-key", idempotency_key)
+        .header(
+            hyper::header::USER_AGENT,
+            concat!("ripple-dev/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Full::new(Bytes::from(order.to_string())));
+    let request = match request {
+        Ok(request) => request,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot build an order request");
+            return (0, None);
+        }
+    };
+    match client.request(request).await {
+        Ok(response) => {
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            if !status.is_success() {
+                tracing::warn!(status = status.as_u16(), body = %String::from_utf8_lossy(&body), "order refused");
+                return (status.as_u16(), None);
+            }
+            let order_id = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|b| b["order_id"].as_str().map(str::to_owned));
+            (status.as_u16(), order_id)
+        }
+        Err(err) => {
+            tracing::warn!(error = %ripple_kit::telemetry::error_chain(&err), "order request failed");
+            (0, None)
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The project's own `template.yaml`, expanded as CloudFormation expands it: what the runner
+//! needs is there, and the rules every consumer must follow hold for each of them.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use super::*;
+
+fn project() -> (Template, Stack) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
+    let template = Template::from_file(path).unwrap();
+    let stack = template
+        .stack(PseudoParameters::new("t1", DEFAULT_REGION))
+        .unwrap();
+    (template, stack)
+}
+
+/// Every queue a function consumes, with that function.
+fn consumer_queues(stack: &Stack) -> Vec<(&Queue, &Function)> {
+    stack
+        .functions
+        .iter()
+        .flat_map(|f| f.events.iter().map(move |e| (e, f)))
+        .filter_map(|(event, function)| match event {
+            EventSource::Sqs(source) => Some((stack.queue(&source.queue).unwrap(), function)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The real template: every resource the runner needs is modelled and resolvable.
+#[test]
+fn the_project_template_models_the_whole_pipeline() {
+    let (template, stack) = project();
+
+    let events = stack.table("EventsTable").expect("EventsTable");
+    assert_eq!(events.name, "t1-events");
+    assert_eq!(events.stream_view_type.as_deref(), Some("NEW_IMAGE"));
+    assert_eq!(events.ttl_attribute.as_deref(), Some("expires_at"));
+    assert_eq!(
+        stack.topic("DomainEventsTopic").unwrap().name,
+        "t1-domain-events"
+    );
+    let inventory = stack.queue("InventoryQueue").unwrap();
+    assert_eq!(inventory.name, "t1-inventory");
+    assert_eq!(
+        inventory
+            .redrive
+            .as_ref()
+            .map(|r| r.dead_letter_queue.as_str()),
+        Some("InventoryDLQ")
+    );
+    assert!(
+        stack
+            .subscriptions
+            .iter()
+            .any(|s| s.queue == "InventoryQueue")
+    );
+
+    let binaries: Vec<_> = stack.functions.iter().map(|f| f.binary.as_str()).collect();
+    for binary in ["orders-api", "outbox-publisher", "inventory"] {
+        assert!(
+            binaries.contains(&binary),
+            "{binary} missing from {binaries:?}"
+        );
+    }
+    let publisher = stack
+        .functions
+        .iter()
+        .find(|f| f.binary == "outbox-publisher")
+        .unwrap();
+    assert!(
+        publisher
+            .events
+            .iter()
+            .any(|e| matches!(e, EventSource::DynamoDb(s) if s.table == "EventsTable"))
+    );
+
+    // Every function's environment resolves once the stream ARN is known.
+    let mut resolver = template.resolver(PseudoParameters::new("t1", DEFAULT_REGION));
+    for table in &stack.tables {
+        resolver.know(
+            &table.logical_id,
+            "StreamArn",
+            "arn:aws:dynamodb:x:0:table/t/stream/l",
+        );
+    }
+    for function in &stack.functions {
+        resolver.environment(function).unwrap();
+    }
+}
+
+#[test]
+fn every_consumer_queue_redrives_to_a_dead_letter_queue_of_its_own() {
+    let (_, stack) = project();
+    let consumed = consumer_queues(&stack);
+    assert_eq!(consumed.len(), 5, "the five saga consumers");
+    let mut dead_letter_queues = BTreeSet::new();
+    for (queue, function) in &consumed {
+        let redrive = queue
+            .redrive
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no RedrivePolicy", queue.logical_id));
+        let dlq = &redrive.dead_letter_queue;
+        assert_ne!(dlq, &queue.logical_id);
+        assert!(
+            stack.queue(dlq).unwrap().redrive.is_none(),
+            "{dlq} redrives further"
+        );
+        assert!(
+            consumed.iter().all(|(q, _)| &q.logical_id != dlq),
+            "{dlq} is consumed by a function"
+        );
+        assert!(
+            dead_letter_queues.insert(dlq.clone()),
+            "{dlq} is shared ({} of {})",
+            queue.logical_id,
+            function.logical_id
+        );
+    }
+}
+
+#[test]
+fn consumer_queues_stay_invisible_six_times_their_function_timeout() {
+    let (_, stack) = project();
+    for (queue, function) in consumer_queues(&stack) {
+        // Without the attribute SQS uses 30 s.
+        let visibility = u64::from(queue.visibility_timeout.unwrap_or(30));
+        assert!(
+            visibility >= 6 * function.timeout.as_secs(),
+            "{}: {visibility} s < 6 x {:?} of {}",
+            queue.logical_id,
+            function.timeout,
+            function.logical_id
+        );
+    }
+}
+
+#[test]
+fn every_dead_letter_queue_has_an_alarm_on_its_first_message() {
+    let (template, stack) = project();
+    let resolver = template.resolver(stack.pseudo.clone());
+    let alarms: Vec<serde_json::Value> = template
+        .resources()
+        .filter(|r| r.resource_type == "AWS::CloudWatch::Alarm")
+        .map(|r| resolver.resolve(r.properties()).unwrap())
+        .collect();
+    let dead_letter_queues: Vec<&Queue> = stack
+        .queues
+        .iter()
+        .filter(|q| stack.is_dead_letter_queue(&q.logical_id))
+        .collect();
+    assert_eq!(dead_letter_queues.len(), 5);
+    for dlq in dead_letter_queues {
+        let watching = alarms
+            .iter()
+            .find(|alarm| alarm["Dimensions"] == json!([{"Name": "QueueName", "Value": dlq.name}]));
+        let alarm = watching.unwrap_or_else(|| panic!("no alarm watches {}", dlq.logical_id));
+        assert_eq!(alarm["MetricName"], "ApproximateNumberOfMessagesVisible");
+        assert_eq!(
+            (&alarm["ComparisonOperator"], &alarm["Threshold"]),
+            (&json!("GreaterThanThreshold"), &json!(0))
+        );
+    }
+}
+
+#[test]
+fn the_outputs_give_every_consumer_queue_and_dead_letter_queue_url() {
+    let (template, stack) = project();
+    let resolver = template.resolver(stack.pseudo.clone());
+    let outputs: std::collections::BTreeMap<&str, &serde_norway::Value> =
+        template.outputs().collect();
+    for (queue, _) in consumer_queues(&stack) {
+        let dlq = &queue.redrive.as_ref().unwrap().dead_letter_queue;
+        for id in [&queue.logical_id, dlq] {
+            let output = outputs
+                .get(format!("{id}Url").as_str())
+                .unwrap_or_else(|| panic!("no output {id}Url"));
+            assert_eq!(
+                resolver.resolve(&output["Value"]).unwrap(),
+                json!(resolver.reference(id).unwrap())
+            );
+        }
+    }
+}
+
+#[test]
+fn every_entry_of_the_consumers_mapping_is_a_consumer_with_its_queue() {
+    let (template, stack) = project();
+    let consumers: BTreeSet<String> = template.mappings["Consumers"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap().to_owned())
+        .collect();
+    let queues: BTreeSet<String> = consumer_queues(&stack)
+        .iter()
+        .map(|(q, _)| q.logical_id.trim_end_matches("Queue").to_owned())
+        .collect();
+    assert_eq!(consumers, queues);
+}
