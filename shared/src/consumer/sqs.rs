@@ -3,16 +3,19 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use tracing::Instrument;
 
+use super::admission::{ReplayWindow, admit};
 use super::{Consumer, Delivery, Handled};
 use crate::batch::{QueueKind, process_sqs};
 use crate::envelope::Envelope;
 use crate::parse::envelope_from_sqs;
+use crate::producers::Producers;
 use crate::store::StoreError;
 use crate::telemetry::{Metrics, error_chain, metrics_namespace};
 
@@ -21,11 +24,19 @@ const DEFAULT_CONCURRENCY: usize = 4;
 
 /// A consumer behind an SQS event source mapping (with `ReportBatchItemFailures`).
 ///
+/// Before the consumer sees an event, it must be admitted: inside the [`ReplayWindow`] and, with
+/// [`with_producers`](Self::with_producers), written by a producer the allowlist lets write it
+/// (see [`admission`](super::admission)). A refused event fails like a poison message: it is
+/// redelivered, then dead-lettered, with the reason logged and counted as `EventsRefused`.
+///
 /// Build it once per execution environment; [`handle`](Self::handle) serves every invocation.
 pub struct SqsConsumer<C> {
     consumer: C,
     metrics: Metrics,
     concurrency: usize,
+    producers: Option<Producers>,
+    window: ReplayWindow,
+    clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
 }
 
 impl<C: Consumer> SqsConsumer<C> {
@@ -37,7 +48,22 @@ impl<C: Consumer> SqsConsumer<C> {
             metrics: Metrics::new(&metrics_namespace(), C::NAME),
             consumer,
             concurrency: DEFAULT_CONCURRENCY,
+            producers: None,
+            window: ReplayWindow::default(),
+            clock: Arc::new(SystemTime::now),
         }
+    }
+
+    /// Acts only on events whose `source` may write them by `producers` (the system's allowlist).
+    pub fn with_producers(mut self, producers: Producers) -> Self {
+        self.producers = Some(producers);
+        self
+    }
+
+    /// Reads the time the replay window is measured from with `clock` (for tests).
+    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// Handles up to `concurrency` records of a standard-queue batch at once (at least one).
@@ -89,6 +115,17 @@ impl<C: Consumer> SqsConsumer<C> {
                 return Err(err.into());
             }
         };
+        if let Err(refused) = admit(
+            &event,
+            self.producers.as_ref(),
+            &self.window,
+            (self.clock)(),
+        ) {
+            tracing::error!(event_id = %event.id, source = %event.source, r#type = %event.event_type, aggregate_type = %event.aggregatetype, time = %event.time, reason = %error_chain(&refused), "event refused; not acted on");
+            self.metrics.count("EventsRefused");
+            self.metrics.count("ConsumerFailures");
+            return Err(refused.into());
+        }
         let span = tracing::info_span!("event", event_id = %event.id, r#type = %event.event_type, correlation_id = %event.correlationid);
         let delivery = Delivery {
             event: &event,

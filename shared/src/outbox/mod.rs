@@ -6,6 +6,14 @@
 //! not a readable event) is reported as the batch item failure, so Lambda retries the shard from
 //! exactly there and nothing after it is skipped.
 //!
+//! Only the store's own events leave: a record is published only if its item key is the envelope's
+//! own stream (`pk` = `<aggregatetype>#<subject>`, `sk` = `sequence`), so a writer allowed one
+//! aggregate's keys cannot slip out an envelope of another, and, with
+//! [`with_producers`](Outbox::with_producers), only if its `source` may write that aggregate and
+//! event type. Anything else is quarantined: logged with its key and the reason, counted as
+//! `EventsQuarantined` (the template alarms on it), never published, and left in the table for an
+//! operator to look at; the records after it go on.
+//!
 //! ```
 //! use aws_lambda_events::event::dynamodb::Event;
 //! use lambda_runtime::{Context, LambdaEvent};
@@ -35,6 +43,7 @@ use lambda_runtime::LambdaEvent;
 
 use crate::batch::stream_failure_at;
 use crate::envelope::{Envelope, EnvelopeError};
+use crate::producers::Producers;
 use crate::publish::Publisher;
 use crate::store::{KIND_EVENT, attr};
 use crate::telemetry::{Metrics, Unit, metrics_namespace};
@@ -42,6 +51,7 @@ use crate::telemetry::{Metrics, Unit, metrics_namespace};
 /// The stream handler that publishes an event store's new events.
 pub struct Outbox<P> {
     publisher: P,
+    producers: Option<Producers>,
     metrics: Metrics,
 }
 
@@ -54,17 +64,60 @@ enum Record {
     Skip,
     /// An event item that cannot be read: it can only fail.
     Corrupt(String),
+    /// A readable event that is not the store's own: never published.
+    Quarantine {
+        /// The envelope as found.
+        envelope: Box<Envelope>,
+        /// Why it may not leave.
+        reason: String,
+    },
 }
 
-fn classify(record: &EventRecord) -> Record {
+fn classify(record: &EventRecord, producers: Option<&Producers>) -> Record {
     // Events are immutable: only inserts are new events. TTL removes dedupe markers (REMOVE).
     if record.event_name != "INSERT" {
         return Record::Skip;
     }
-    match envelope_from_stream_image(&record.change.new_image) {
-        Ok(Some(envelope)) => Record::Publish(Box::new(envelope)),
+    let image = &record.change.new_image;
+    match envelope_from_stream_image(image) {
+        Ok(Some(envelope)) => match admit(image, &envelope, producers) {
+            Ok(()) => Record::Publish(Box::new(envelope)),
+            Err(reason) => Record::Quarantine {
+                envelope: Box::new(envelope),
+                reason,
+            },
+        },
         Ok(None) => Record::Skip,
         Err(err) => Record::Corrupt(err.to_string()),
+    }
+}
+
+/// Why the event in `image` may not be published, if it may not: its item is not at its own
+/// stream position, or its producer may not write it.
+fn admit(
+    image: &serde_dynamo::Item,
+    envelope: &Envelope,
+    producers: Option<&Producers>,
+) -> Result<(), String> {
+    use serde_dynamo::AttributeValue as StreamValue;
+    let (pk, sk) = (image.get(attr::PK), image.get(attr::SK));
+    let expected_sk = envelope.sequence.to_string();
+    let at_own_position = matches!(pk, Some(StreamValue::S(pk)) if *pk == envelope.stream_key())
+        && matches!(sk, Some(StreamValue::N(sk)) if *sk == expected_sk)
+        // `Order#a` + `b#c` and `Order#a#b` + `c` would share a key.
+        && !envelope.aggregatetype.contains('#');
+    if !at_own_position {
+        return Err(format!(
+            "stored at pk {pk:?} sk {sk:?}, but the envelope belongs at {} sequence {}",
+            envelope.stream_key(),
+            envelope.sequence
+        ));
+    }
+    match producers {
+        Some(producers) => producers
+            .check(envelope)
+            .map_err(|refused| refused.to_string()),
+        None => Ok(()),
     }
 }
 
@@ -98,8 +151,16 @@ impl<P: Publisher> Outbox<P> {
     pub fn new(publisher: P) -> Self {
         Outbox {
             publisher,
+            producers: None,
             metrics: Metrics::new(&metrics_namespace(), "outbox-publisher"),
         }
+    }
+
+    /// Publishes only events whose `source` may write them by `producers` (the system's
+    /// allowlist); every other event is quarantined.
+    pub fn with_producers(mut self, producers: Producers) -> Self {
+        self.producers = Some(producers);
+        self
     }
 
     /// The publisher.
@@ -116,9 +177,12 @@ impl<P: Publisher> Outbox<P> {
         let mut to_publish: Vec<(usize, Envelope)> = Vec::new();
         let mut first_failed: Option<usize> = None;
         for (index, record) in records.iter().enumerate() {
-            match classify(record) {
+            match classify(record, self.producers.as_ref()) {
                 Record::Publish(envelope) => to_publish.push((index, *envelope)),
                 Record::Skip => {}
+                Record::Quarantine { envelope, reason } => {
+                    self.quarantine(record, &envelope, &reason);
+                }
                 Record::Corrupt(reason) => {
                     tracing::error!(
                         event_id = %record.event_id,
@@ -157,6 +221,23 @@ impl<P: Publisher> Outbox<P> {
         }
         self.metrics.flush();
         Ok(stream_failure_at(&records, first_failed))
+    }
+
+    /// Keeps `envelope` from the topic: it stays in the table, the log says where and why, and
+    /// the `EventsQuarantined` count raises the alarm.
+    fn quarantine(&self, record: &EventRecord, envelope: &Envelope, reason: &str) {
+        tracing::error!(
+            quarantined = true,
+            stream_sequence = record.change.sequence_number.as_deref().unwrap_or_default(),
+            pk = ?record.change.new_image.get(attr::PK),
+            sk = ?record.change.new_image.get(attr::SK),
+            event_id = %envelope.id,
+            source = %envelope.source,
+            r#type = %envelope.event_type,
+            reason,
+            "event quarantined: not published"
+        );
+        self.metrics.count("EventsQuarantined");
     }
 }
 
@@ -208,6 +289,8 @@ mod tests {
         record.event_name = "INSERT".into();
         record.change.sequence_number = Some(sequence.to_string());
         record.change.new_image = std::collections::HashMap::from([
+            ("pk".to_owned(), V::S(envelope.stream_key())),
+            ("sk".to_owned(), V::N(envelope.sequence.to_string())),
             ("kind".to_owned(), V::S("event".into())),
             ("envelope".to_owned(), V::S(envelope.to_json())),
         ])
@@ -277,6 +360,58 @@ mod tests {
         assert_eq!(
             *outbox.publisher.published.lock().unwrap(),
             vec![ids[0].clone()]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_envelope_stored_under_another_stream_is_quarantined_and_the_rest_published() {
+        use serde_dynamo::AttributeValue as V;
+        let (mut event, ids) = batch(4);
+        // A writer allowed only `Stock#*` keys puts an Order envelope there...
+        event.records[1]
+            .change
+            .new_image
+            .insert("pk".into(), V::S("Stock#t-1".into()));
+        // ...or one at the wrong position of its own stream.
+        event.records[2]
+            .change
+            .new_image
+            .insert("sk".into(), V::N("7".into()));
+        let outbox = Outbox::new(Recording::default());
+        assert!(run(&outbox, event).await.is_empty(), "nothing to retry");
+        assert_eq!(
+            *outbox.publisher.published.lock().unwrap(),
+            vec![ids[0].clone(), ids[3].clone()]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_its_source_may_not_write_is_quarantined() {
+        #[derive(Default)]
+        struct Thing;
+        impl crate::Aggregate for Thing {
+            const TYPE: &'static str = "Thing";
+            type Event = crate::fixtures::ThingEvent;
+            fn apply(&mut self, _: &Self::Event) {}
+        }
+        let (mut stream, ids) = batch(3);
+        let mut forged = event("t-9", 1);
+        forged.source = "someone/else".into();
+        stream.records[1] = insert(&forged, 101);
+        let outbox = Outbox::new(Recording::default())
+            .with_producers(Producers::new().allow_all::<Thing>("test"));
+        assert!(run(&outbox, stream).await.is_empty());
+        assert_eq!(
+            *outbox.publisher.published.lock().unwrap(),
+            vec![ids[0].clone(), ids[2].clone()]
+        );
+        assert_eq!(
+            admit(
+                &insert(&forged, 1).change.new_image,
+                &forged,
+                outbox.producers.as_ref()
+            ),
+            Err("someone/else is not a producer of this system".to_owned())
         );
     }
 
