@@ -135,6 +135,51 @@ async fn a_live_in_progress_record_is_reported_and_taken_over_after_the_deadline
 }
 
 #[tokio::test]
+async fn an_at_most_once_effect_whose_claim_was_abandoned_is_not_run_again() {
+    let (time, clock) = clock();
+    let store = Arc::new(InMemoryIdempotencyStore::new());
+    let idempotency = Idempotency::new(store, "notify")
+        .with_clock(clock)
+        .at_most_once();
+    let calls = AtomicUsize::new(0);
+    let key = json!("o-1");
+    let payload = json!({"to": "c-1"});
+    idempotency.store().insert(IdempotencyRecord {
+        key: idempotency.key(&key),
+        status: Status::InProgress,
+        expiration: (T0 + 3600) as i64,
+        in_progress_expiry: Some(((T0 + 10) * 1000) as i64),
+        data: None,
+        validation: Some(hash_json(&payload)),
+    });
+    time.store(T0 + 11, Ordering::SeqCst);
+    let later = UNIX_EPOCH + Duration::from_secs(T0 + 20);
+    let err = idempotency
+        .run(&key, &payload, later, || charge(&calls))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IdempotencyError::Abandoned { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "the effect may have happened: not again"
+    );
+    // A key nobody claimed still runs once, and replays after.
+    let other = json!("o-2");
+    idempotency
+        .run(&other, &payload, later, || charge(&calls))
+        .await
+        .unwrap();
+    let again = idempotency
+        .run(&other, &payload, later, || charge(&calls))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn a_concurrent_duplicate_is_turned_away_while_the_first_runs() {
     let (_, idempotency) = runner();
     let key = json!("o-1");
