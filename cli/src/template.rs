@@ -52,4 +52,6 @@ pub const REF: &str = "Ref";
 #[cfg(test)]
 mod project_tests;
 #[cfg(test)]
+mod security_tests;
+#[cfg(test)]
 mod tests;
