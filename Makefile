@@ -123,11 +123,12 @@ build: $(VENV)/bin/cargo-lambda ## Build every function for Lambda (arm64, relea
 # ----------------------------------------------------------------------------------------------
 # FN is a function's binary (or logical id); EVENT defaults to its sample in events/ (for
 # orders-api, the POST /orders one). payments and order-saga act on an order the event store
-# must hold: GIVEN defaults for them to the sample order, appended to the store first. STACK is
-# provisioned if it does not exist; `make dev ARGS=--keep` leaves one under the same name.
+# must hold: GIVEN defaults for them to the sample order, appended to the store first; orders-api
+# prices its sample from the catalog, so GIVEN defaults for it to the sample sku's price. STACK
+# is provisioned if it does not exist; `make dev ARGS=--keep` leaves one under the same name.
 FN       ?=
 EVENT    ?= $(firstword $(wildcard events/$(FN)-post-*.json events/$(FN)-*.json))
-GIVEN    ?= $(if $(filter payments order-saga,$(FN)),events/inventory-order-placed.json)
+GIVEN    ?= $(if $(filter payments order-saga,$(FN)),events/inventory-order-placed.json,$(if $(filter orders-api,$(FN)),events/catalog-sku-1-priced.json))
 STACK    ?= ripple
 TEMPLATE ?= template.yaml
 RIPPLE   ?= cargo run -q --bin ripple --

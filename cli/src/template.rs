@@ -36,8 +36,9 @@ pub use document::{Resource, Template};
 pub use error::TemplateError;
 pub use intrinsic::target_of;
 pub use model::{
-    AttributeDefinition, EventSource, Function, HttpRoute, Ignored, KeyElement, Queue, Redrive,
-    SecondaryIndex, SqsSource, Stack, StartingPosition, StreamSource, Subscription, Table, Topic,
+    AttributeDefinition, Authorization, EventSource, Function, HttpRoute, Ignored, KeyElement,
+    Queue, Redrive, SecondaryIndex, SqsSource, Stack, StartingPosition, StreamSource, Subscription,
+    Table, Topic,
 };
 pub use pseudo::{PseudoParameters, api_id, validate_stack_name};
 pub use resolver::Resolver;

@@ -7,9 +7,14 @@
 //! parameters, and the function's response (or its failure) becomes the HTTP response exactly as
 //! API Gateway would write it.
 //!
-//! The server is here; matching a request to a route is in `routes`, and the event and response
-//! formats in `payload`.
+//! A route the template protects with a JWT authorizer gets its token checked as API Gateway
+//! checks it (`auth`), against the runner's local issuer, and the verified claims in
+//! `requestContext.authorizer.jwt`; a request that fails gets API Gateway's 401 or 403.
+//!
+//! The server is here; matching a request to a route is in `routes`, the token checks in `auth`,
+//! and the event and response formats in `payload`.
 
+pub mod auth;
 mod payload;
 mod routes;
 
@@ -32,9 +37,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{LocalFunction, RuntimeError, Stats};
 use crate::provision::Deployment;
-use crate::template::{self, HttpRoute};
+use crate::template::{self, Authorization, HttpRoute};
 
+pub use auth::{Denied, JwtAuthorizer, Verified};
 pub use payload::{ApiContext, IncomingRequest, OutgoingResponse, request_event, response_from};
+pub(crate) use routes::percent_decode;
 pub use routes::{RoutePattern, find_route};
 
 /// Lambda's synchronous payload limit.
@@ -44,16 +51,19 @@ const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 pub struct HttpApi {
     patterns: Vec<RoutePattern>,
     functions: Vec<Arc<LocalFunction>>,
+    authorizer: Option<JwtAuthorizer>,
     api_id: String,
     account_id: String,
     stats: Arc<Stats>,
 }
 
 impl HttpApi {
-    /// The routes and the functions behind them.
+    /// The routes and the functions behind them; `authorizer` checks the tokens of the routes
+    /// the template protects (every such route is refused without one).
     pub fn new(
         routes: Vec<(HttpRoute, Arc<LocalFunction>)>,
         deployment: &Deployment,
+        authorizer: Option<JwtAuthorizer>,
         stats: Arc<Stats>,
     ) -> Self {
         let api_logical_id = deployment
@@ -70,6 +80,7 @@ impl HttpApi {
         HttpApi {
             patterns,
             functions,
+            authorizer,
             api_id,
             account_id: template::DEFAULT_ACCOUNT_ID.to_owned(),
             stats,
@@ -178,9 +189,56 @@ impl HttpApi {
                 .and_then(|h| h.to_str().ok())
                 .map_or_else(|| bound.to_string(), str::to_owned),
         };
-        let event = request_event(&incoming, &self.patterns[index].route_key, &params, &api);
+        let verified = match self.authorize(&self.patterns[index], &incoming) {
+            Ok(verified) => verified,
+            Err(refused) => return write(refused),
+        };
+        let mut event = request_event(&incoming, &self.patterns[index].route_key, &params, &api);
+        if let Some(verified) = verified {
+            event["requestContext"]["authorizer"] = verified.authorizer_context();
+        }
         let output = function.invoke(event).await;
         write(response_from(output.as_ref()))
+    }
+
+    /// The verified identity a protected route needs, or API Gateway's refusal.
+    fn authorize(
+        &self,
+        pattern: &RoutePattern,
+        request: &IncomingRequest,
+    ) -> Result<Option<Verified>, OutgoingResponse> {
+        let Authorization::Jwt { scopes, .. } = &pattern.authorization else {
+            return Ok(None);
+        };
+        let Some(authorizer) = &self.authorizer else {
+            tracing::error!(route = %pattern.route_key, "the route needs a JWT authorizer and the runner has none");
+            return Err(OutgoingResponse::json(
+                500,
+                &json!({"message": "Internal Server Error"}),
+            ));
+        };
+        let header = request
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value.as_str());
+        match authorizer.verify(header, scopes) {
+            Ok(verified) => Ok(Some(verified)),
+            Err(Denied::Unauthorized(reason)) => {
+                tracing::info!(route = %pattern.route_key, %reason, "401: token refused");
+                Err(OutgoingResponse::json(
+                    401,
+                    &json!({"message": "Unauthorized"}),
+                ))
+            }
+            Err(Denied::Forbidden(reason)) => {
+                tracing::info!(route = %pattern.route_key, %reason, "403: scope missing");
+                Err(OutgoingResponse::json(
+                    403,
+                    &json!({"message": "Forbidden"}),
+                ))
+            }
+        }
     }
 }
 

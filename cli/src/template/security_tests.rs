@@ -167,6 +167,14 @@ fn every_route_needs_a_token_with_the_scope_of_what_it_does() {
                 "{}",
                 route.route_key()
             );
+            // And the local runner reads it so, to verify tokens as API Gateway does.
+            assert_eq!(
+                route.authorization,
+                Authorization::Jwt {
+                    authorizer: default.to_owned(),
+                    scopes: vec![scope.to_owned()]
+                }
+            );
         }
     }
     assert_eq!(routes, 4);
