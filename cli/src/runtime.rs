@@ -15,6 +15,7 @@ pub mod filter;
 mod function;
 pub mod http;
 pub mod issuer;
+mod listen;
 pub mod sqs;
 mod stats;
 pub mod stream;

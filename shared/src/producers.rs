@@ -185,15 +185,7 @@ impl Producers {
 mod tests {
     use super::*;
     use crate::envelope::StreamPosition;
-    use crate::fixtures::ThingEvent;
-
-    #[derive(Default)]
-    struct Thing;
-    impl Aggregate for Thing {
-        const TYPE: &'static str = "Thing";
-        type Event = ThingEvent;
-        fn apply(&mut self, _: &ThingEvent) {}
-    }
+    use crate::fixtures::{Thing, ThingEvent};
 
     fn from(source: &str, aggregate_type: &str) -> Envelope {
         Envelope::encode(

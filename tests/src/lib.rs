@@ -273,34 +273,25 @@ impl TestStack {
 
     /// Starts the functions built from `binaries` behind their event sources (no HTTP server).
     pub async fn run(&self, binaries: &[&str]) -> Runtime {
+        let options = RunOptions {
+            http_port: None,
+            ..RunOptions::default()
+        };
+        self.start(binaries, options).await
+    }
+
+    async fn start(&self, binaries: &[&str], options: RunOptions) -> Runtime {
         let handlers = ripple::functions::handlers_for(&self.deployment, &self.aws, binaries)
             .expect("handlers");
-        Runtime::start(
-            &self.clients,
-            &self.deployment,
-            handlers,
-            RunOptions {
-                http_port: None,
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .expect("runtime starts")
+        Runtime::start(&self.clients, &self.deployment, handlers, options)
+            .await
+            .expect("runtime starts")
     }
 
     /// Starts the functions built from `binaries` behind their event sources and the HTTP API,
     /// with the local token issuer its routes need.
     pub async fn serve(&self, binaries: &[&str]) -> Runtime {
-        let handlers = ripple::functions::handlers_for(&self.deployment, &self.aws, binaries)
-            .expect("handlers");
-        Runtime::start(
-            &self.clients,
-            &self.deployment,
-            handlers,
-            RunOptions::default(),
-        )
-        .await
-        .expect("runtime starts")
+        self.start(binaries, RunOptions::default()).await
     }
 
     /// Every event of one stream.

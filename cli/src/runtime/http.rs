@@ -18,21 +18,16 @@ pub mod auth;
 mod payload;
 mod routes;
 
-use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{LocalFunction, RuntimeError, Stats};
@@ -93,46 +88,11 @@ impl HttpApi {
         port: u16,
         stop: CancellationToken,
     ) -> Result<(SocketAddr, JoinHandle<()>), RuntimeError> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| RuntimeError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| RuntimeError::Bind { addr, source })?;
+        let (listener, bound) = super::listen::bind(port).await?;
         let api = Arc::new(self);
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let accepted = tokio::select! {
-                    () = stop.cancelled() => break,
-                    accepted = listener.accept() => accepted,
-                };
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
-                        continue;
-                    }
-                };
-                let api = api.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |request| {
-                        let api = api.clone();
-                        async move { Ok::<_, Infallible>(api.handle(request, peer, bound).await) }
-                    });
-                    if let Err(err) = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                    {
-                        tracing::debug!(error = %err, "connection ended with an error");
-                    }
-                });
-                // Reap finished connections so the set does not grow without bound.
-                while connections.try_join_next().is_some() {}
-            }
-            // Open keep-alive connections are closed with the server.
-            connections.shutdown().await;
+        let task = super::listen::serve(listener, stop, move |request, peer| {
+            let api = api.clone();
+            async move { api.handle(request, peer, bound).await }
         });
         Ok((bound, task))
     }

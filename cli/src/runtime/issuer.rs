@@ -11,23 +11,17 @@
 //! for whoever asks, which is what a developer's curl needs and why the issuer listens on the
 //! loopback interface only. It is a development tool: nothing here is an identity provider.
 
-use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::RuntimeError;
@@ -104,20 +98,18 @@ impl LocalIssuer {
         port: u16,
         stop: CancellationToken,
     ) -> Result<(Arc<Self>, JoinHandle<()>), RuntimeError> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| RuntimeError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| RuntimeError::Bind { addr, source })?;
+        let (listener, bound) = super::listen::bind(port).await?;
         let url = format!("http://{bound}");
         let issuer = tokio::task::spawn_blocking(move || LocalIssuer::generate(url))
             .await
             .map_err(|e| RuntimeError::Issuer(IssuerError::Key(e.to_string())))?
             .map_err(RuntimeError::Issuer)?;
         let issuer = Arc::new(issuer);
-        let task = tokio::spawn(serve(listener, issuer.clone(), stop));
+        let serving = issuer.clone();
+        let task = super::listen::serve(listener, stop, move |request, _| {
+            let issuer = serving.clone();
+            async move { answer(&issuer, request).await }
+        });
         Ok((issuer, task))
     }
 
@@ -178,31 +170,6 @@ impl LocalIssuer {
     pub fn token(&self, subject: &str, scopes: &[&str]) -> Result<String, IssuerError> {
         self.sign(&self.claims(subject, scopes, SystemTime::now(), TOKEN_LIFETIME))
     }
-}
-
-async fn serve(listener: TcpListener, issuer: Arc<LocalIssuer>, stop: CancellationToken) {
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let Ok((stream, _)) = accepted else {
-            continue;
-        };
-        let issuer = issuer.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |request| {
-                let issuer = issuer.clone();
-                async move { Ok::<_, Infallible>(answer(&issuer, request).await) }
-            });
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    connections.shutdown().await;
 }
 
 async fn answer(issuer: &LocalIssuer, request: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -11,16 +11,8 @@ use ripple_kit::Reactor;
 use ripple_kit::store::DynamoEventStore;
 use serde_norway::Value as Yaml;
 
+use super::project_tests::project;
 use super::*;
-
-fn project() -> (Template, Stack) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    let template = Template::from_file(path).unwrap();
-    let stack = template
-        .stack(PseudoParameters::new("t1", DEFAULT_REGION))
-        .unwrap();
-    (template, stack)
-}
 
 type Payments =
     payments::Payments<payments::SimulatedGateway, ripple_kit::idempotency::DynamoIdempotencyStore>;

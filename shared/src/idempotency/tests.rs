@@ -99,21 +99,29 @@ async fn the_same_key_with_another_payload_is_refused() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// Another invocation claimed `key` for `payload` and runs (or died) until T0 + 10.
+fn claimed_until_t0_plus_10(
+    idempotency: &Idempotency<Arc<InMemoryIdempotencyStore>>,
+    key: &Value,
+    payload: &Value,
+) {
+    idempotency.store().insert(IdempotencyRecord {
+        key: idempotency.key(key),
+        status: Status::InProgress,
+        expiration: (T0 + 3600) as i64,
+        in_progress_expiry: Some(((T0 + 10) * 1000) as i64),
+        data: None,
+        validation: Some(hash_json(payload)),
+    });
+}
+
 #[tokio::test]
 async fn a_live_in_progress_record_is_reported_and_taken_over_after_the_deadline() {
     let (time, idempotency) = runner();
     let calls = AtomicUsize::new(0);
     let key = json!("o-1");
     let payload = json!({"amount": 1});
-    // Another invocation claimed the key and is still running (or died) until T0 + 10.
-    idempotency.store().insert(IdempotencyRecord {
-        key: idempotency.key(&key),
-        status: Status::InProgress,
-        expiration: (T0 + 3600) as i64,
-        in_progress_expiry: Some(((T0 + 10) * 1000) as i64),
-        data: None,
-        validation: Some(hash_json(&payload)),
-    });
+    claimed_until_t0_plus_10(&idempotency, &key, &payload);
     let err = idempotency
         .run(&key, &payload, deadline(), || charge(&calls))
         .await
@@ -144,14 +152,7 @@ async fn an_at_most_once_effect_whose_claim_was_abandoned_is_not_run_again() {
     let calls = AtomicUsize::new(0);
     let key = json!("o-1");
     let payload = json!({"to": "c-1"});
-    idempotency.store().insert(IdempotencyRecord {
-        key: idempotency.key(&key),
-        status: Status::InProgress,
-        expiration: (T0 + 3600) as i64,
-        in_progress_expiry: Some(((T0 + 10) * 1000) as i64),
-        data: None,
-        validation: Some(hash_json(&payload)),
-    });
+    claimed_until_t0_plus_10(&idempotency, &key, &payload);
     time.store(T0 + 11, Ordering::SeqCst);
     let later = UNIX_EPOCH + Duration::from_secs(T0 + 20);
     let err = idempotency

@@ -387,13 +387,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_event_its_source_may_not_write_is_quarantined() {
-        #[derive(Default)]
-        struct Thing;
-        impl crate::Aggregate for Thing {
-            const TYPE: &'static str = "Thing";
-            type Event = crate::fixtures::ThingEvent;
-            fn apply(&mut self, _: &Self::Event) {}
-        }
+        use crate::fixtures::Thing;
         let (mut stream, ids) = batch(3);
         let mut forged = event("t-9", 1);
         forged.source = "someone/else".into();

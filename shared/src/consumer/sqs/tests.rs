@@ -123,13 +123,7 @@ async fn a_batch_in_which_every_record_failed_is_an_error_so_lambda_retries_it()
     assert!(result.is_err());
 }
 
-#[derive(Default)]
-struct Thing;
-impl crate::Aggregate for Thing {
-    const TYPE: &'static str = "Thing";
-    type Event = crate::fixtures::ThingEvent;
-    fn apply(&mut self, _: &Self::Event) {}
-}
+use crate::fixtures::Thing;
 
 #[tokio::test]
 async fn an_event_its_source_may_not_write_never_reaches_the_consumer() {
