@@ -233,23 +233,24 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         })?;
         let stored = match first.decode::<OrderEvent>() {
             Ok(OrderEvent::Placed(stored)) => stored,
-            _ => {
-                return Err(StoreError::InvalidAppend(format!(
-                    "order {} does not start with order.placed",
-                    placed.order_id
-                ))
+            Ok(_) => {
+                return Err(StoreError::Corrupt {
+                    stream: first.stream_key(),
+                    source: ripple_kit::envelope::EnvelopeError::Invalid(
+                        "the order does not start with order.placed".into(),
+                    ),
+                }
+                .into());
+            }
+            Err(source) => {
+                return Err(StoreError::Corrupt {
+                    stream: first.stream_key(),
+                    source,
+                }
                 .into());
             }
         };
-        let asked = |p: &OrderPlaced| {
-            let lines: Vec<_> = p.lines.iter().map(|l| (&l.sku, l.quantity)).collect();
-            (
-                p.customer_id.clone(),
-                p.currency.clone(),
-                format!("{lines:?}"),
-            )
-        };
-        if asked(&stored) != asked(placed) {
+        if !stored.is_the_same_order_as(placed) {
             return Err(key_reused().into());
         }
         tracing::info!(order_id = %placed.order_id, event_id = %first.id, "order already placed under this key; answering it");
@@ -330,25 +331,13 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
                 )
             })?),
         };
-        if version.is_none() {
-            match self.views.view(order_id).await {
-                Ok(Some(view)) => match view.customer_id.as_deref() {
-                    Some(owner) if owner == caller.customer_id => {
-                        return Ok(json_response(
-                            200,
-                            &json!({"order_id": order_id, "source": "read_model", "view": view}),
-                        ));
-                    }
-                    Some(_) => return Err(ApiError::no_order(order_id).into()),
-                    // Not projected from order.placed yet: the store knows the owner.
-                    None => {}
-                },
-                Ok(None) => {}
-                Err(err) => {
-                    // The store can still answer: a stale-free answer beats an error.
-                    tracing::warn!(error = %err, "order view unavailable; answering from the event store");
-                }
-            }
+        if version.is_none()
+            && let Some(view) = self.owned_view(&caller, order_id).await?
+        {
+            return Ok(json_response(
+                200,
+                &json!({"order_id": order_id, "source": "read_model", "view": view}),
+            ));
         }
         let history = self.owned_history(&caller, order_id).await?;
         let current = history.len() as u64;
@@ -387,6 +376,29 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
             200,
             &json!({"order_id": order_id, "events": events, "next_from": next}),
         ))
+    }
+
+    /// The order's read model, if it is projected and `caller` placed it: the same 404 as for no
+    /// order when another customer did; `None` when the store must answer (no view yet, a view
+    /// not projected from `order.placed` yet, or the views table failing).
+    async fn owned_view(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+    ) -> Result<Option<domain::view::OrderView>, Failure> {
+        match self.views.view(order_id).await {
+            Ok(Some(view)) => match view.customer_id.as_deref() {
+                Some(owner) if owner == caller.customer_id => Ok(Some(view)),
+                Some(_) => Err(ApiError::no_order(order_id).into()),
+                None => Ok(None),
+            },
+            Ok(None) => Ok(None),
+            Err(err) => {
+                // The store can still answer: a stale-free answer beats an error.
+                tracing::warn!(error = %err, "order view unavailable; answering from the event store");
+                Ok(None)
+            }
+        }
     }
 
     /// Every event of the order, if `caller` placed it; the same 404 for an order that does not

@@ -82,6 +82,22 @@ pub struct OrderPlaced {
     pub total_cents: u64,
 }
 
+impl OrderPlaced {
+    /// True when `other` asks for the same order: the same customer, currency, skus and
+    /// quantities (prices are the catalog's at the time, so they may differ).
+    pub fn is_the_same_order_as(&self, other: &OrderPlaced) -> bool {
+        let asked = |p: &OrderPlaced| -> Vec<(String, u32)> {
+            p.lines
+                .iter()
+                .map(|l| (l.sku.clone(), l.quantity))
+                .collect()
+        };
+        self.customer_id == other.customer_id
+            && self.currency == other.currency
+            && asked(self) == asked(other)
+    }
+}
+
 /// Why an order was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -456,6 +472,23 @@ mod tests {
         let err =
             decide_place(command(vec![line("A", 1)]), "a b", "o", &catalog(skus)).unwrap_err();
         assert_eq!(err.code, "invalid_customer");
+    }
+
+    #[test]
+    fn the_same_order_is_the_same_customer_currency_and_lines_whatever_the_price() {
+        let first = place(command(vec![line("A", 2)]), &[("A", 100)]).unwrap();
+        let repriced = place(command(vec![line("A", 2)]), &[("A", 90)]).unwrap();
+        assert!(first.is_the_same_order_as(&repriced));
+        let more = place(command(vec![line("A", 3)]), &[("A", 100)]).unwrap();
+        assert!(!first.is_the_same_order_as(&more));
+        let other_customer = decide_place(
+            command(vec![line("A", 2)]),
+            "c-2",
+            "o-1",
+            &catalog(&[("A", 100)]),
+        )
+        .unwrap();
+        assert!(!first.is_the_same_order_as(&other_customer));
     }
 
     #[test]
