@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
-use domain::inventory::Stock;
+use domain::inventory::{ReservationEvent, Stock};
 use domain::order::{CancelReason, Order, OrderStatus};
 use ripple_kit::store::DynamoEventStore;
 use ripple_kit::{EventStore, Loaded, StoreError};
@@ -164,7 +164,16 @@ pub(super) async fn summarize(
     let queues = QueueDepths::read(clients, deployment).await;
     let events_by_type = count_events(clients, deployment).await?;
     let (outcomes, stock) = outcomes_and_stock(clients, deployment, &order_ids).await?;
-    let count = |t: &str| events_by_type.get(t).copied().unwrap_or(0);
+    // Counted by the events' own type names (from their serde renames), not by literals.
+    let count = |event: &ReservationEvent| {
+        ripple_kit::envelope::event_type_of(event)
+            .and_then(|t| events_by_type.get(t).copied())
+            .unwrap_or(0)
+    };
+    let rejected = ReservationEvent::Rejected {
+        order_id: String::new(),
+        shortages: Vec::new(),
+    };
     let publishers: u64 = deployment
         .functions
         .values()
@@ -182,8 +191,8 @@ pub(super) async fn summarize(
         orders_placed: statuses.iter().filter(|s| (200..300).contains(*s)).count() as u64,
         orders_refused,
         events_stored: events_by_type.values().sum(),
-        stock_reserved: count("stock.reserved"),
-        stock_rejected: count("stock.rejected"),
+        stock_reserved: count(&ReservationEvent::Reserved(Default::default())),
+        stock_rejected: count(&rejected),
         events_by_type,
         events_published: publishers,
         messages_consumed: total.sqs_succeeded,

@@ -51,11 +51,13 @@ pub trait Notifier: Send + Sync {
 
 /// The message for an order outcome; `None` for events that are not outcomes.
 pub fn compose(event: &OrderEvent) -> Option<Notification> {
+    // The outcome is the event's own type name, from its serde rename.
+    let outcome = ripple_kit::envelope::event_type_of(event)?.to_owned();
     match event {
         OrderEvent::Placed(_) => None,
         OrderEvent::Confirmed { order_id } => Some(Notification {
             order_id: order_id.clone(),
-            outcome: "order.confirmed".into(),
+            outcome,
             subject: format!("Your order {order_id} is confirmed"),
             text: format!(
                 "Your order {order_id} is confirmed. Your payment went through and your items \
@@ -77,7 +79,7 @@ pub fn compose(event: &OrderEvent) -> Option<Notification> {
             };
             Some(Notification {
                 order_id: order_id.clone(),
-                outcome: "order.cancelled".into(),
+                outcome,
                 subject: format!("Your order {order_id} was cancelled"),
                 text: format!("Your order {order_id} was cancelled because {why}"),
             })
