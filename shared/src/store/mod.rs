@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::aggregate::{Aggregate, Loaded};
 use crate::envelope::{Envelope, EnvelopeError};
@@ -305,7 +305,25 @@ impl Conflicting for StoreError {
 
 /// Runs `attempt` (load, decide, append) until it does not end in a conflict, at most
 /// `policy.max_attempts` times, sleeping a jittered, growing delay between tries.
-pub async fn retry_on_conflict<T, E, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T, E>
+pub async fn retry_on_conflict<T, E, F, Fut>(policy: &RetryPolicy, attempt: F) -> Result<T, E>
+where
+    E: Conflicting,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_on_conflict_until(policy, None, attempt).await
+}
+
+/// [`retry_on_conflict`] that also gives up when the next try would start after `until`.
+///
+/// A queue consumer retries a hot aggregate's conflicts for as long as its invocation allows
+/// (`until` a margin before the deadline) rather than a fixed number of times: every receive
+/// that ends in a lost race brings a healthy message one step closer to its DLQ.
+pub async fn retry_on_conflict_until<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    until: Option<SystemTime>,
+    mut attempt: F,
+) -> Result<T, E>
 where
     E: Conflicting,
     F: FnMut() -> Fut,
@@ -315,8 +333,13 @@ where
     loop {
         match attempt().await {
             Err(err) if err.is_conflict() && tries < policy.max_attempts => {
+                let delay = policy.delay(tries);
+                if until.is_some_and(|until| SystemTime::now() + delay >= until) {
+                    tracing::info!(attempt = tries, "conflict, and no time left to retry it");
+                    return Err(err);
+                }
                 tracing::debug!(attempt = tries, "conflict, retrying");
-                tokio::time::sleep(policy.delay(tries)).await;
+                tokio::time::sleep(delay).await;
                 tries += 1;
             }
             other => return other,
@@ -362,6 +385,28 @@ mod tests {
         .await;
         assert!(result.unwrap_err().is_conflict());
         assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn retry_on_conflict_until_stops_when_the_time_is_up() {
+        let policy = RetryPolicy {
+            max_attempts: u32::MAX,
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(20),
+        };
+        let mut calls = 0;
+        let until = SystemTime::now() + Duration::from_millis(300);
+        let result: Result<(), StoreError> = retry_on_conflict_until(&policy, Some(until), || {
+            calls += 1;
+            async { Err(StoreError::Conflict { stream: "s".into() }) }
+        })
+        .await;
+        assert!(result.unwrap_err().is_conflict());
+        assert!(
+            SystemTime::now() < until,
+            "no try started after the time was up"
+        );
+        assert!(calls > 1, "retried while there was time: {calls}");
     }
 
     #[test]
