@@ -14,6 +14,8 @@ use domain::order::Order;
 use domain::payment::Payment;
 use domain::view::{ApplyOutcome, OrderView, ViewEvent};
 use domain::views::{DynamoViewStore, ViewStore, ViewStoreError};
+use ripple_kit::batch::RedeliveryBackoff;
+use ripple_kit::config::{ConfigError, Env};
 use ripple_kit::consumer::{Delivery, Handled};
 use ripple_kit::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
 use ripple_kit::{Aggregate, Consumer, ConsumerError, EventStore, SqsConsumer};
@@ -21,13 +23,27 @@ use ripple_kit::{Aggregate, Consumer, ConsumerError, EventStore, SqsConsumer};
 /// The streams an order view is folded from.
 pub const SOURCE_STREAMS: [&str; 3] = [Order::TYPE, Reservation::TYPE, Payment::TYPE];
 
-ripple_kit::settings! {
-    /// Settings, from the variables template.yaml gives this function.
-    pub struct Config {
-        /// The events table (read to rebuild a view).
-        events_table: "EVENTS_TABLE",
-        /// The order views table.
-        views_table: "VIEWS_TABLE",
+/// Settings, from the variables template.yaml gives this function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The events table, read to rebuild a view (`EVENTS_TABLE`).
+    pub events_table: String,
+    /// The order views table (`VIEWS_TABLE`).
+    pub views_table: String,
+    /// How failed messages back off (`REDELIVERY_BASE_SECONDS`, `REDELIVERY_CAP_SECONDS`).
+    pub redelivery: RedeliveryBackoff,
+}
+
+impl Config {
+    /// From any lookup: `ripple_kit::config::process_env` in Lambda, the template's variables in
+    /// the local runner.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(get);
+        Ok(Config {
+            events_table: env.required("EVENTS_TABLE")?,
+            views_table: env.required("VIEWS_TABLE")?,
+            redelivery: RedeliveryBackoff::from_env(&env)?,
+        })
     }
 }
 
@@ -90,6 +106,7 @@ pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
         DynamoEventStore::new(client.clone(), config.events_table),
         DynamoViewStore::new(client, config.views_table),
     )
+    .with_backoff(config.redelivery, aws)
 }
 
 /// The handler over any adapters (tests pass in-memory ones).
