@@ -144,6 +144,11 @@ pub enum StoreError {
         /// The stream whose position was taken (or `transaction` when DynamoDB won't say).
         stream: String,
     },
+    /// DynamoDB cancelled the transaction because one of its items was throttled (a hot
+    /// aggregate): back off and retry, like a conflict. The SDK retries throttled single calls
+    /// itself, but not a cancelled transaction.
+    #[error("an item of the transaction was throttled")]
+    Throttled,
     /// The dedupe marker exists: this source event's effects were appended before.
     #[error("source event {source_event_id} was already handled by {consumer}")]
     Duplicate {
@@ -170,9 +175,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True for a lost race that a reload-and-retry resolves.
+    /// True for a lost race, or a throttled hot item, that a backoff, reload and retry resolves.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, StoreError::Conflict { .. })
+        matches!(self, StoreError::Conflict { .. } | StoreError::Throttled)
     }
 }
 

@@ -163,7 +163,7 @@ async fn several_items_are_one_transaction_with_the_marker_last() {
 
 #[tokio::test]
 async fn cancellation_reasons_tell_conflict_from_duplicate_from_race() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["None", "ConditionalCheckFailed", "None"],
             "conflict on Thing#b",
@@ -178,6 +178,8 @@ async fn cancellation_reasons_tell_conflict_from_duplicate_from_race() {
             &["TransactionConflict", "None", "None"],
             "conflict on transaction",
         ),
+        // A throttled hot item is retried like a race, not raised as a fault.
+        (&["None", "ThrottlingError", "None"], "throttled"),
     ];
     for (codes, expected) in cases {
         let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
@@ -200,6 +202,7 @@ async fn cancellation_reasons_tell_conflict_from_duplicate_from_race() {
                 );
                 "duplicate".to_owned()
             }
+            StoreError::Throttled => "throttled".to_owned(),
             other => format!("{other:?}"),
         };
         assert_eq!(got, expected);
@@ -298,4 +301,29 @@ async fn a_corrupt_item_makes_the_stream_corrupt() {
         matches!(err, StoreError::Corrupt { ref stream, .. } if stream == "Thing#a"),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_transaction_whose_answer_was_lost_is_retried_under_its_token_and_its_marker_reads_as_handled()
+ {
+    // The first attempt committed and its answer was lost (a 500). The SDK sends the same
+    // request again: under the same client request token DynamoDB answers success for ten
+    // minutes; should the retry ever meet the committed items instead, the taken marker says
+    // what happened: this message's effects are stored (a duplicate, never a failure).
+    let first = event("a", 1);
+    let token = first.id.clone();
+    let transact = mock!(Client::transact_write_items)
+        .match_requests(move |req| req.client_request_token() == Some(token.as_str()))
+        .sequence()
+        .http_status(500, None)
+        .error(|| cancelled(&["ConditionalCheckFailed", "ConditionalCheckFailed"]))
+        .build();
+    let client = mock_client!(aws_sdk_dynamodb, [&transact]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let append =
+        Append::events(vec![first]).deduplicated_by(DedupeMarker::new("inventory", "src-1"));
+    let err = store.append(append).await.unwrap_err();
+    assert_eq!(transact.num_calls(), 2, "the SDK retried the transaction");
+    assert!(matches!(err, StoreError::Duplicate { .. }), "{err:?}");
 }
