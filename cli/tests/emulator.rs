@@ -449,7 +449,30 @@ async fn the_project_template_provisions_and_tears_down() {
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
         .send()
         .await;
+    let subscription = &deployment.subscriptions["InventorySubscription"].arn;
+    let subscription = clients
+        .sns
+        .get_subscription_attributes()
+        .subscription_arn(subscription)
+        .send()
+        .await;
     provision::teardown(&aws, &deployment).await.unwrap();
+
+    // SNS keeps what it cannot deliver in the subscription's own DLQ.
+    let subscription = subscription.unwrap();
+    let redrive: Value = serde_json::from_str(
+        subscription
+            .attributes()
+            .and_then(|a| a.get("RedrivePolicy"))
+            .expect("the subscription has a RedrivePolicy"),
+    )
+    .unwrap();
+    let delivery_dlq = deployment.queue("InventorySubscriptionDLQ").unwrap();
+    assert_eq!(redrive["deadLetterTargetArn"], delivery_dlq.arn);
+    assert!(
+        delivery_dlq.dead_letter,
+        "counted with the dead-letter queues"
+    );
 
     assert_eq!(handlers.unwrap(), deployment.functions.len());
     assert!(

@@ -79,13 +79,18 @@ impl Stack {
         ordered
     }
 
-    /// Whether a queue is some other queue's dead-letter queue.
+    /// Whether a queue is some other queue's, or a subscription's, dead-letter queue.
     pub fn is_dead_letter_queue(&self, logical_id: &str) -> bool {
-        self.queues.iter().any(|q| {
+        let of_a_queue = self.queues.iter().any(|q| {
             q.redrive
                 .as_ref()
                 .is_some_and(|r| r.dead_letter_queue == logical_id)
-        })
+        });
+        of_a_queue
+            || self
+                .subscriptions
+                .iter()
+                .any(|s| s.dead_letter_queue.as_deref() == Some(logical_id))
     }
 
     pub(super) fn check_references(&self) -> Result<(), TemplateError> {
@@ -110,6 +115,11 @@ impl Stack {
             }
             if self.queue(&s.queue).is_none() {
                 return Err(missing(at, "queue", &s.queue));
+            }
+            if let Some(dlq) = &s.dead_letter_queue
+                && self.queue(dlq).is_none()
+            {
+                return Err(missing(format!("{at}.RedrivePolicy"), "queue", dlq));
             }
         }
         for f in &self.functions {
@@ -248,6 +258,8 @@ pub struct Subscription {
     pub filter_policy: Option<Json>,
     /// `MessageAttributes` (default) or `MessageBody`.
     pub filter_policy_scope: Option<String>,
+    /// Logical id of the queue SNS moves undeliverable messages to (`RedrivePolicy`).
+    pub dead_letter_queue: Option<String>,
 }
 
 /// A Lambda function.

@@ -152,7 +152,11 @@ fn every_dead_letter_queue_has_an_alarm_on_its_first_message() {
         .iter()
         .filter(|q| stack.is_dead_letter_queue(&q.logical_id))
         .collect();
-    assert_eq!(dead_letter_queues.len(), 5);
+    assert_eq!(
+        dead_letter_queues.len(),
+        10,
+        "a queue DLQ and a subscription DLQ per consumer"
+    );
     for dlq in dead_letter_queues {
         let watching = alarms
             .iter()
