@@ -2,6 +2,7 @@
 //! visibility timeout, and a message that can never be handled reaches its DLQ in seconds. The
 //! functions are the real ones from the registry, built from their template environment, and
 //! the emulator's SQS changes the visibility timeouts.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
