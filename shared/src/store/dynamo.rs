@@ -190,5 +190,6 @@ impl EventStore for DynamoEventStore {
     }
 }
 
+mod by_time;
 #[cfg(test)]
 mod sdk_tests;

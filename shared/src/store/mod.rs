@@ -4,7 +4,9 @@
 //! puts each new event with `attribute_not_exists`, all in one `TransactWriteItems`, so two writers
 //! at the same version cannot both win: the loser gets [`StoreError::Conflict`] and retries with
 //! [`retry_on_conflict`]. A consumer's dedupe marker rides in the same transaction, which makes
-//! "apply this message's effects" and "remember this message" one atomic step.
+//! "apply this message's effects" and "remember this message" one atomic step. Every event is
+//! also findable by its time ([`TimeIndexed`]), so that a range can be published again from the
+//! store itself, whatever became of the stream.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -20,11 +22,17 @@ mod dynamo;
 pub(crate) mod item;
 #[cfg(any(test, feature = "test-twins"))]
 mod memory;
+mod time_index;
 
 #[cfg(feature = "store-dynamodb")]
 pub use dynamo::DynamoEventStore;
 #[cfg(any(test, feature = "test-twins"))]
 pub use memory::InMemoryEventStore;
+pub use time_index::{
+    EventKey, KeysPage, TIME_INDEX, TIME_INDEX_SHARDS, TimeCursor, TimeIndexed, TimeRange,
+};
+#[cfg(feature = "store-dynamodb")]
+pub(crate) use time_index::{time_bucket, time_key};
 
 /// Attribute names of the events table.
 // The outbox reads `kind` and `envelope` from stream images even without the DynamoDB adapter.
@@ -44,6 +52,10 @@ pub(crate) mod attr {
     pub(crate) const ENVELOPE: &str = "envelope";
     /// Epoch seconds after which DynamoDB's TTL may delete the item (dedupe markers only).
     pub(crate) const EXPIRES_AT: &str = "expires_at";
+    /// Partition key of the time index: the event's hour and shard (events only).
+    pub(crate) const TIME_BUCKET: &str = "time_bucket";
+    /// Sort key of the time index: the event's time and id (events only).
+    pub(crate) const TIME_KEY: &str = "time_key";
 }
 
 /// `kind` of an event item.
