@@ -164,6 +164,10 @@ impl EventProperties<'_, '_> {
             starting_position: self.starting_position()?,
             batch_size: self.number_or("BatchSize", DEFAULT_STREAM_BATCH_SIZE)?,
             maximum_retry_attempts: self.maximum_retry_attempts()?,
+            maximum_record_age: self
+                .unlimited_or("MaximumRecordAgeInSeconds")?
+                .map(|s| Duration::from_secs(u64::from(s))),
+            bisect_on_function_error: self.flag("BisectBatchOnFunctionError")?,
             report_batch_item_failures: self.reports_failures()?,
             filters: self.filters()?,
             on_failure,
@@ -219,14 +223,26 @@ impl EventProperties<'_, '_> {
 
     /// `None` retries until the record expires (no setting, or -1).
     fn maximum_retry_attempts(&self) -> Result<Option<u32>, TemplateError> {
-        let Some(v) = self.props.get("MaximumRetryAttempts") else {
+        self.unlimited_or("MaximumRetryAttempts")
+    }
+
+    /// A limit where `-1` (or no setting) means none.
+    fn unlimited_or(&self, key: &str) -> Result<Option<u32>, TemplateError> {
+        let Some(v) = self.props.get(key) else {
             return Ok(None);
         };
         if self.resolver.string(v, &self.at, 0)?.trim() == "-1" {
             return Ok(None);
         }
-        let at = format!("{}.MaximumRetryAttempts", self.at);
+        let at = format!("{}.{key}", self.at);
         self.resolver.number(v, &at).map(Some)
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, TemplateError> {
+        match self.props.get(key) {
+            Some(v) => self.resolver.flag(v, &format!("{}.{key}", self.at), 0),
+            None => Ok(false),
+        }
     }
 
     fn reports_failures(&self) -> Result<bool, TemplateError> {

@@ -329,6 +329,11 @@ pub struct StreamSource {
     pub batch_size: u32,
     /// Retries of a failing batch; `None` retries until the record expires.
     pub maximum_retry_attempts: Option<u32>,
+    /// `MaximumRecordAgeInSeconds`: a failing record older than this is given up on; `None`
+    /// (no setting, or -1) never gives up on age.
+    pub maximum_record_age: Option<Duration>,
+    /// `BisectBatchOnFunctionError`: a batch whose invocation failed is split in two and retried.
+    pub bisect_on_function_error: bool,
     /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
     pub report_batch_item_failures: bool,
     /// `FilterCriteria` patterns.
