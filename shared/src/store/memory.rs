@@ -123,6 +123,10 @@ impl TimeIndexed for InMemoryEventStore {
         })
     }
 
+    async fn all_keys_in(&self, range: &TimeRange) -> Result<Vec<EventKey>, StoreError> {
+        Ok(self.keys_in(range, &TimeCursor::start()).await?.keys)
+    }
+
     async fn events_at(&self, keys: &[EventKey]) -> Result<Vec<Envelope>, StoreError> {
         let state = self
             .state

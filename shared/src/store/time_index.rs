@@ -159,6 +159,13 @@ pub trait TimeIndexed: Send + Sync {
         cursor: &TimeCursor,
     ) -> impl Future<Output = Result<KeysPage, StoreError>> + Send;
 
+    /// Every key of the events stored with a `time` in `range`, the index partitions read at
+    /// once (for a window small enough to hold in memory: a sweep's step, not a republish).
+    fn all_keys_in(
+        &self,
+        range: &TimeRange,
+    ) -> impl Future<Output = Result<Vec<EventKey>, StoreError>> + Send;
+
     /// The stored events at `keys`, in no particular order; a key with no event is skipped.
     fn events_at(
         &self,
@@ -173,6 +180,13 @@ impl<S: TimeIndexed> TimeIndexed for std::sync::Arc<S> {
         cursor: &TimeCursor,
     ) -> impl Future<Output = Result<KeysPage, StoreError>> + Send {
         S::keys_in(self, range, cursor)
+    }
+
+    fn all_keys_in(
+        &self,
+        range: &TimeRange,
+    ) -> impl Future<Output = Result<Vec<EventKey>, StoreError>> + Send {
+        S::all_keys_in(self, range)
     }
 
     fn events_at(

@@ -4,12 +4,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::DynamoEventStore;
 use crate::envelope::Envelope;
 use crate::store::item::envelope_from_item;
 use crate::store::{
-    EventKey, KeysPage, StoreError, TIME_INDEX, TimeCursor, TimeIndexed, TimeRange, attr,
+    EventKey, KeysPage, StoreError, TIME_INDEX, TIME_INDEX_SHARDS, TimeCursor, TimeIndexed,
+    TimeRange, attr,
 };
 
 /// DynamoDB's limit on keys in one BatchGetItem.
@@ -24,35 +26,13 @@ impl TimeIndexed for DynamoEventStore {
         cursor: &TimeCursor,
     ) -> Result<KeysPage, StoreError> {
         let buckets = range.buckets();
-        let (from, to) = range.key_bounds();
         let mut cursor = cursor.clone();
         // Empty buckets are skipped here, so a page is only empty at the end.
         while let Some(bucket) = buckets.get(cursor.bucket) {
-            let start = cursor
-                .after
-                .as_ref()
-                .map(|(time_key, key)| index_key(bucket, time_key, key));
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(TIME_INDEX)
-                .key_condition_expression("#bucket = :bucket AND #key BETWEEN :from AND :to")
-                .expression_attribute_names("#bucket", attr::TIME_BUCKET)
-                .expression_attribute_names("#key", attr::TIME_KEY)
-                .expression_attribute_values(":bucket", AttributeValue::S(bucket.clone()))
-                .expression_attribute_values(":from", AttributeValue::S(from.clone()))
-                .expression_attribute_values(":to", AttributeValue::S(to.clone()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| StoreError::Backend(Box::new(e)))?;
-            let keys = page
-                .items()
-                .iter()
-                .map(|item| event_key(item).map(|(_, key)| key))
-                .collect::<Result<Vec<_>, _>>()?;
-            cursor = match page.last_evaluated_key().map(event_key).transpose()? {
+            let (keys, last) = self
+                .bucket_page(range, bucket, cursor.after.as_ref())
+                .await?;
+            cursor = match last {
                 Some(last) => TimeCursor {
                     bucket: cursor.bucket,
                     after: Some(last),
@@ -71,6 +51,15 @@ impl TimeIndexed for DynamoEventStore {
             }
         }
         Ok(KeysPage::default())
+    }
+
+    async fn all_keys_in(&self, range: &TimeRange) -> Result<Vec<EventKey>, StoreError> {
+        let found: Vec<Vec<EventKey>> = futures::stream::iter(range.buckets())
+            .map(|bucket| self.bucket_keys(range, bucket))
+            .buffer_unordered(usize::from(TIME_INDEX_SHARDS))
+            .try_collect()
+            .await?;
+        Ok(found.into_iter().flatten().collect())
     }
 
     async fn events_at(&self, keys: &[EventKey]) -> Result<Vec<Envelope>, StoreError> {
@@ -125,6 +114,59 @@ impl TimeIndexed for DynamoEventStore {
             }
         }
         Ok(events)
+    }
+}
+
+impl DynamoEventStore {
+    /// Every key of `bucket` within `range`, page after page.
+    async fn bucket_keys(
+        &self,
+        range: &TimeRange,
+        bucket: String,
+    ) -> Result<Vec<EventKey>, StoreError> {
+        let mut keys = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, last) = self.bucket_page(range, &bucket, after.as_ref()).await?;
+            keys.extend(page);
+            match last {
+                Some(last) => after = Some(last),
+                None => return Ok(keys),
+            }
+        }
+    }
+
+    /// One Query page of `bucket` within `range`, after `after`; the last key when there is more.
+    async fn bucket_page(
+        &self,
+        range: &TimeRange,
+        bucket: &str,
+        after: Option<&(String, EventKey)>,
+    ) -> Result<(Vec<EventKey>, Option<(String, EventKey)>), StoreError> {
+        let (from, to) = range.key_bounds();
+        let start = after.map(|(time_key, key)| index_key(bucket, time_key, key));
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(TIME_INDEX)
+            .key_condition_expression("#bucket = :bucket AND #key BETWEEN :from AND :to")
+            .expression_attribute_names("#bucket", attr::TIME_BUCKET)
+            .expression_attribute_names("#key", attr::TIME_KEY)
+            .expression_attribute_values(":bucket", AttributeValue::S(bucket.to_owned()))
+            .expression_attribute_values(":from", AttributeValue::S(from))
+            .expression_attribute_values(":to", AttributeValue::S(to))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let keys = page
+            .items()
+            .iter()
+            .map(|item| event_key(item).map(|(_, key)| key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let last = page.last_evaluated_key().map(event_key).transpose()?;
+        Ok((keys, last))
     }
 }
 
