@@ -37,7 +37,8 @@ pub use error::TemplateError;
 pub use intrinsic::target_of;
 pub use model::{
     AttributeDefinition, EventSource, Function, HttpRoute, Ignored, KeyElement, Queue, Redrive,
-    SecondaryIndex, SqsSource, Stack, StartingPosition, StreamSource, Subscription, Table, Topic,
+    ScheduleSource, SecondaryIndex, SqsSource, Stack, StartingPosition, StreamSource, Subscription,
+    Table, Topic,
 };
 pub use pseudo::{PseudoParameters, api_id, validate_stack_name};
 pub use resolver::Resolver;

@@ -227,6 +227,15 @@ async fn make_invoke_runs_notifications_on_its_sample() {
 }
 
 #[tokio::test]
+async fn make_invoke_runs_the_sweeper_on_its_sample_and_it_reports_what_it_swept() {
+    let stack = TestStack::new("sweeper").await;
+    let answer = make_invoke("sweeper", &stack.name, &[]).await.answer();
+    assert_eq!(answer["orders_timed_out"], 0, "{answer}");
+    assert!(answer["views_swept_to"].is_string(), "{answer}");
+    stack.down().await;
+}
+
+#[tokio::test]
 async fn make_invoke_fails_at_once_with_the_log_of_a_function_that_cannot_start() {
     let stack = TestStack::new("broken").await;
     let template = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();

@@ -29,6 +29,7 @@ pub const ALL_FUNCTIONS: &[&str] = &[
     "order-saga",
     "projections",
     "notifications",
+    "sweeper",
 ];
 
 /// How long the whole pipeline may take to go quiet.

@@ -292,6 +292,8 @@ pub enum EventSource {
     DynamoDb(StreamSource),
     /// An HTTP API route.
     HttpApi(HttpRoute),
+    /// An EventBridge schedule (`Type: Schedule` with `rate(...)`).
+    Schedule(ScheduleSource),
     /// Any other event type (not emulated).
     Other {
         /// The event's name in the template.
@@ -340,6 +342,15 @@ pub struct StreamSource {
     pub filters: Vec<Json>,
     /// Logical id of the on-failure destination queue.
     pub on_failure: Option<String>,
+}
+
+/// An EventBridge schedule that invokes a function at a fixed rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduleSource {
+    /// The event's name in the template.
+    pub name: String,
+    /// The rate: `rate(5 minutes)` is five minutes.
+    pub every: Duration,
 }
 
 /// Where a stream mapping starts.

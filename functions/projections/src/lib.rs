@@ -9,19 +9,15 @@
 //! check ([`ViewStore::put`]), so concurrent deliveries for one order cannot lose an update.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use domain::inventory::Reservation;
-use domain::order::Order;
-use domain::payment::Payment;
 use domain::view::{ApplyOutcome, OrderView, ViewEvent};
-use domain::views::{DynamoViewStore, ViewStore, ViewStoreError};
+use domain::views::{DynamoViewStore, ViewStore, ViewStoreError, rebuild_from};
 use ripple_kit::batch::RedeliveryBackoff;
 use ripple_kit::config::{ConfigError, Env};
 use ripple_kit::consumer::{Delivery, Handled};
 use ripple_kit::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
-use ripple_kit::{Aggregate, Consumer, ConsumerError, EventStore, SqsConsumer};
+use ripple_kit::{Consumer, ConsumerError, EventStore, SqsConsumer};
 
-/// The streams an order view is folded from.
-pub const SOURCE_STREAMS: [&str; 3] = [Order::TYPE, Reservation::TYPE, Payment::TYPE];
+pub use domain::views::SOURCE_STREAMS;
 
 /// Settings, from the variables template.yaml gives this function.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -219,15 +215,7 @@ impl<S: EventStore, V: ViewStore> Projection<S, V> {
 
     /// The view of `order_id` folded from the complete history of its streams in the store.
     pub async fn rebuild(&self, order_id: &str) -> Result<OrderView, ProjectionError> {
-        let mut events = Vec::new();
-        for aggregate_type in SOURCE_STREAMS {
-            for envelope in self.store.read_stream(aggregate_type, order_id, 1).await? {
-                if let Some(event) = ViewEvent::from_envelope(&envelope)? {
-                    events.push(event);
-                }
-            }
-        }
-        Ok(OrderView::rebuild(order_id, &events))
+        rebuild_from(&self.store, order_id).await
     }
 }
 

@@ -1,4 +1,5 @@
-//! Where order views live: the [`ViewStore`] port, its DynamoDB adapter and an in-memory twin.
+//! Where order views live: the [`ViewStore`] port, its DynamoDB adapter and an in-memory twin,
+//! and a view rebuilt from the event store ([`rebuild_from`]).
 //!
 //! One item per order in the views table: `id` (S, the order id), `view` (S, the view as JSON) and
 //! `version` (N, how many events the view holds over all its streams). A write names the version
@@ -11,10 +12,36 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 
-use crate::view::OrderView;
+use crate::inventory::Reservation;
+use crate::order::Order;
+use crate::payment::Payment;
+use crate::view::{OrderView, ViewEvent};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use ripple_kit::envelope::EnvelopeError;
+use ripple_kit::{Aggregate, EventStore, StoreError};
+
+/// The streams an order view is folded from.
+pub const SOURCE_STREAMS: [&str; 3] = [Order::TYPE, Reservation::TYPE, Payment::TYPE];
+
+/// The view of `order_id` folded from the complete history of its streams in `store`: what a
+/// view behind (or ahead of) its deliveries is replaced with.
+pub async fn rebuild_from<S, E>(store: &S, order_id: &str) -> Result<OrderView, E>
+where
+    S: EventStore,
+    E: From<StoreError> + From<EnvelopeError>,
+{
+    let mut events = Vec::new();
+    for aggregate_type in SOURCE_STREAMS {
+        for envelope in store.read_stream(aggregate_type, order_id, 1).await? {
+            if let Some(event) = ViewEvent::from_envelope(&envelope)? {
+                events.push(event);
+            }
+        }
+    }
+    Ok(OrderView::rebuild(order_id, &events))
+}
 
 /// Attribute names of the views table.
 pub mod attr {
