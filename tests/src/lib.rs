@@ -374,6 +374,12 @@ impl<'r> OrdersApi<'r> {
         body["order_id"].as_str().expect("order_id").to_owned()
     }
 
+    /// Places an order of `quantity` units of one `sku` for `customer`; its id (for many
+    /// orders placed at once).
+    pub async fn place_owned(&self, customer: String, sku: &str, quantity: u32) -> String {
+        self.place(&customer, &[(sku, quantity)]).await
+    }
+
     /// The status code and JSON body of the answer to `request`.
     pub async fn call(&self, request: Value) -> (i64, Value) {
         let response = self
