@@ -51,6 +51,8 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub const REF: &str = "Ref";
 
 #[cfg(test)]
+mod invariant_tests;
+#[cfg(test)]
 mod project_tests;
 #[cfg(test)]
 mod tests;
