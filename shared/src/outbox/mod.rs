@@ -11,7 +11,7 @@
 //! - a record that can never be published (not a readable event; refused by SNS for what it is)
 //!   is isolated alone in a [`quarantine`] with its key and reason, and its neighbours go on;
 //! - whatever the stream no longer holds (it keeps 24 hours) is published again from the store
-//!   itself, by time range ([`republish`]), since every event is in the store's time index.
+//!   itself, by time range ([`republish()`]), since every event is in the store's time index.
 //!
 //! ```
 //! use aws_lambda_events::event::dynamodb::Event;
