@@ -289,6 +289,8 @@ async fn a_stack_brought_up_gives_each_function_its_template_environment_until_t
         [
             format!("EVENTS_TABLE={name}-events"),
             format!("IDEMPOTENCY_TABLE={name}-idempotency"),
+            "REDELIVERY_BASE_SECONDS=30".to_owned(),
+            "REDELIVERY_CAP_SECONDS=900".to_owned(),
             "RUST_LOG=info".to_owned(),
             format!("VIEWS_TABLE={name}-order-views"),
         ],
