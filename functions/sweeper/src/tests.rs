@@ -50,6 +50,11 @@ async fn store_at<A: Aggregate>(
     envelope
 }
 
+/// `order.placed` of `id`, stored at `at`.
+async fn place_at(sweeper: &Tested, id: &str, at: DateTime<Utc>) {
+    store_at::<Order>(sweeper, id, 1, &OrderEvent::Placed(placed(id)), at).await;
+}
+
 async fn order(sweeper: &Tested, id: &str) -> Loaded<Order> {
     sweeper.store().load(id).await.unwrap()
 }
@@ -130,14 +135,7 @@ async fn a_view_behind_its_streams_is_rebuilt_and_one_up_to_date_is_left_alone()
 async fn each_pass_reads_only_what_was_stored_since_its_cursor() {
     let s = sweeper();
     let now = Utc::now();
-    store_at::<Order>(
-        &s,
-        "o-1",
-        1,
-        &OrderEvent::Placed(placed("o-1")),
-        now - TimeDelta::minutes(30),
-    )
-    .await;
+    place_at(&s, "o-1", now - TimeDelta::minutes(30)).await;
     let first = s.sweep(now, later()).await.unwrap();
     assert_eq!(first.views_checked, 1);
     assert_eq!(first.views_swept_to, Some(now - TimeDelta::minutes(5)));
@@ -153,14 +151,7 @@ async fn each_pass_reads_only_what_was_stored_since_its_cursor() {
 async fn a_sweep_out_of_time_starts_no_step_and_moves_no_cursor() {
     let s = sweeper();
     let now = Utc::now();
-    store_at::<Order>(
-        &s,
-        "o-1",
-        1,
-        &OrderEvent::Placed(placed("o-1")),
-        now - TimeDelta::minutes(30),
-    )
-    .await;
+    place_at(&s, "o-1", now - TimeDelta::minutes(30)).await;
     let report = s.sweep(now, SystemTime::now()).await.unwrap();
     assert_eq!(report.views_checked, 0);
     assert_eq!(s.cursors().get(Pass::Views).await.unwrap(), None);
