@@ -13,14 +13,22 @@ pub(super) enum Record {
     Publish(Box<Envelope>),
     /// Not an event (a dedupe marker, a TTL removal, an update): nothing to do.
     Skip,
-    /// An event item that cannot be read: it can only fail.
+    /// An event item that cannot be read: it can only fail (and is quarantined).
     Corrupt(String),
+    /// A record without an item to judge (the stream's view type is not `NEW_IMAGE`): the path
+    /// is misconfigured, not the event, so the record waits for the fix like any outage.
+    Imageless(String),
 }
 
 pub(super) fn classify(record: &EventRecord) -> Record {
     // Events are immutable: only inserts are new events. TTL removes dedupe markers (REMOVE).
     if record.event_name != "INSERT" {
         return Record::Skip;
+    }
+    if record.change.new_image.get(attr::KIND).is_none() {
+        return Record::Imageless(
+            "stream image has no `kind` attribute (is the stream view NEW_IMAGE?)".into(),
+        );
     }
     match envelope_from_stream_image(&record.change.new_image) {
         Ok(Some(envelope)) => Record::Publish(Box::new(envelope)),

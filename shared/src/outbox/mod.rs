@@ -118,6 +118,11 @@ impl<P: Publisher, Q: Quarantine> Outbox<P, Q> {
                     event: *event,
                 }),
                 Record::Skip => {}
+                Record::Imageless(reason) => {
+                    tracing::error!(event_id = %record.event_id, reason = %reason, "stream record cannot be judged; it waits for the stream to be fixed");
+                    retry_from = Some(index);
+                    break;
+                }
                 Record::Corrupt(reason) => {
                     tracing::error!(
                         event_id = %record.event_id,
@@ -424,5 +429,14 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(run(&outbox, event).await, vec!["101"]);
+    }
+
+    #[tokio::test]
+    async fn a_record_without_an_image_is_a_misconfigured_stream_and_is_never_quarantined() {
+        let (mut event, _) = batch(2);
+        event.records[1].change.new_image = Default::default();
+        let outbox = Outbox::new(Recording::default()).with_quarantine(Kept::default());
+        assert_eq!(run(&outbox, event).await, vec!["101"]);
+        assert!(outbox.quarantine().kept.lock().unwrap().is_empty());
     }
 }
