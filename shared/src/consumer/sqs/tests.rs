@@ -152,11 +152,12 @@ fn invocation(records: Vec<SqsMessage>, deadline: SystemTime) -> LambdaEvent<Sqs
 #[tokio::test]
 async fn the_invocations_deadline_bounds_the_batch_and_what_did_not_run_is_reported() {
     let consumer = SqsConsumer::new(Stuck).concurrency(1);
-    let deadline = SystemTime::now() + std::time::Duration::from_secs(1);
+    // Five seconds: a one-second margin, half a second of it left to answer in.
+    let deadline = SystemTime::now() + std::time::Duration::from_secs(5);
     let records = vec![carrying("fine"), carrying("slow"), carrying("later")];
     // Without the cut-off the stuck record would hold the batch until Lambda killed it.
     let answered = tokio::time::timeout(
-        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(10),
         consumer.handle(invocation(records, deadline)),
     )
     .await;
