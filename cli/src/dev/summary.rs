@@ -80,6 +80,8 @@ pub struct OrderOutcomes {
     pub cancelled_payment_declined: u64,
     /// Cancelled by the customer.
     pub cancelled_customer_request: u64,
+    /// Cancelled at their deadline (a saga message was lost).
+    pub cancelled_timed_out: u64,
     /// Not yet in a terminal state.
     pub pending: u64,
 }
@@ -94,6 +96,7 @@ impl OrderOutcomes {
             (OrderStatus::Cancelled, Some(CancelReason::PaymentDeclined)) => {
                 &mut self.cancelled_payment_declined
             }
+            (OrderStatus::Cancelled, Some(CancelReason::TimedOut)) => &mut self.cancelled_timed_out,
             (OrderStatus::Cancelled, _) => &mut self.cancelled_customer_request,
             (OrderStatus::Placed | OrderStatus::Unplaced, _) => &mut self.pending,
         };
@@ -231,6 +234,9 @@ fn function_summaries(
                 .table(&s.table)
                 .map_or(s.table.as_str(), |t| t.name.as_str())
         ),
+        EventSource::Schedule(schedule) => {
+            format!("every {:?} ({})", schedule.every, schedule.name)
+        }
         EventSource::Other { name, event_type } => format!("{event_type} {name} (not emulated)"),
     };
     deployment

@@ -76,6 +76,10 @@ pub fn compose(event: &OrderEvent) -> Option<Notification> {
                 CancelReason::CustomerRequest => {
                     "you asked us to. If you were charged, the full amount is being refunded."
                 }
+                CancelReason::TimedOut => {
+                    "we could not complete it in time. If you were charged, the full amount is \
+                     being refunded; you can place the order again."
+                }
             };
             Some(Notification {
                 order_id: order_id.clone(),
