@@ -34,6 +34,9 @@ enum Command {
     Invoke(InvokeArgs),
     /// Delete everything a stack holds.
     Down(StackArgs),
+    /// Publish the events a stack stored in a time range again, from the store itself
+    /// (consumers deduplicate: what they already have changes nothing).
+    Republish(ripple::republish::RepublishArgs),
 }
 
 #[tokio::main]
@@ -55,6 +58,25 @@ async fn main() -> ExitCode {
             ripple::stack::down(&args).await.map(|()| String::new()),
             |e| e.hint(),
         ),
+        Command::Republish(args) => republish(args).await,
+    }
+}
+
+async fn republish(args: ripple::republish::RepublishArgs) -> ExitCode {
+    match ripple::republish::run(&args).await {
+        Ok((text, all_published)) => {
+            print!("{text}");
+            if all_published {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: some events were not published; run the same range again");
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            let hint = err.hint();
+            fail(&err, hint)
+        }
     }
 }
 

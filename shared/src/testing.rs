@@ -151,8 +151,8 @@ impl<S: IdempotencyStore> IdempotencyStore for DiesBeforeComplete<S> {
         ))
     }
 
-    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
-        self.0.delete(key).await
+    async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        self.0.delete(claim).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {

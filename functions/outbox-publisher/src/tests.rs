@@ -4,6 +4,7 @@ use super::*;
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{Context, LambdaEvent};
 use ripple_kit::Envelope;
+use ripple_kit::outbox::quarantine::{QuarantineError, Quarantined};
 use ripple_kit::publish::{PublishReport, Publisher};
 use std::sync::Mutex;
 
@@ -23,10 +24,21 @@ impl Publisher for Recording {
     }
 }
 
+/// A quarantine that keeps what it is given.
+#[derive(Default)]
+struct Kept(Mutex<Vec<Quarantined>>);
+
+impl Quarantine for Kept {
+    async fn isolate(&self, record: &Quarantined) -> Result<(), QuarantineError> {
+        self.0.lock().unwrap().push(record.clone());
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn the_sample_insert_is_published_as_the_stored_envelope() {
     let event: Event = serde_json::from_str(INSERT).expect("the sample is a stream event");
-    let outbox = handler_with(Recording::default());
+    let outbox = handler_with(Recording::default(), Kept::default());
     let response = outbox
         .handle(LambdaEvent::new(event, Context::default()))
         .await
@@ -53,7 +65,7 @@ async fn an_order_confirmed_by_the_api_itself_is_quarantined_not_published() {
         "envelope".into(),
         serde_dynamo::AttributeValue::S(forged.to_json()),
     );
-    let outbox = handler_with(Recording::default());
+    let outbox = handler_with(Recording::default(), Kept::default());
     let response = outbox
         .handle(LambdaEvent::new(event, Context::default()))
         .await
@@ -66,6 +78,7 @@ async fn an_order_confirmed_by_the_api_itself_is_quarantined_not_published() {
 }
 
 #[test]
-fn config_needs_the_topic() {
+fn config_needs_the_topic_and_the_quarantine() {
     assert!(Config::from_lookup(|_| None).is_err());
+    assert!(Config::from_lookup(|k| (k == "TOPIC_ARN").then(|| "arn".to_owned())).is_err());
 }

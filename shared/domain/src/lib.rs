@@ -37,6 +37,8 @@ pub mod sources {
     pub const PAYMENTS: &str = "ripple/payments";
     /// The order saga: confirms and cancels orders on what inventory and payments decided.
     pub const ORDER_SAGA: &str = "ripple/order-saga";
+    /// The sweeper: cancels an order still undecided at its deadline.
+    pub const SWEEPER: &str = "ripple/sweeper";
     /// The catalog: prices, set by operators (`ripple dev` seeds them).
     pub const CATALOG: &str = "ripple/catalog";
 }
@@ -67,6 +69,7 @@ pub fn producers() -> Producers {
     Producers::new()
         .allow::<Order>(sources::ORDERS_API, &[placed, cancelled()])
         .allow::<Order>(sources::ORDER_SAGA, &[confirmed, cancelled()])
+        .allow::<Order>(sources::SWEEPER, &[cancelled()])
         .allow_all::<Stock>(sources::INVENTORY)
         .allow_all::<Reservation>(sources::INVENTORY)
         .allow_all::<Payment>(sources::PAYMENTS)

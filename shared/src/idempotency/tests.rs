@@ -112,6 +112,7 @@ fn claimed_until_t0_plus_10(
         in_progress_expiry: Some(((T0 + 10) * 1000) as i64),
         data: None,
         validation: Some(hash_json(payload)),
+        claim: Some("another call".into()),
     });
 }
 
@@ -387,8 +388,8 @@ impl IdempotencyStore for Counting {
     async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
         self.inner.complete(record).await
     }
-    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
-        self.inner.delete(key).await
+    async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        self.inner.delete(claim).await
     }
     async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
         self.inner.get(key).await
@@ -434,6 +435,7 @@ fn the_local_cache_evicts_the_least_recently_used_and_the_expired() {
         in_progress_expiry: None,
         data: Some("1".into()),
         validation: None,
+        claim: None,
     };
     let (_, runner) = runner();
     let runner = runner.with_local_cache(2);
