@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
+use domain::inventory::Stock;
+use domain::testing::{restocked, stored};
 use ripple::republish::{OutboxOf, republish_range};
 use ripple_e2e::{RunningStack, TestStack, eventually};
 use ripple_kit::store::TimeRange;
-use domain::inventory::Stock;
-use domain::testing::{restocked, stored};
 use ripple_kit::{Append, Envelope, EventStore};
 use serde_json::Value;
 
