@@ -20,9 +20,7 @@ use aws_config::SdkConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 use ripple_kit::StoreError;
 
-use crate::connect::{
-    ConnectError, Connection, DEFAULT_STACK, EMULATOR_HINT, connect, template_path,
-};
+use crate::connect::{ConnectError, Connection, DEFAULT_STACK, connect, template_path};
 use crate::functions::{self, FunctionsError};
 use crate::provision::{self, Clients, Deployment, ProvisionError};
 use crate::runtime::{self, NotQuiet, RunOptions, Runtime, RuntimeError};
@@ -138,7 +136,7 @@ impl DevError {
     /// What to do about it, when there is something to do.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            DevError::Connect(_) => Some(EMULATOR_HINT),
+            DevError::Connect(e) => Some(e.hint()),
             _ => None,
         }
     }

@@ -15,6 +15,7 @@
 mod build;
 mod runtime_api;
 
+use aws_sdk_dynamodb::config::ProvideCredentials as _;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -145,7 +146,13 @@ pub async fn run(args: &InvokeArgs) -> Result<Answer, InvocationError> {
         .get(&function.binary)
         .ok_or_else(|| InvocationError::NoBinary(function.binary.clone()))?;
     tracing::info!(function = %function.logical_id, stack = %deployment.stack_name, "invoking");
-    Ok(runtime_api::invoke(program, function, event, !args.quiet).await?)
+    // Lambda hands a function its role's credentials in its environment; the runner hands it the
+    // ones it signs with itself (which may be the conventional ones it assumed for the emulator).
+    let credentials = match session.connection.aws.credentials_provider() {
+        Some(provider) => provider.provide_credentials().await.ok(),
+        None => None,
+    };
+    Ok(runtime_api::invoke(program, function, credentials.as_ref(), event, !args.quiet).await?)
 }
 
 /// `event` with the `time` of every event envelope its SQS records carry set to now; any other
