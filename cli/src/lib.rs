@@ -28,6 +28,7 @@
 
 pub mod connect;
 pub mod dev;
+pub mod dlq;
 pub mod functions;
 pub mod invoke;
 pub mod provision;

@@ -37,6 +37,9 @@ enum Command {
     /// Publish the events a stack stored in a time range again, from the store itself
     /// (consumers deduplicate: what they already have changes nothing).
     Republish(ripple::republish::RepublishArgs),
+    /// What a stack's dead-letter queues hold, grouped by reason; one message in full; moving
+    /// messages back to their source queue (consumers deduplicate: moving one twice is harmless).
+    Dlq(ripple::dlq::DlqArgs),
 }
 
 #[tokio::main]
@@ -59,6 +62,7 @@ async fn main() -> ExitCode {
             |e| e.hint(),
         ),
         Command::Republish(args) => republish(args).await,
+        Command::Dlq(args) => print(ripple::dlq::run(&args).await, |e| e.hint()),
     }
 }
 

@@ -13,7 +13,7 @@
 //! `--stack` names the stack's resources the way `ripple dev` names them; on a terminal the
 //! command asks before it publishes, elsewhere it needs `--yes`.
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::IsTerminal as _;
 
 use chrono::{DateTime, Duration as TimeDelta, Utc};
 use ripple_kit::outbox::{RepublishReport, republish};
@@ -22,7 +22,7 @@ use ripple_kit::store::{DynamoEventStore, StoreError, TimeRange};
 use serde_json::json;
 
 use crate::provision::{Clients, Deployment};
-use crate::stack::{Session, StackArgs, StackError};
+use crate::stack::{Session, StackArgs, StackError, confirm};
 use crate::template::EventSource;
 
 /// Options of `ripple republish`.
@@ -146,7 +146,11 @@ pub async fn run(args: &RepublishArgs) -> Result<(String, bool), RepublishError>
     let deployment = session.lookup().await?;
     let outbox = OutboxOf::find(&deployment).ok_or(RepublishError::NoOutbox)?;
     if !args.yes {
-        confirm(&range, &outbox)?;
+        confirm(&format!(
+            "Publish every event {} stored from {} to {} to {} again?",
+            outbox.table, range.from, range.to, outbox.topic_arn
+        ))
+        .map_err(RepublishError::NotConfirmed)?;
     }
     let show = !args.json && std::io::stderr().is_terminal();
     let report = republish_range(&session.connection.clients, &outbox, &range, |so_far| {
@@ -164,25 +168,6 @@ pub async fn run(args: &RepublishArgs) -> Result<(String, bool), RepublishError>
         render(&range, &outbox, &report)
     };
     Ok((text, report.failed.is_empty()))
-}
-
-/// Asks on the terminal; anywhere else publishing needs `--yes`.
-fn confirm(range: &TimeRange, outbox: &OutboxOf) -> Result<(), RepublishError> {
-    if !std::io::stdin().is_terminal() {
-        return Err(RepublishError::NotConfirmed("not a terminal, and no --yes"));
-    }
-    eprint!(
-        "Publish every event {} stored from {} to {} to {} again? [y/N] ",
-        outbox.table, range.from, range.to, outbox.topic_arn
-    );
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    let _ = std::io::stdin().lock().read_line(&mut answer);
-    if matches!(answer.trim(), "y" | "Y" | "yes") {
-        Ok(())
-    } else {
-        Err(RepublishError::NotConfirmed("not confirmed"))
-    }
 }
 
 /// `2026-05-01T12:00:00Z`, or a time ago: `30s`, `90m`, `6h`, `2d`.

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
 use crate::connect::{ConnectError, Connection, DEFAULT_STACK, connect, template_path};
@@ -113,6 +114,23 @@ impl Session {
             }
             found => found,
         }
+    }
+}
+
+/// Asks `question` on the terminal; anywhere else (a script, CI) the answer is no: a command
+/// that changes something needs `--yes` there.
+pub fn confirm(question: &str) -> Result<(), &'static str> {
+    if !std::io::stdin().is_terminal() {
+        return Err("not a terminal, and no --yes");
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        Err("not confirmed")
     }
 }
 
