@@ -30,6 +30,7 @@ pub mod connect;
 pub mod dev;
 pub mod dlq;
 pub mod functions;
+pub mod history;
 pub mod invoke;
 pub mod provision;
 pub mod republish;

@@ -40,6 +40,9 @@ enum Command {
     /// What a stack's dead-letter queues hold, grouped by reason; one message in full; moving
     /// messages back to their source queue (consumers deduplicate: moving one twice is harmless).
     Dlq(ripple::dlq::DlqArgs),
+    /// An order's journey from the store: every event of its streams in causal order, who wrote
+    /// it, how long each step took (a waterfall), and the order after each step.
+    History(ripple::history::HistoryArgs),
 }
 
 #[tokio::main]
@@ -63,6 +66,7 @@ async fn main() -> ExitCode {
         ),
         Command::Republish(args) => republish(args).await,
         Command::Dlq(args) => print(ripple::dlq::run(&args).await, |e| e.hint()),
+        Command::History(args) => print(ripple::history::run(&args).await, |e| e.hint()),
     }
 }
 
