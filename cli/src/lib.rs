@@ -33,6 +33,7 @@ pub mod functions;
 pub mod history;
 pub mod invoke;
 pub mod provision;
+pub mod replay;
 pub mod republish;
 pub mod runtime;
 pub mod stack;

@@ -43,6 +43,9 @@ enum Command {
     /// An order's journey from the store: every event of its streams in causal order, who wrote
     /// it, how long each step took (a waterfall), and the order after each step.
     History(ripple::history::HistoryArgs),
+    /// Recover from the store: rebuild order views (one or all), or publish a time range of
+    /// stored events again.
+    Replay(ripple::replay::ReplayArgs),
 }
 
 #[tokio::main]
@@ -64,27 +67,35 @@ async fn main() -> ExitCode {
             ripple::stack::down(&args).await.map(|()| String::new()),
             |e| e.hint(),
         ),
-        Command::Republish(args) => republish(args).await,
+        Command::Republish(args) => {
+            let result = ripple::republish::run(&args).await;
+            done(result, |e| e.hint())
+        }
+        Command::Replay(args) => {
+            let result = ripple::replay::run(&args).await;
+            done(result, |e| e.hint())
+        }
         Command::Dlq(args) => print(ripple::dlq::run(&args).await, |e| e.hint()),
         Command::History(args) => print(ripple::history::run(&args).await, |e| e.hint()),
     }
 }
 
-async fn republish(args: ripple::republish::RepublishArgs) -> ExitCode {
-    match ripple::republish::run(&args).await {
-        Ok((text, all_published)) => {
+/// Prints the output of a command that may have done only part of its work, failing if so.
+fn done<E: std::error::Error + 'static>(
+    result: Result<(String, bool), E>,
+    hint: impl Fn(&E) -> Option<String>,
+) -> ExitCode {
+    match result {
+        Ok((text, complete)) => {
             print!("{text}");
-            if all_published {
+            if complete {
                 ExitCode::SUCCESS
             } else {
                 eprintln!("error: some events were not published; run the same range again");
                 ExitCode::FAILURE
             }
         }
-        Err(err) => {
-            let hint = err.hint();
-            fail(&err, hint)
-        }
+        Err(err) => fail(&err, hint(&err)),
     }
 }
 
