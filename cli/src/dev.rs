@@ -10,7 +10,7 @@
 mod orders;
 mod render;
 mod sample;
-mod summary;
+pub(crate) mod summary;
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;

@@ -37,4 +37,5 @@ pub mod replay;
 pub mod republish;
 pub mod runtime;
 pub mod stack;
+pub mod status;
 pub mod template;

@@ -46,6 +46,9 @@ enum Command {
     /// Recover from the store: rebuild order views (one or all), or publish a time range of
     /// stored events again.
     Replay(ripple::replay::ReplayArgs),
+    /// One screen on a stack: functions, queue and DLQ depths, the store's stream, the latest
+    /// dead letters' reasons, orders by state.
+    Status(ripple::status::StatusArgs),
 }
 
 #[tokio::main]
@@ -76,6 +79,7 @@ async fn main() -> ExitCode {
             done(result, |e| e.hint())
         }
         Command::Dlq(args) => print(ripple::dlq::run(&args).await, |e| e.hint()),
+        Command::Status(args) => print(ripple::status::run(&args).await, |e| e.hint()),
         Command::History(args) => print(ripple::history::run(&args).await, |e| e.hint()),
     }
 }

@@ -1,5 +1,6 @@
-//! `ripple dlq`: a stack's dead-letter queues listed by reason, one message shown, and a redrive
-//! that moves the healthy message back (its order then goes on) and leaves the poison.
+//! `ripple dlq` and `ripple status`: a stack's dead-letter queues listed by reason, one message
+//! shown, and a redrive that moves the healthy message back (its order then goes on) and leaves
+//! the poison.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -70,6 +71,14 @@ async fn a_redrive_moves_the_healthy_message_back_and_leaves_the_poison() {
             .filter(|q| q != &inventory)
             .all(|q| q["messages"] == 0)
     );
+
+    // `ripple status` sees the same, and reading the reasons hid nothing.
+    let status = ripple::status::status(&stack.clients, &stack.deployment)
+        .await
+        .unwrap();
+    assert_eq!(status.dead_lettered, 2, "{status:?}");
+    assert_eq!(status.last_errors.values().sum::<usize>(), 2, "{status:?}");
+    assert_eq!(status.stream, "ENABLED");
 
     let shown = dlq(DlqCommand::Show(ShowArgs {
         options: options(&stack, Some("inventory")),

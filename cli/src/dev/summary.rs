@@ -220,32 +220,17 @@ fn function_summaries(
     deployment: &Deployment,
     snapshot: &StatsSnapshot,
 ) -> BTreeMap<String, FunctionSummary> {
-    let trigger = |event: &EventSource| match event {
-        EventSource::HttpApi(route) => route.route_key(),
-        EventSource::Sqs(s) => format!(
-            "queue {}",
-            deployment
-                .queue(&s.queue)
-                .map_or(s.queue.as_str(), |q| q.name.as_str())
-        ),
-        EventSource::DynamoDb(s) => format!(
-            "stream of {}",
-            deployment
-                .table(&s.table)
-                .map_or(s.table.as_str(), |t| t.name.as_str())
-        ),
-        EventSource::Schedule(schedule) => {
-            format!("every {:?} ({})", schedule.every, schedule.name)
-        }
-        EventSource::Other { name, event_type } => format!("{event_type} {name} (not emulated)"),
-    };
     deployment
         .functions
         .iter()
         .map(|(id, function)| {
             let summary = FunctionSummary {
                 binary: function.binary.clone(),
-                triggers: function.events.iter().map(trigger).collect(),
+                triggers: function
+                    .events
+                    .iter()
+                    .map(|e| deployment.trigger(e))
+                    .collect(),
                 stats: snapshot.functions.get(id).copied().unwrap_or_default(),
             };
             (id.clone(), summary)
@@ -254,14 +239,14 @@ fn function_summaries(
 }
 
 /// Every queue's depth and role at the end, with the totals the summary reports.
-struct QueueDepths {
-    by_name: BTreeMap<String, QueueSummary>,
-    dead_letter: u64,
-    on_failure: u64,
+pub(crate) struct QueueDepths {
+    pub(crate) by_name: BTreeMap<String, QueueSummary>,
+    pub(crate) dead_letter: u64,
+    pub(crate) on_failure: u64,
 }
 
 impl QueueDepths {
-    async fn read(clients: &Clients, deployment: &Deployment) -> Self {
+    pub(crate) async fn read(clients: &Clients, deployment: &Deployment) -> Self {
         let events = || deployment.functions.values().flat_map(|f| &f.events);
         let consumed: Vec<&str> = events()
             .filter_map(|e| match e {

@@ -163,6 +163,29 @@ impl Deployment {
             })
     }
 
+    /// What `event` is, named as the stack names its resources (`queue ripple-inventory`).
+    pub fn trigger(&self, event: &EventSource) -> String {
+        match event {
+            EventSource::HttpApi(route) => route.route_key(),
+            EventSource::Sqs(s) => format!(
+                "queue {}",
+                self.queue(&s.queue)
+                    .map_or(s.queue.as_str(), |q| q.name.as_str())
+            ),
+            EventSource::DynamoDb(s) => format!(
+                "stream of {}",
+                self.table(&s.table)
+                    .map_or(s.table.as_str(), |t| t.name.as_str())
+            ),
+            EventSource::Schedule(schedule) => {
+                format!("every {:?} ({})", schedule.every, schedule.name)
+            }
+            EventSource::Other { name, event_type } => {
+                format!("{event_type} {name} (not emulated)")
+            }
+        }
+    }
+
     /// The function named `name`: its logical id (`OrdersApiFunction`) or its binary
     /// (`orders-api`).
     pub fn function_named(&self, name: &str) -> Option<&DeployedFunction> {
