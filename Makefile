@@ -187,5 +187,6 @@ deploy: $(VENV)/bin/sam $(VENV)/bin/cargo-lambda ## sam build && sam deploy (gui
 # ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
-bench: ## 200 orders through the local pipeline (optimised build); prints the figures
+bench: ## 200 orders through the local pipeline, and one reservation's cost as a sku's history grows (optimised builds)
 	@$(EMULATOR) run -- cargo run -p ripple --profile local-release -- dev --orders 200 --json
+	@$(EMULATOR) run -- cargo run -p ripple-e2e --profile local-release --example stock_history -- 10 1000 10000 100000

@@ -134,7 +134,7 @@ async fn stocks<'a, S: EventStore>(
     skus: impl Iterator<Item = &'a str>,
 ) -> Result<Stocks, StoreError> {
     let loads = skus.map(|sku| async move {
-        Ok::<_, StoreError>((sku.to_owned(), store.load::<Stock>(sku).await?))
+        Ok::<_, StoreError>((sku.to_owned(), store.load_snapshotted::<Stock>(sku).await?))
     });
     futures::future::try_join_all(loads)
         .await
@@ -143,13 +143,13 @@ async fn stocks<'a, S: EventStore>(
 
 /// The current stock of `sku`.
 pub async fn stock<S: EventStore>(store: &S, sku: &str) -> Result<Loaded<Stock>, StoreError> {
-    store.load(sku).await
+    store.load_snapshotted(sku).await
 }
 
 /// Adds `quantity` units of `sku` (an operator's action: seeding, deliveries).
 pub async fn restock<S: EventStore>(store: &S, sku: &str, quantity: u64) -> Result<(), StoreError> {
     retry_on_conflict(&RetryPolicy::default(), || async {
-        let stock: Loaded<Stock> = store.load(sku).await?;
+        let stock: Loaded<Stock> = store.load_snapshotted(sku).await?;
         let event = Envelope::encode(
             <Inventory as Reactor<S>>::SOURCE,
             stock.next(),

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use ripple_kit::store::Snapshotted;
 use ripple_kit::{Aggregate, Loaded};
 use serde::{Deserialize, Serialize};
 
@@ -47,8 +48,9 @@ pub enum StockEvent {
     },
 }
 
-/// One sku's stock, folded from its stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// One sku's stock, folded from its stream. Its stream grows with every order of the sku, so it
+/// is loaded through a snapshot ([`Snapshotted`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stock {
     /// Units free to allocate; never negative.
     pub available: u64,
@@ -73,6 +75,10 @@ impl Aggregate for Stock {
             }
         }
     }
+}
+
+impl Snapshotted for Stock {
+    const SCHEMA: u32 = 1;
 }
 
 /// A sku and a number of units.

@@ -10,8 +10,8 @@ use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 
-use super::item::{dedupe_item, envelope_from_item, event_item};
-use super::{Append, EventStore, StoreError, attr, collision};
+use super::item::{dedupe_item, envelope_from_item, event_item, snapshot_from_item, snapshot_item};
+use super::{Append, EventStore, Snapshot, StoreError, attr, collision};
 use crate::envelope::{Envelope, stream_key};
 
 /// The event store on a DynamoDB table.
@@ -187,6 +187,67 @@ impl EventStore for DynamoEventStore {
             }
         }
         Ok(events)
+    }
+
+    async fn read_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(
+                attr::PK,
+                AttributeValue::S(stream_key(aggregate_type, aggregate_id)),
+            )
+            .key(attr::SK, AttributeValue::N("0".into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        Ok(output.item().and_then(snapshot_from_item))
+    }
+
+    async fn write_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        let stream = stream_key(aggregate_type, aggregate_id);
+        // The same rule as `Snapshot::replaced_by`: never an older snapshot over a newer one.
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(snapshot_item(&stream, snapshot)))
+            .condition_expression(
+                "attribute_not_exists(pk) OR #version <= :version OR #schema <> :schema",
+            )
+            .expression_attribute_names("#version", attr::VERSION)
+            .expression_attribute_names("#schema", attr::SCHEMA)
+            .expression_attribute_values(
+                ":version",
+                AttributeValue::N(snapshot.version.to_string()),
+            )
+            .expression_attribute_values(":schema", AttributeValue::N(snapshot.schema.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A newer snapshot is stored: this one is not needed.
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(())
+            }
+            Err(err) => Err(StoreError::Backend(Box::new(err))),
+        }
     }
 }
 

@@ -8,6 +8,9 @@ use super::{DEDUPE_RETENTION, DedupeMarker, KIND_EVENT, attr, time_bucket, time_
 
 /// `kind` of a dedupe marker.
 const KIND_DEDUPE: &str = "dedupe";
+/// `kind` of a stream's snapshot.
+const KIND_SNAPSHOT: &str = "snapshot";
+use super::Snapshot;
 use crate::envelope::{Envelope, EnvelopeError};
 
 /// The DynamoDB item for an event.
@@ -48,6 +51,48 @@ pub(crate) fn dedupe_item(
             AttributeValue::N(expires_at.to_string()),
         ),
     ])
+}
+
+/// The DynamoDB item for the snapshot of `stream`: next to its events, at `sk = 0`.
+pub(crate) fn snapshot_item(stream: &str, snapshot: &Snapshot) -> HashMap<String, AttributeValue> {
+    HashMap::from([
+        (attr::PK.into(), AttributeValue::S(stream.to_owned())),
+        (attr::SK.into(), AttributeValue::N("0".into())),
+        (attr::KIND.into(), AttributeValue::S(KIND_SNAPSHOT.into())),
+        (
+            attr::VERSION.into(),
+            AttributeValue::N(snapshot.version.to_string()),
+        ),
+        (
+            attr::SCHEMA.into(),
+            AttributeValue::N(snapshot.schema.to_string()),
+        ),
+        (
+            attr::STATE.into(),
+            AttributeValue::S(snapshot.state.clone()),
+        ),
+    ])
+}
+
+/// The snapshot in an item, if it is one (anything else reads as no snapshot: a cache that
+/// cannot be read is rebuilt, not an error).
+pub(crate) fn snapshot_from_item(item: &HashMap<String, AttributeValue>) -> Option<Snapshot> {
+    let number = |name: &str| match item.get(name) {
+        Some(AttributeValue::N(n)) => n.parse::<u64>().ok(),
+        _ => None,
+    };
+    match (item.get(attr::KIND), item.get(attr::STATE)) {
+        (Some(AttributeValue::S(kind)), Some(AttributeValue::S(state)))
+            if kind == KIND_SNAPSHOT =>
+        {
+            Some(Snapshot {
+                version: number(attr::VERSION)?,
+                schema: u32::try_from(number(attr::SCHEMA)?).ok()?,
+                state: state.clone(),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The envelope stored in an event item.

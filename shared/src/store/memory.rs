@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use super::{
-    Append, EventKey, EventStore, KeysPage, StoreError, TimeCursor, TimeIndexed, TimeRange,
-    collision,
+    Append, EventKey, EventStore, KeysPage, Snapshot, StoreError, TimeCursor, TimeIndexed,
+    TimeRange, collision,
 };
 use crate::envelope::{Envelope, stream_key};
 
@@ -22,12 +22,19 @@ pub struct InMemoryEventStore {
 struct MemoryState {
     streams: BTreeMap<String, BTreeMap<u64, Envelope>>,
     markers: HashSet<String>,
+    snapshots: BTreeMap<String, Snapshot>,
+    events_read: u64,
 }
 
 impl InMemoryEventStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many events every `read_stream` so far returned, in total: what loading costs.
+    pub fn events_read(&self) -> u64 {
+        self.state.lock().map_or(0, |state| state.events_read)
     }
 
     /// Every stored event, stream by stream.
@@ -83,15 +90,53 @@ impl EventStore for InMemoryEventStore {
         aggregate_id: &str,
         from: u64,
     ) -> Result<Vec<Envelope>, StoreError> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        let events: Vec<Envelope> = state
+            .streams
+            .get(&stream_key(aggregate_type, aggregate_id))
+            .map(|s| s.range(from..).map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default();
+        state.events_read += events.len() as u64;
+        Ok(events)
+    }
+
+    async fn read_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> Result<Option<Snapshot>, StoreError> {
         let state = self
             .state
             .lock()
             .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
         Ok(state
-            .streams
+            .snapshots
             .get(&stream_key(aggregate_type, aggregate_id))
-            .map(|s| s.range(from..).map(|(_, e)| e.clone()).collect())
-            .unwrap_or_default())
+            .cloned())
+    }
+
+    async fn write_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        snapshot: &Snapshot,
+    ) -> Result<(), StoreError> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        let key = stream_key(aggregate_type, aggregate_id);
+        if state
+            .snapshots
+            .get(&key)
+            .is_none_or(|stored| stored.replaced_by(snapshot))
+        {
+            state.snapshots.insert(key, snapshot.clone());
+        }
+        Ok(())
     }
 }
 

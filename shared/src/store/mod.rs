@@ -22,12 +22,14 @@ mod dynamo;
 pub(crate) mod item;
 #[cfg(any(test, feature = "test-twins"))]
 mod memory;
+mod snapshot;
 mod time_index;
 
 #[cfg(feature = "store-dynamodb")]
 pub use dynamo::DynamoEventStore;
 #[cfg(any(test, feature = "test-twins"))]
 pub use memory::InMemoryEventStore;
+pub use snapshot::{Snapshot, Snapshotted};
 pub use time_index::{
     EventKey, KeysPage, TIME_INDEX, TIME_INDEX_SHARDS, TimeCursor, TimeIndexed, TimeRange,
 };
@@ -40,9 +42,9 @@ pub(crate) use time_index::{time_bucket, time_key};
 pub(crate) mod attr {
     /// Partition key: `<AggregateType>#<id>` or `dedupe#<consumer>#<event id>`.
     pub(crate) const PK: &str = "pk";
-    /// Sort key: the event's sequence (0 for a dedupe marker).
+    /// Sort key: the event's sequence (0 for a dedupe marker and a stream's snapshot).
     pub(crate) const SK: &str = "sk";
-    /// `event` or `dedupe`: the outbox publishes only events.
+    /// `event`, `dedupe` or `snapshot`: the outbox publishes only events.
     pub(crate) const KIND: &str = "kind";
     /// The event id, for looking an event up by eye.
     pub(crate) const ID: &str = "id";
@@ -56,6 +58,12 @@ pub(crate) mod attr {
     pub(crate) const TIME_BUCKET: &str = "time_bucket";
     /// Sort key of the time index: the event's time and id (events only).
     pub(crate) const TIME_KEY: &str = "time_key";
+    /// Events a snapshot folds (snapshots only).
+    pub(crate) const VERSION: &str = "version";
+    /// The schema of a snapshot's state (snapshots only).
+    pub(crate) const SCHEMA: &str = "schema";
+    /// A snapshot's state as JSON text (snapshots only).
+    pub(crate) const STATE: &str = "state";
 }
 
 /// `kind` of an event item.
@@ -218,6 +226,58 @@ pub trait EventStore: Send + Sync {
             Loaded::from_stored(id, &events)
         }
     }
+
+    /// The stored snapshot of one stream, if any (a store without snapshots has none).
+    fn read_snapshot(
+        &self,
+        _aggregate_type: &str,
+        _aggregate_id: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Stores `snapshot` of one stream unless one of a later version is stored (a store without
+    /// snapshots keeps none).
+    fn write_snapshot(
+        &self,
+        _aggregate_type: &str,
+        _aggregate_id: &str,
+        _snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The aggregate `A` with id `id`, from its snapshot and the events after it: the same as
+    /// [`EventStore::load`], at a cost that does not grow with the stream (see [`Snapshotted`]).
+    fn load_snapshotted<A: Snapshotted>(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Loaded<A>, StoreError>> + Send {
+        async move {
+            let mut loaded = self
+                .read_snapshot(A::TYPE, id)
+                .await?
+                .and_then(|snapshot| snapshot.restore::<A>(id))
+                .unwrap_or_else(|| Loaded::new(id));
+            let events = self.read_stream(A::TYPE, id, loaded.version + 1).await?;
+            loaded.apply_stored(&events)?;
+            if events.len() as u64 >= A::EVERY {
+                let written = match Snapshot::of(&loaded) {
+                    Ok(snapshot) => self.write_snapshot(A::TYPE, id, &snapshot).await,
+                    Err(err) => Err(StoreError::InvalidAppend(err.to_string())),
+                };
+                if let Err(err) = written {
+                    tracing::warn!(
+                        stream = %crate::envelope::stream_key(A::TYPE, id),
+                        version = loaded.version,
+                        error = %crate::telemetry::error_chain(&err),
+                        "snapshot not written; the next load folds from the last one"
+                    );
+                }
+            }
+            Ok(loaded)
+        }
+    }
 }
 
 impl<A: Aggregate> Loaded<A> {
@@ -228,6 +288,15 @@ impl<A: Aggregate> Loaded<A> {
         events: impl IntoIterator<Item = &'a Envelope>,
     ) -> Result<Self, StoreError> {
         let mut loaded = Loaded::new(id);
+        loaded.apply_stored(events)?;
+        Ok(loaded)
+    }
+
+    /// Applies the stored `events` that follow, each upcast by [`Aggregate::upcaster`].
+    pub fn apply_stored<'a>(
+        &mut self,
+        events: impl IntoIterator<Item = &'a Envelope>,
+    ) -> Result<(), StoreError> {
         for event in events {
             let decoded =
                 event
@@ -236,9 +305,9 @@ impl<A: Aggregate> Loaded<A> {
                         stream: event.stream_key(),
                         source,
                     })?;
-            loaded.apply(&decoded);
+            self.apply(&decoded);
         }
-        Ok(loaded)
+        Ok(())
     }
 }
 
@@ -255,6 +324,23 @@ impl<S: EventStore> EventStore for Arc<S> {
         from: u64,
     ) -> impl Future<Output = Result<Vec<Envelope>, StoreError>> + Send {
         S::read_stream(self, aggregate_type, aggregate_id, from)
+    }
+
+    fn read_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+        S::read_snapshot(self, aggregate_type, aggregate_id)
+    }
+
+    fn write_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        S::write_snapshot(self, aggregate_type, aggregate_id, snapshot)
     }
 }
 

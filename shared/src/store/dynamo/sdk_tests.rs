@@ -451,3 +451,69 @@ mod by_time {
         assert_eq!(events, vec![a, b]);
     }
 }
+
+#[tokio::test]
+async fn a_snapshot_sits_next_to_its_events_and_an_older_one_never_replaces_a_newer() {
+    use crate::store::Snapshot;
+    let snapshot = Snapshot {
+        version: 300,
+        schema: 1,
+        state: r#"{"available":4}"#.into(),
+    };
+    let put = mock!(Client::put_item)
+        .match_requests(|req| {
+            let item = req.item().cloned().unwrap_or_default();
+            item.get("pk") == Some(&AttributeValue::S("Stock#sku-1".into()))
+                && item.get("sk") == Some(&AttributeValue::N("0".into()))
+                && item.get("kind") == Some(&AttributeValue::S("snapshot".into()))
+                && req.condition_expression()
+                    == Some(
+                        "attribute_not_exists(pk) OR #version <= :version OR #schema <> :schema",
+                    )
+        })
+        .then_error(|| {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder().build(),
+            )
+        });
+    let get = mock!(Client::get_item).then_output(|| {
+        aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+            .set_item(Some(HashMap::from([
+                ("pk".into(), AttributeValue::S("Stock#sku-1".into())),
+                ("sk".into(), AttributeValue::N("0".into())),
+                ("kind".into(), AttributeValue::S("snapshot".into())),
+                ("version".into(), AttributeValue::N("300".into())),
+                ("schema".into(), AttributeValue::N("1".into())),
+                (
+                    "state".into(),
+                    AttributeValue::S(r#"{"available":4}"#.into()),
+                ),
+            ])))
+            .build()
+    });
+    let not_a_snapshot = mock!(Client::get_item).then_output(|| {
+        aws_sdk_dynamodb::operation::get_item::GetItemOutput::builder()
+            .set_item(Some(HashMap::from([(
+                "kind".into(),
+                AttributeValue::S("dedupe".into()),
+            )])))
+            .build()
+    });
+    let client = mock_client!(
+        aws_sdk_dynamodb,
+        RuleMode::Sequential,
+        [&put, &get, &not_a_snapshot]
+    );
+    let store = DynamoEventStore::new(client, "events");
+
+    // A newer snapshot is in the way: not needed, not an error.
+    store
+        .write_snapshot("Stock", "sku-1", &snapshot)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.read_snapshot("Stock", "sku-1").await.unwrap(),
+        Some(snapshot)
+    );
+    assert_eq!(store.read_snapshot("Stock", "sku-1").await.unwrap(), None);
+}
