@@ -32,6 +32,12 @@ impl InMemoryEventStore {
         Self::default()
     }
 
+    fn locked(&self) -> Result<std::sync::MutexGuard<'_, MemoryState>, StoreError> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))
+    }
+
     /// How many events every `read_stream` so far returned, in total: what loading costs.
     pub fn events_read(&self) -> u64 {
         self.state.lock().map_or(0, |state| state.events_read)
@@ -53,10 +59,7 @@ impl InMemoryEventStore {
 impl EventStore for InMemoryEventStore {
     async fn append(&self, append: Append) -> Result<(), StoreError> {
         append.validate()?;
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        let mut state = self.locked()?;
         if let Some(marker) = &append.dedupe
             && state.markers.contains(&marker.key())
         {
@@ -90,10 +93,7 @@ impl EventStore for InMemoryEventStore {
         aggregate_id: &str,
         from: u64,
     ) -> Result<Vec<Envelope>, StoreError> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        let mut state = self.locked()?;
         let events: Vec<Envelope> = state
             .streams
             .get(&stream_key(aggregate_type, aggregate_id))
@@ -108,10 +108,7 @@ impl EventStore for InMemoryEventStore {
         aggregate_type: &str,
         aggregate_id: &str,
     ) -> Result<Option<Snapshot>, StoreError> {
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        let state = self.locked()?;
         Ok(state
             .snapshots
             .get(&stream_key(aggregate_type, aggregate_id))
@@ -124,10 +121,7 @@ impl EventStore for InMemoryEventStore {
         aggregate_id: &str,
         snapshot: &Snapshot,
     ) -> Result<(), StoreError> {
-        let mut state = self
-            .state
-            .lock()
-            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        let mut state = self.locked()?;
         let key = stream_key(aggregate_type, aggregate_id);
         if state
             .snapshots
@@ -173,10 +167,7 @@ impl TimeIndexed for InMemoryEventStore {
     }
 
     async fn events_at(&self, keys: &[EventKey]) -> Result<Vec<Envelope>, StoreError> {
-        let state = self
-            .state
-            .lock()
-            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        let state = self.locked()?;
         Ok(keys
             .iter()
             .filter_map(|k| state.streams.get(&k.stream)?.get(&k.sequence).cloned())
