@@ -33,9 +33,10 @@ pub use summary::{FunctionSummary, OrderOutcomes, QueueSummary, StockLevel, Summ
 /// Options of `ripple dev`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DevArgs {
-    /// Sample orders to send through the pipeline.
-    #[arg(long, default_value_t = 20)]
-    pub orders: u32,
+    /// Sample orders to send through the pipeline [default: 20]. Given, `ripple dev` sends them,
+    /// reports and stops (what scripts and CI use); not given on a terminal, it goes on serving.
+    #[arg(long)]
+    pub orders: Option<u32>,
     /// Print one JSON object with the figures on stdout, and nothing else.
     #[arg(long)]
     pub json: bool,
@@ -55,13 +56,34 @@ pub struct DevArgs {
     /// Port of the local token issuer (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub issuer_port: u16,
-    /// After the sample orders, keep the API and the token issuer up until Ctrl-C (for curl; see
-    /// the README), then report.
+    /// After the sample orders, keep the API, the token issuer and every function running until
+    /// Ctrl-C (for curl; see the README), then report. The default on a terminal without
+    /// `--orders` or `--json`.
     #[arg(long)]
     pub serve: bool,
     /// Seconds to wait for the pipeline to go quiet.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+}
+
+/// Sample orders when `--orders` is not given.
+const DEFAULT_ORDERS: u32 = 20;
+
+impl DevArgs {
+    /// How many sample orders to send.
+    pub fn sample_orders(&self) -> u32 {
+        self.orders.unwrap_or(DEFAULT_ORDERS)
+    }
+
+    /// Whether to go on serving after the sample orders: asked for, or a person at a terminal
+    /// who asked for nothing else.
+    pub fn serves(&self) -> bool {
+        self.serve
+            || (self.orders.is_none()
+                && !self.json
+                && std::io::stdin().is_terminal()
+                && std::io::stderr().is_terminal())
+    }
 }
 
 /// Why `ripple dev` stopped.
@@ -206,11 +228,22 @@ async fn run_deployment(
         // Ctrl-C still stops the functions and removes the stack.
         _ = tokio::signal::ctrl_c() => Err(DevError::Interrupted),
     };
-    if args.serve
-        && result.is_ok()
+    if args.serves()
+        && let Ok((summary, _)) = &result
         && let (Some(api), Some(issuer)) = (runtime.http_url(), runtime.issuer())
     {
-        serve_until_interrupted(&api, issuer.url()).await;
+        let outcomes = &summary.outcomes;
+        eprintln!(
+            "\n{} sample orders: {} confirmed, {} cancelled, {} pending (the full summary prints when you stop)",
+            summary.orders_sent,
+            outcomes.confirmed,
+            outcomes.cancelled_out_of_stock
+                + outcomes.cancelled_payment_declined
+                + outcomes.cancelled_customer_request
+                + outcomes.cancelled_timed_out,
+            outcomes.pending
+        );
+        serve_until_interrupted(clients, deployment, &runtime, &api, issuer.url()).await;
     }
     runtime.stop().await;
     result
@@ -248,15 +281,15 @@ async fn drive(
     if !has_route {
         return Err(DevError::NoOrdersRoute);
     }
-    tracing::info!(stack = %deployment.stack_name, api = %base, orders = args.orders, "sending sample orders");
+    tracing::info!(stack = %deployment.stack_name, api = %base, orders = args.sample_orders(), "sending sample orders");
 
     let pipeline_started = Instant::now();
     let bar = progress(
         args,
-        Some(u64::from(args.orders)),
+        Some(u64::from(args.sample_orders())),
         "{spinner} placing orders {pos}/{len} {wide_bar}",
     );
-    let orders = sample_orders(args.orders);
+    let orders = sample_orders(args.sample_orders());
     let issuer = runtime.issuer().ok_or(DevError::NoIssuer)?;
     // Minted up front, one per customer, for the whole run.
     let mut tokens = std::collections::BTreeMap::new();
@@ -283,15 +316,44 @@ async fn drive(
     Ok((summary, not_quiet))
 }
 
-/// `--serve`: says where the API and the issuer are and how to call them, and waits for Ctrl-C.
-async fn serve_until_interrupted(api: &str, issuer: &str) {
+/// `--serve`: says where the API and the issuer are and how to call them, and shows a live line
+/// of counts until Ctrl-C.
+async fn serve_until_interrupted(
+    clients: &Clients,
+    deployment: &Deployment,
+    runtime: &Runtime,
+    api: &str,
+    issuer: &str,
+) {
     eprintln!(
         "\nServing until Ctrl-C.\n  API:    {api}\n  issuer: {issuer} (keys at {issuer}/.well-known/jwks.json)\n\n  \
          TOKEN=$(curl -s -X POST {issuer}/token -d sub=c-1 | jq -r .access_token)\n  \
          curl -s -X POST {api}/orders -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n    \
          -d '{{\"currency\":\"EUR\",\"lines\":[{{\"sku\":\"SKU-TEE\",\"quantity\":1}}]}}'\n"
     );
-    let _ = tokio::signal::ctrl_c().await;
+    let line = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
+        line.set_style(style);
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = tick.tick() => {
+                let total = runtime.stats().snapshot().total();
+                let depths = summary::QueueDepths::read(clients, deployment).await;
+                line.set_message(format!(
+                    "{} HTTP requests, {} events published, {} messages consumed ({} failed), {} dead-lettered; Ctrl-C stops",
+                    total.http_requests,
+                    total.stream_succeeded,
+                    total.sqs_succeeded,
+                    total.sqs_failed,
+                    depths.dead_letter
+                ));
+            }
+        }
+    }
+    line.finish_and_clear();
 }
 
 /// Waits for the pipeline to go quiet within `--timeout`, showing what still moves.
