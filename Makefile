@@ -167,7 +167,7 @@ invoke: ## One function's binary on a sample event, with its template environmen
 	@test -n "$(FN)" || { echo "invoke: say which function, e.g. make invoke FN=orders-api (the functions: $(FUNCTION_PACKAGES))"; exit 1; }
 	@test -f "$(EVENT)" || { echo "invoke: no event file '$(EVENT)'; pass EVENT=events/<file>.json"; exit 1; }
 	@$(EMULATOR) run --keep -- $(RIPPLE) invoke $(FN) --event $(EVENT) $(if $(GIVEN),--given $(GIVEN)) \
-		--stack $(STACK) --template $(TEMPLATE)
+		--stack $(STACK) --template $(TEMPLATE) $(INVOKE_ARGS)
 
 stack-down: ## Delete the stack make invoke or make dev ARGS=--keep left: [STACK=ripple]
 	@$(EMULATOR) run --keep -- $(RIPPLE) down --stack $(STACK) --template $(TEMPLATE)
@@ -190,3 +190,11 @@ deploy: $(VENV)/bin/sam $(VENV)/bin/cargo-lambda ## sam build && sam deploy (gui
 bench: ## 200 orders through the local pipeline, and one reservation's cost as a sku's history grows (optimised builds)
 	@$(EMULATOR) run -- cargo run -p ripple --profile local-release -- dev --orders 200 --json
 	@$(EMULATOR) run -- cargo run -p ripple-e2e --profile local-release --example stock_history -- 10 1000 10000 100000
+	@# Each function's optimised binary, started cold on its sample event against a local Runtime API.
+	@mkdir -p target/bench && : > target/bench/cold-start.jsonl
+	@for fn in $(FUNCTION_PACKAGES); do \
+		$(MAKE) --no-print-directory invoke FN=$$fn STACK=ripple-bench \
+			INVOKE_ARGS='--profile local-release --cold-start --quiet' >> target/bench/cold-start.jsonl || exit 1; \
+	done
+	@python3 tests/bench/cold_start.py target/bench/cold-start.jsonl
+	@$(MAKE) --no-print-directory stack-down STACK=ripple-bench

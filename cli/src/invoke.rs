@@ -43,6 +43,13 @@ pub struct InvokeArgs {
     /// Keep the function's log and cargo's progress to the error report of a failure.
     #[arg(long)]
     pub quiet: bool,
+    /// The cargo profile to build the functions with (`local-release` for figures).
+    #[arg(long, default_value = "dev")]
+    pub profile: String,
+    /// Print one JSON object instead of the answer: the cold start (init phase to the first
+    /// request for an event, the first invocation, peak RSS), the binary's size and the answer.
+    #[arg(long)]
+    pub cold_start: bool,
     /// The stack.
     #[command(flatten)]
     pub stack: StackArgs,
@@ -113,8 +120,17 @@ impl InvocationError {
     }
 }
 
+/// What `ripple invoke` ran and got.
+#[derive(Debug, Clone)]
+pub struct Invoked {
+    /// The function's answer and cold start.
+    pub answer: Answer,
+    /// The size of the binary it ran, in bytes.
+    pub binary_bytes: u64,
+}
+
 /// Runs `ripple invoke`.
-pub async fn run(args: &InvokeArgs) -> Result<Answer, InvocationError> {
+pub async fn run(args: &InvokeArgs) -> Result<Invoked, InvocationError> {
     let session = Session::open(&args.stack).await?;
     let deployment = session.lookup_or_provision().await?;
     let function = stack::function(&deployment, &args.function)?;
@@ -141,7 +157,7 @@ pub async fn run(args: &InvokeArgs) -> Result<Answer, InvocationError> {
         .values()
         .map(|f| f.binary.as_str())
         .collect();
-    let built = build::build(&binaries, args.quiet).await?;
+    let built = build::build(&binaries, &args.profile, args.quiet).await?;
     let program = built
         .get(&function.binary)
         .ok_or_else(|| InvocationError::NoBinary(function.binary.clone()))?;
@@ -152,7 +168,12 @@ pub async fn run(args: &InvokeArgs) -> Result<Answer, InvocationError> {
         Some(provider) => provider.provide_credentials().await.ok(),
         None => None,
     };
-    Ok(runtime_api::invoke(program, function, credentials.as_ref(), event, !args.quiet).await?)
+    let answer =
+        runtime_api::invoke(program, function, credentials.as_ref(), event, !args.quiet).await?;
+    Ok(Invoked {
+        binary_bytes: std::fs::metadata(program).map_or(0, |m| m.len()),
+        answer,
+    })
 }
 
 /// `event` with the `time` of every event envelope its SQS records carry set to now; any other

@@ -127,9 +127,23 @@ fn fail<E: std::error::Error + 'static>(err: &E, hint: Option<String>) -> ExitCo
 
 async fn invoke(args: InvokeArgs) -> ExitCode {
     match ripple::invoke::run(&args).await {
-        Ok(answer) => {
-            let text = serde_json::to_string_pretty(&answer.response)
-                .unwrap_or_else(|_| answer.response.to_string());
+        Ok(ripple::invoke::Invoked {
+            answer,
+            binary_bytes,
+        }) => {
+            let text = if args.cold_start {
+                serde_json::json!({
+                    "function": args.function,
+                    "profile": args.profile,
+                    "binary_bytes": binary_bytes,
+                    "cold_start": answer.cold_start,
+                    "response": answer.response,
+                })
+                .to_string()
+            } else {
+                serde_json::to_string_pretty(&answer.response)
+                    .unwrap_or_else(|_| answer.response.to_string())
+            };
             println!("{text}");
             let failed = answer.failed_records();
             if failed.is_empty() {

@@ -1,5 +1,5 @@
 //! The functions' binaries, built by cargo in the current workspace as `cargo run` builds them
-//! (the dev profile). Every binary of the template is built in one command, so that each build
+//! (the dev profile unless told). Every binary of the template is built in one command, so that each build
 //! resolves the same features and reuses what the last one compiled.
 
 use std::collections::BTreeMap;
@@ -27,9 +27,11 @@ pub enum BuildError {
     },
 }
 
-/// Builds `binaries` with cargo (`quiet`: without its progress lines); their paths, by name.
+/// Builds `binaries` with cargo's `profile` (`quiet`: without its progress lines); their paths,
+/// by name.
 pub async fn build(
     binaries: &[&str],
+    profile: &str,
     quiet: bool,
 ) -> Result<BTreeMap<String, PathBuf>, BuildError> {
     // Under `cargo run` or `cargo test`, the cargo that runs us.
@@ -43,7 +45,12 @@ pub async fn build(
             command.env_remove(key);
         }
     }
-    command.args(["build", "--message-format=json-render-diagnostics"]);
+    command.args([
+        "build",
+        "--message-format=json-render-diagnostics",
+        "--profile",
+        profile,
+    ]);
     if quiet {
         command.arg("--quiet");
     }

@@ -14,7 +14,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_dynamodb::config::Credentials;
 use bytes::Bytes;
@@ -49,6 +49,30 @@ pub struct Answer {
     pub response: Value,
     /// Its stdout and stderr, the last lines.
     pub log: Vec<String>,
+    /// How its cold start went.
+    pub cold_start: ColdStart,
+}
+
+/// A cold start, measured as Lambda bills and reports it: from the process's start to its first
+/// request for an event (the init phase), then the first invocation.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct ColdStart {
+    /// From spawning the process to its first `GET …/invocation/next`, in milliseconds.
+    pub init_ms: f64,
+    /// From handing it the event to its answer, in milliseconds.
+    pub first_invocation_ms: f64,
+    /// Its peak resident memory after the first invocation (`VmHWM`), in KiB, where `/proc`
+    /// tells it.
+    pub peak_rss_kib: Option<u64>,
+}
+
+/// The peak resident memory of process `pid`, in KiB (Linux's `/proc/<pid>/status`).
+fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 impl Answer {
@@ -163,9 +187,11 @@ pub async fn invoke(
         reported: Mutex::new(Some(reported)),
         arn: function.arn.clone(),
         timeout: function.timeout,
+        first_next: Mutex::new(None),
     });
     let stop = CancellationToken::new();
-    let server = tokio::spawn(serve(listener, api, stop.clone()));
+    let server = tokio::spawn(serve(listener, Arc::clone(&api), stop.clone()));
+    let spawned = Instant::now();
     let mut child = command(program, function, credentials, addr)
         .spawn()
         .map_err(|source| RunError::Spawn {
@@ -180,6 +206,13 @@ pub async fn invoke(
         status = child.wait() => Ended::Exited(status.map_or_else(|e| e.to_string(), |s| s.to_string())),
         () = tokio::time::sleep(limit) => Ended::TimedOut,
     };
+    let answered = Instant::now();
+    let first_next = api.first_next.lock().ok().and_then(|at| *at);
+    let cold_start = ColdStart {
+        init_ms: millis(first_next.map(|at| at - spawned)),
+        first_invocation_ms: millis(first_next.map(|at| answered - at)),
+        peak_rss_kib: peak_rss_kib(child.id()),
+    };
     // The process waits for its next event now: Lambda would freeze it, here it is stopped.
     let _ = child.start_kill();
     let _ = child.wait().await;
@@ -188,7 +221,11 @@ pub async fn invoke(
     let log = log.finish().await;
     let name = function.logical_id.clone();
     match ended {
-        Ended::Reported(Some(Reported::Response(response))) => Ok(Answer { response, log }),
+        Ended::Reported(Some(Reported::Response(response))) => Ok(Answer {
+            response,
+            log,
+            cold_start,
+        }),
         Ended::Reported(Some(Reported::Error(error))) => Err(RunError::Failed {
             function: name,
             error,
@@ -327,6 +364,12 @@ struct RuntimeApi {
     reported: Mutex<Option<oneshot::Sender<Reported>>>,
     arn: String,
     timeout: Duration,
+    /// When the process first asked for an event: the end of its init phase.
+    first_next: Mutex<Option<Instant>>,
+}
+
+fn millis(elapsed: Option<Duration>) -> f64 {
+    elapsed.map_or(0.0, |d| d.as_secs_f64() * 1000.0)
 }
 
 async fn serve(listener: TcpListener, api: Arc<RuntimeApi>, stop: CancellationToken) {
@@ -356,6 +399,9 @@ impl RuntimeApi {
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let path = request.uri().path().to_owned();
         if request.method() == Method::GET && path == NEXT {
+            if let Ok(mut first) = self.first_next.lock() {
+                first.get_or_insert_with(Instant::now);
+            }
             return self.next().await;
         }
         if request.method() != Method::POST {
@@ -513,10 +559,18 @@ mod tests {
     }
 
     #[test]
+    fn the_peak_rss_is_read_from_proc() {
+        let own = peak_rss_kib(Some(std::process::id()));
+        assert!(own.is_some_and(|kib| kib > 0), "{own:?}");
+        assert_eq!(peak_rss_kib(None), None);
+    }
+
+    #[test]
     fn failed_records_are_read_from_the_batch_response() {
         let answer = |response| Answer {
             response,
             log: Vec::new(),
+            cold_start: ColdStart::default(),
         };
         let failed = json!({"batchItemFailures": [{"itemIdentifier": "m-2"}]});
         assert_eq!(answer(failed).failed_records(), ["m-2"]);
