@@ -7,6 +7,7 @@
 //! This module runs those steps; the sample load is in `sample`, placing it in `orders`, what
 //! the run did in [`summary`](Summary) and how it is written out in `render`.
 
+mod latency;
 mod orders;
 mod render;
 mod sample;

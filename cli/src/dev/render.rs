@@ -93,6 +93,14 @@ fn totals(out: &mut String, summary: &Summary) {
         "failures {} in dead-letter queues, {} stream batch(es) given up",
         summary.dlq_messages, summary.failure_records
     );
+    let p = &summary.latency.placed_to_terminal;
+    if p.count > 0 {
+        let _ = writeln!(
+            out,
+            "latency  placed to confirmed or cancelled: p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} orders; per step in --json)",
+            p.p50, p.p95, p.p99, p.max, p.count
+        );
+    }
     if let Some(url) = &summary.http_url {
         let _ = writeln!(out, "api      {url}");
     }
@@ -208,6 +216,7 @@ mod tests {
             stock_reserved: 1,
             stock_rejected: 1,
             invocation_errors: 0,
+            latency: Default::default(),
             outcomes: OrderOutcomes {
                 confirmed: 1,
                 cancelled_out_of_stock: 1,
@@ -243,6 +252,7 @@ mod tests {
             assert!(value[field].is_u64(), "{field}");
         }
         assert_eq!(value["stock_conserved"], true);
+        assert!(value["latency"]["placed_to_terminal"]["p95"].is_number());
         assert!(render(&summary).contains("placed 2"));
         assert!(render(&summary).contains("1 confirmed, 1 cancelled out of stock"));
     }

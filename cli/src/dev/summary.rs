@@ -11,6 +11,7 @@ use ripple_kit::store::DynamoEventStore;
 use ripple_kit::{EventStore, Loaded, StoreError};
 
 use super::DevError;
+use super::latency::Latency;
 use super::orders::Placed;
 use super::sample::CATALOGUE;
 use crate::provision::{Clients, Deployment};
@@ -48,6 +49,8 @@ pub struct Summary {
     pub stock_rejected: u64,
     /// Failed invocations.
     pub invocation_errors: u64,
+    /// How long the saga took, from the store (placed to terminal, and per step).
+    pub latency: Latency,
     /// Where the placed orders ended up (flattened into the JSON: `confirmed`, …).
     #[serde(flatten)]
     pub outcomes: OrderOutcomes,
@@ -167,6 +170,7 @@ pub(super) async fn summarize(
     let queues = QueueDepths::read(clients, deployment).await;
     let events_by_type = count_events(clients, deployment).await?;
     let (outcomes, stock) = outcomes_and_stock(clients, deployment, &order_ids).await?;
+    let latency = latency(clients, deployment, &order_ids).await?;
     // Counted by the events' own type names (from their serde renames), not by literals.
     let count = |event: &ReservationEvent| {
         ripple_kit::envelope::event_type_of(event)
@@ -203,6 +207,7 @@ pub(super) async fn summarize(
         dlq_messages: queues.dead_letter,
         failure_records: queues.on_failure,
         invocation_errors: total.errors,
+        latency,
         outcomes,
         stock_conserved: stock.iter().all(StockLevel::conserved),
         stock,
@@ -286,6 +291,30 @@ impl QueueDepths {
         }
         depths
     }
+}
+
+/// The saga's latency over the placed orders, from their journeys in the store.
+async fn latency(
+    clients: &Clients,
+    deployment: &Deployment,
+    order_ids: &[&str],
+) -> Result<Latency, DevError> {
+    let Some(table) = deployment.events_table() else {
+        return Ok(Latency::default());
+    };
+    let store = DynamoEventStore::new(clients.dynamodb.clone(), &table);
+    let mut journeys = Vec::new();
+    for order_id in order_ids {
+        match crate::history::journey(&store, order_id).await {
+            Ok(journey) => journeys.push(journey),
+            Err(crate::history::HistoryError::Store(source)) => {
+                return Err(DevError::ReadBack { table, source });
+            }
+            // An order with no events yet (or none readable) has no latency to tell.
+            Err(_) => {}
+        }
+    }
+    Ok(Latency::of(&journeys))
 }
 
 /// Folds every placed order's stream into its outcome, and reads each catalogue sku's stock.
