@@ -15,6 +15,7 @@ use crate::order::OrderPlaced;
 
 /// Events of the `Stock` aggregate (one stream per sku).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum StockEvent {
     /// Units arrived.
@@ -77,6 +78,7 @@ impl Aggregate for Stock {
 
 /// A sku and a number of units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 pub struct SkuQuantity {
     /// The sku.
     pub sku: String,
@@ -86,6 +88,7 @@ pub struct SkuQuantity {
 
 /// A line inventory could not fill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 pub struct Shortage {
     /// The sku.
     pub sku: String,
@@ -97,6 +100,7 @@ pub struct Shortage {
 
 /// `stock.reserved`: every line of the order is set aside.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 pub struct StockReserved {
     /// The order.
     pub order_id: String,
@@ -112,6 +116,7 @@ pub struct StockReserved {
 
 /// Events of the `Reservation` aggregate (one stream per order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum ReservationEvent {
     /// Every line is set aside.
