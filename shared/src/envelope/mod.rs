@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+#[cfg(test)]
+mod cloudevents_tests;
 mod names;
 mod upcast;
 
