@@ -8,6 +8,7 @@
 //! they differ from what the types generate, and [`compat`] refuses a change to a committed
 //! `(type, schemaversion)` that its readers could not read. Such a change is a new schema version
 //! with an upcaster from the old one; the old file stays, since history keeps its events.
+//! [`check`] validates an event against its committed contract.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,10 @@ use crate::inventory::{ReservationEvent, StockEvent};
 use crate::order::OrderEvent;
 use crate::payment::PaymentEvent;
 
+mod check;
 pub mod compat;
+
+pub use check::{Violation, check};
 #[cfg(test)]
 mod tests;
 
