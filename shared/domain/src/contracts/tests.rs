@@ -227,3 +227,21 @@ fn an_envelope_that_breaks_its_contract_is_refused_with_the_place() {
         "unknown fields are readers' to ignore"
     );
 }
+
+#[test]
+fn an_optional_field_a_newer_producer_adds_is_read_past_and_kept() {
+    let contracts = committed_contracts();
+    let envelope = testing::stored::<Order>("o-1", 1, &OrderEvent::Placed(testing::placed("o-1")));
+    let mut newer: Value = serde_json::from_str(&envelope.to_json()).unwrap();
+    newer["data"]["gift_note"] = json!("happy birthday");
+    newer["data"]["lines"][0]["engraving"] = json!({"text": "A"});
+    assert_eq!(validate(&contracts, &newer), Ok(()));
+    let read = ripple_kit::Envelope::from_json(&newer.to_string()).unwrap();
+    assert_eq!(
+        read.decode::<OrderEvent>().unwrap(),
+        OrderEvent::Placed(testing::placed("o-1")),
+        "today's types read the event as they know it"
+    );
+    let written: Value = serde_json::from_str(&read.to_json()).unwrap();
+    assert_eq!(written, newer, "and pass it on with what they do not know");
+}
