@@ -8,7 +8,9 @@ use std::path::Path;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use domain::contracts::{self, SCHEMA_DIR};
+use domain::payment::PaymentEvent;
 use ripple_e2e::{RunningStack, TestStack};
+use ripple_kit::envelope::event_type_of;
 use serde_json::Value;
 
 /// Stock for the three paths an order can take: confirmed, out of stock, declined.
@@ -61,24 +63,19 @@ async fn every_event_the_saga_stores_meets_its_contract() {
         }
     }
     assert!(violations.is_empty(), "{}", violations.join("\n"));
-    let expected = [
-        "order.placed",
-        "order.confirmed",
-        "order.cancelled",
-        "stock.restocked",
-        "stock.allocated",
-        "stock.deallocated",
-        "stock.reserved",
-        "stock.rejected",
-        "stock.released",
-        "payment.captured",
-        "payment.declined",
-        "product.priced",
-    ];
-    let missing: Vec<&str> = expected
-        .into_iter()
-        .filter(|t| !seen.contains(*t))
-        .collect();
+    // Every type with a contract but a refund, which needs an order cancelled after its capture.
+    let refunded = PaymentEvent::Refunded {
+        order_id: String::new(),
+        amount_cents: 0,
+        payment_id: String::new(),
+    };
+    let refunded = event_type_of(&refunded).unwrap();
+    let generated = contracts::generated();
+    let expected = generated
+        .iter()
+        .map(|c| c.event_type.as_str())
+        .filter(|t| *t != refunded);
+    let missing: Vec<&str> = expected.filter(|t| !seen.contains(*t)).collect();
     assert!(missing.is_empty(), "no {missing:?} stored; saw {seen:?}");
     saga.finish().await;
 }

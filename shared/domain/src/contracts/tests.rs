@@ -2,11 +2,18 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
+use ripple_kit::envelope::event_type_of;
+
 use super::*;
 use crate::inventory::Reservation;
 use crate::order::{CancelReason, Order};
 use crate::payment::Payment;
 use crate::testing;
+
+/// The type name of `order.placed`, from the enum.
+fn placed_type() -> &'static str {
+    event_type_of(&OrderEvent::Placed(testing::placed("o-1"))).unwrap()
+}
 
 const REGENERATE: &str = "`UPDATE_SCHEMAS=1 cargo test -p domain contracts` (or `make schemas`)";
 
@@ -103,10 +110,10 @@ fn every_event_type_of_the_domain_has_a_contract_at_its_version() {
         types.len(),
         "an event type is declared twice"
     );
-    let placed = committed_for(&generated, "order.placed", CURRENT_VERSION).unwrap();
+    let placed = committed_for(&generated, placed_type(), CURRENT_VERSION).unwrap();
     let data = &placed.schema["properties"]["data"];
     assert_eq!(data["$ref"], "#/$defs/OrderPlaced", "{data}");
-    assert_eq!(placed.schema["properties"]["type"]["const"], "order.placed");
+    assert_eq!(placed.schema["properties"]["type"]["const"], placed_type());
 }
 
 #[test]
@@ -123,7 +130,7 @@ fn events_are_written_at_the_version_of_their_contract() {
 #[test]
 fn a_breaking_change_names_the_type_version_field_and_the_way_out() {
     let committed = committed_contracts();
-    let old = committed_for(&committed, "order.placed", 1).unwrap();
+    let old = committed_for(&committed, placed_type(), 1).unwrap();
     let mut new = old.clone();
     let placed = &mut new.schema["$defs"]["OrderPlaced"];
     placed["properties"]
@@ -132,7 +139,11 @@ fn a_breaking_change_names_the_type_version_field_and_the_way_out() {
         .remove("currency");
     placed["required"] = json!(["order_id", "customer_id", "lines", "total_cents", "channel"]);
     let message = incompatibility(old, &new).expect("a removed field is a break");
-    assert!(message.starts_with("order.placed v1 changed"), "{message}");
+    let placed = placed_type();
+    assert!(
+        message.starts_with(&format!("{placed} v1 changed")),
+        "{message}"
+    );
     assert!(
         message.contains("field `data.currency` was removed"),
         "{message}"
@@ -142,7 +153,9 @@ fn a_breaking_change_names_the_type_version_field_and_the_way_out() {
         "{message}"
     );
     assert!(
-        message.contains("new schemaversion (v2) of order.placed plus an upcaster from v1 to v2"),
+        message.contains(&format!(
+            "new schemaversion (v2) of {placed} plus an upcaster from v1 to v2"
+        )),
         "{message}"
     );
 }
