@@ -31,7 +31,7 @@ export SAM_CLI_TELEMETRY := 0
 # Fn::ForEach of AWS::LanguageExtensions; SAM CLI expands it locally only when asked.
 export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 
-.PHONY: help dev test emulator-up emulator-down emulator-status lint deny requirements build invoke stack-down deploy bench clean-emulator
+.PHONY: help dev test schemas emulator-up emulator-down emulator-status lint deny requirements build invoke stack-down deploy bench clean-emulator
 
 help: ## List the targets
 	@echo "Ripple: event-driven order pipeline on AWS Lambda in Rust. The two commands: make dev, make test."
@@ -47,6 +47,9 @@ dev: ## Run the whole system locally (ARGS='--orders 100 --json'); leaves the em
 
 test: ## All tests: unit, doc, adapter, end-to-end against the emulator
 	@$(EMULATOR) run -- cargo test --workspace
+
+schemas: ## Regenerate the event contracts (shared/domain/schemas) from the event types
+	UPDATE_SCHEMAS=1 cargo test -p domain --lib contracts
 
 # ----------------------------------------------------------------------------------------------
 # Emulator
@@ -75,7 +78,7 @@ lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam deny ## rustfmt, clippy, the kit's fe
 	cargo clippy --workspace --all-targets -- -D warnings
 	@# The kit: each capability feature compiles alone, its docs are complete, and it packages
 	@# and builds from its packaged files alone (what crates.io would get).
-	for features in "" store-dynamodb idempotency-dynamodb publish-sns redelivery-sqs quarantine-sqs test-support; do \
+	for features in "" store-dynamodb idempotency-dynamodb publish-sns redelivery-sqs quarantine-sqs test-support json-schema; do \
 		cargo clippy -p ripple-kit --lib --no-default-features --features "$$features" -- -D warnings; \
 	done
 	RUSTDOCFLAGS="-D warnings" cargo doc -p ripple-kit --no-deps --all-features

@@ -13,6 +13,7 @@ use crate::{is_valid_id, limits, money};
 
 /// Events of the `Product` aggregate (one stream per sku).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum ProductEvent {
     /// The sku costs this much in this currency from now on.

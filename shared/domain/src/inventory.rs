@@ -16,6 +16,7 @@ use crate::order::OrderPlaced;
 
 /// Events of the `Stock` aggregate (one stream per sku).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum StockEvent {
     /// Units arrived.
@@ -83,6 +84,7 @@ impl Snapshotted for Stock {
 
 /// A sku and a number of units.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 pub struct SkuQuantity {
     /// The sku.
     pub sku: String,
@@ -92,6 +94,7 @@ pub struct SkuQuantity {
 
 /// A line inventory could not fill.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 pub struct Shortage {
     /// The sku.
     pub sku: String,
@@ -103,6 +106,7 @@ pub struct Shortage {
 
 /// `stock.reserved`: every line of the order is set aside.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 pub struct StockReserved {
     /// The order.
     pub order_id: String,
@@ -118,6 +122,7 @@ pub struct StockReserved {
 
 /// Events of the `Reservation` aggregate (one stream per order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum ReservationEvent {
     /// Every line is set aside.

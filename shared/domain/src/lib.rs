@@ -14,6 +14,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod catalog;
+#[cfg(feature = "schemas")]
+pub mod contracts;
 pub mod inventory;
 pub mod money;
 pub mod order;

@@ -33,6 +33,7 @@ pub struct RequestedLine {
 
 /// One line of a placed order, priced from the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 pub struct OrderLine {
     /// Stock keeping unit.
     pub sku: String,
@@ -68,6 +69,7 @@ fn invalid(
 
 /// `order.placed`: an order was accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 pub struct OrderPlaced {
     /// The new order's id.
     pub order_id: String,
@@ -100,6 +102,7 @@ impl OrderPlaced {
 
 /// Why an order was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CancelReason {
     /// Inventory could not reserve every line.
@@ -115,6 +118,7 @@ pub enum CancelReason {
 
 /// Events of the `Order` aggregate.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum OrderEvent {
     /// The order was accepted.

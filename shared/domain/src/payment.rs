@@ -13,6 +13,7 @@ use crate::order::OrderPlaced;
 
 /// Events of the `Payment` aggregate (one stream per order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum PaymentEvent {
     /// The gateway took the money.

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+#[cfg(test)]
+mod cloudevents_tests;
 mod names;
 mod upcast;
 
@@ -23,6 +25,7 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 
 /// An event as stored and sent: CloudEvents 1.0 attributes and Ripple's extensions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "json-schema", derive(schemars::JsonSchema))]
 pub struct Envelope {
     /// CloudEvents version, always `"1.0"`.
     pub specversion: String,
