@@ -28,6 +28,15 @@ VENV="$ROOT/.venv"
 HOST=127.0.0.1
 MOTO_PORT="${RIPPLE_MOTO_PORT:-4566}"
 DDB_PORT="${RIPPLE_DYNAMODB_PORT:-8000}"
+# What runs is kept per port, so that emulators on other ports (a benchmark beside a test run)
+# never take each other's processes for their own, nor stop them.
+MOTO_PID="$STATE/moto-$MOTO_PORT.pid"
+MOTO_LOG="$STATE/moto-$MOTO_PORT.log"
+DDB_PID="$STATE/dynamodb-$DDB_PORT.pid"
+DDB_LOG="$STATE/dynamodb-$DDB_PORT.log"
+LOCALSTACK_CID="$STATE/localstack-$MOTO_PORT.cid"
+LOCALSTACK_LOG="$STATE/localstack-$MOTO_PORT.log"
+MODE_FILE="$STATE/mode-$MOTO_PORT"
 REGION=us-east-1
 
 # Pinned so that a fresh machine gets the emulator behaviour the tests were written against.
@@ -68,9 +77,9 @@ mode() {
             local | localstack) echo "$RIPPLE_EMULATOR" ;;
             *) die "RIPPLE_EMULATOR must be 'local' or 'localstack', not '$RIPPLE_EMULATOR'" ;;
         esac
-    elif [[ -f "$STATE/mode" ]]; then
+    elif [[ -f "$MODE_FILE" ]]; then
         # Whatever `up` chose, so that `env` and `down` agree with it.
-        cat "$STATE/mode"
+        cat "$MODE_FILE"
     elif docker_answers; then
         echo localstack
     else
@@ -222,7 +231,7 @@ spawn() {
 }
 
 start_moto() {
-    local pidfile="$STATE/moto.pid" log="$STATE/moto.log"
+    local pidfile="$MOTO_PID" log="$MOTO_LOG"
     if live_pid "$pidfile" moto_server >/dev/null; then
         say "moto server already up on $HOST:$MOTO_PORT"
         return 0
@@ -236,7 +245,7 @@ start_moto() {
 }
 
 start_dynamodb() {
-    local pidfile="$STATE/dynamodb.pid" log="$STATE/dynamodb.log" dir
+    local pidfile="$DDB_PID" log="$DDB_LOG" dir
     if live_pid "$pidfile" DynamoDBLocal.jar >/dev/null; then
         say "DynamoDB Local already up on $HOST:$DDB_PORT"
         return 0
@@ -254,7 +263,7 @@ start_dynamodb() {
 }
 
 start_localstack() {
-    local cidfile="$STATE/localstack.cid" log="$STATE/localstack.log"
+    local cidfile="$LOCALSTACK_CID" log="$LOCALSTACK_LOG"
     if [[ -f "$cidfile" ]] && docker inspect -f '{{.State.Running}}' "$(cat "$cidfile")" 2>/dev/null | grep -q true; then
         say "LocalStack already up on $HOST:$MOTO_PORT"
         return 0
@@ -307,7 +316,7 @@ do_up() {
     local m
     m="$(mode)"
     mkdir -p "$STATE"
-    echo "$m" >"$STATE/mode"
+    echo "$m" >"$MODE_FILE"
     if [[ "$m" == localstack ]]; then
         start_localstack
     else
@@ -318,25 +327,25 @@ do_up() {
 
 do_down() {
     local stopped=0
-    if [[ -f "$STATE/localstack.cid" ]]; then
+    if [[ -f "$LOCALSTACK_CID" ]]; then
         say "stopping LocalStack"
-        docker rm -f "$(cat "$STATE/localstack.cid")" >/dev/null 2>&1 || true
-        rm -f "$STATE/localstack.cid"
+        docker rm -f "$(cat "$LOCALSTACK_CID")" >/dev/null 2>&1 || true
+        rm -f "$LOCALSTACK_CID"
         stopped=1
     fi
-    stop_pid "moto server" "$STATE/moto.pid" moto_server && stopped=1
-    stop_pid "DynamoDB Local" "$STATE/dynamodb.pid" DynamoDBLocal.jar && stopped=1
-    rm -f "$STATE/mode"
+    stop_pid "moto server" "$MOTO_PID" moto_server && stopped=1
+    stop_pid "DynamoDB Local" "$DDB_PID" DynamoDBLocal.jar && stopped=1
+    rm -f "$MODE_FILE"
     [[ "$stopped" == 1 ]] || say "nothing was running"
 }
 
 # True if everything the current mode needs answers.
 is_up() {
     if [[ "$(mode)" == localstack ]]; then
-        [[ -f "$STATE/localstack.cid" ]] && http_answers "$(localstack_url)"
+        [[ -f "$LOCALSTACK_CID" ]] && http_answers "$(localstack_url)"
     else
-        live_pid "$STATE/moto.pid" moto_server >/dev/null && http_answers "$(moto_url)" \
-            && live_pid "$STATE/dynamodb.pid" DynamoDBLocal.jar >/dev/null && http_answers "$(ddb_url)"
+        live_pid "$MOTO_PID" moto_server >/dev/null && http_answers "$(moto_url)" \
+            && live_pid "$DDB_PID" DynamoDBLocal.jar >/dev/null && http_answers "$(ddb_url)"
     fi
 }
 
@@ -364,12 +373,12 @@ print_status() {
     if [[ "$m" == localstack ]]; then
         if http_answers "$(localstack_url)"; then echo "LocalStack      up    $HOST:$MOTO_PORT"; else echo "LocalStack      down  $HOST:$MOTO_PORT"; rc=3; fi
     else
-        if live_pid "$STATE/moto.pid" moto_server >/dev/null && http_answers "$(moto_url)"; then
+        if live_pid "$MOTO_PID" moto_server >/dev/null && http_answers "$(moto_url)"; then
             echo "moto server     up    $HOST:$MOTO_PORT  (SNS, SQS)"
         else
             echo "moto server     down  $HOST:$MOTO_PORT  (SNS, SQS)"; rc=3
         fi
-        if live_pid "$STATE/dynamodb.pid" DynamoDBLocal.jar >/dev/null && http_answers "$(ddb_url)"; then
+        if live_pid "$DDB_PID" DynamoDBLocal.jar >/dev/null && http_answers "$(ddb_url)"; then
             echo "DynamoDB Local  up    $HOST:$DDB_PORT  (DynamoDB, Streams)"
         else
             echo "DynamoDB Local  down  $HOST:$DDB_PORT  (DynamoDB, Streams)"; rc=3
