@@ -25,6 +25,7 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod boundary;
 pub mod connect;
 pub mod dev;
 pub mod functions;
