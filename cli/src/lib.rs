@@ -32,5 +32,6 @@ pub mod functions;
 pub mod invoke;
 pub mod provision;
 pub mod runtime;
+pub mod soak;
 pub mod stack;
 pub mod template;

@@ -1,0 +1,736 @@
+//! `ripple soak`: the whole system in the local runner, as `ripple dev` runs it, under a seeded
+//! fault plan, with the invariants checked at the end.
+//!
+//! The stack is provisioned from the template with its timeouts compressed ([`time`]); every
+//! function runs in-process behind the emulated event sources, with its AWS clients behind the
+//! plan's SDK faults ([`sdk`], at the [`crate::boundary`]) and its invocations behind the plan's
+//! Lambda faults ([`lambda`]). The load ([`workload`]) goes through the HTTP API with a client
+//! that retries as a careful customer does ([`client`]); poison is mixed into the queues and SNS
+//! goes down for longer than the stream mapping retries. Once the pipeline is quiet, what the
+//! emulator holds ([`truth`]) and what the topics delivered ([`tap`]) are checked against the
+//! [`invariants`], and the [`report`] says what broke, with the seed and the command that
+//! reruns it.
+
+pub mod client;
+pub mod invariants;
+pub mod lambda;
+pub mod log;
+pub mod plan;
+pub mod report;
+pub mod sdk;
+pub mod tap;
+pub mod time;
+pub mod truth;
+pub mod workload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_config::SdkConfig;
+use futures::StreamExt as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use ripple_kit::StoreError;
+use ripple_kit::store::DynamoEventStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::connect::{ConnectError, Connection, EMULATOR_HINT, connect, template_path};
+use crate::functions::{self, FunctionsError};
+use crate::provision::{self, Clients, Deployment, ProvisionError};
+use crate::runtime::{Invoke, RunOptions, Runtime, RuntimeError};
+use crate::template::{EventSource, Template, TemplateError};
+
+pub use log::ReasonLog;
+pub use report::{SoakReport, render, render_json};
+
+use client::{Answer, ApiClient};
+use plan::{Outage, Plan, Rates};
+use tap::Tap;
+use time::TimeScale;
+use workload::{Shape, Workload};
+
+/// Options of `ripple soak`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SoakArgs {
+    /// Orders in the load.
+    #[arg(long, default_value_t = 500)]
+    pub orders: u32,
+    /// The seed of the fault plan and the load [default: drawn at random, and printed].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print one JSON object with the report on stdout, and nothing else.
+    #[arg(long)]
+    pub json: bool,
+    /// The SAM template to run.
+    #[arg(long, default_value = "template.yaml")]
+    pub template: PathBuf,
+    /// Stack name, the prefix of every resource [default: ripple-soak- and six random
+    /// characters].
+    #[arg(long)]
+    pub stack: Option<String>,
+    /// Leave the stack's resources in the emulator afterwards (to look at a failure).
+    #[arg(long)]
+    pub keep: bool,
+    /// Port of the local HTTP API (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Divide every function timeout, visibility timeout, retention and backoff by this.
+    #[arg(long, default_value_t = 10.0)]
+    pub time_scale: f64,
+    /// Seconds to wait for the pipeline to go quiet after the last order.
+    #[arg(long, default_value_t = 900)]
+    pub timeout: u64,
+    /// Orders in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Share of orders with a line of the hot sku.
+    #[arg(long, default_value_t = 0.3)]
+    pub hot_share: f64,
+    /// Poison messages sent into the queues [default: one per 100 orders, at least one of each
+    /// kind].
+    #[arg(long)]
+    pub poison: Option<u32>,
+    /// Seconds SNS stays down once a third of the orders are placed [default: three times the
+    /// stream mapping's retry budget, at least 15; 0: no outage].
+    #[arg(long)]
+    pub sns_outage: Option<f64>,
+    /// The fault rates.
+    #[command(flatten)]
+    pub rates: RateArgs,
+}
+
+/// The rate of each fault (a probability per opportunity; 0 turns it off).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RateArgs {
+    /// Per invocation: the function commits its effects and dies before the ack.
+    #[arg(long, default_value_t = Rates::default().crash)]
+    pub crash_rate: f64,
+    /// Per SQS message: delivered a second time, later.
+    #[arg(long, default_value_t = Rates::default().duplicate)]
+    pub duplicate_rate: f64,
+    /// Per SQS message: held back and delivered late.
+    #[arg(long, default_value_t = Rates::default().delay)]
+    pub delay_rate: f64,
+    /// Per SQS batch: handed over shuffled.
+    #[arg(long, default_value_t = Rates::default().shuffle)]
+    pub shuffle_rate: f64,
+    /// Per SDK call: a throttling error (DynamoDB, SNS, SQS).
+    #[arg(long, default_value_t = Rates::default().throttle)]
+    pub throttle_rate: f64,
+    /// Per SDK call: a server error, or a broken connection before sending.
+    #[arg(long, default_value_t = Rates::default().transient)]
+    pub transient_rate: f64,
+    /// Per DynamoDB write: a transaction conflict.
+    #[arg(long, default_value_t = Rates::default().conflict)]
+    pub conflict_rate: f64,
+    /// Per write (every service): applied, then its answer lost.
+    #[arg(long, default_value_t = Rates::default().lost_answer)]
+    pub lost_answer_rate: f64,
+    /// Per SDK call: the answer held until the invocation's timeout has passed.
+    #[arg(long, default_value_t = Rates::default().timeout)]
+    pub timeout_rate: f64,
+}
+
+impl RateArgs {
+    fn rates(&self) -> Rates {
+        Rates {
+            crash: self.crash_rate,
+            duplicate: self.duplicate_rate,
+            delay: self.delay_rate,
+            shuffle: self.shuffle_rate,
+            throttle: self.throttle_rate,
+            transient: self.transient_rate,
+            conflict: self.conflict_rate,
+            lost_answer: self.lost_answer_rate,
+            timeout: self.timeout_rate,
+        }
+    }
+}
+
+/// Why a soak could not run (a soak that ran and found violations is not an error).
+#[derive(Debug, thiserror::Error)]
+pub enum SoakError {
+    /// There is no emulator to talk to.
+    #[error("no emulator")]
+    Connect(#[from] ConnectError),
+    /// The template could not be read.
+    #[error("cannot use the template")]
+    Template(#[from] TemplateError),
+    /// Resources could not be created.
+    #[error("provisioning failed")]
+    Provision(#[from] ProvisionError),
+    /// A function could not be set up.
+    #[error("cannot set up the functions")]
+    Functions(#[from] FunctionsError),
+    /// The runtime could not start.
+    #[error("cannot start the local runtime")]
+    Runtime(#[from] RuntimeError),
+    /// A rate is not a probability.
+    #[error("rates must be between 0 and 1: {}", .0.join(", "))]
+    Rates(Vec<&'static str>),
+    /// Time compression broke a ratio the template relies on.
+    #[error("the compressed template breaks its own ratios: {}", .0.join("; "))]
+    Ratios(Vec<String>),
+    /// The template lacks something the soak drives or watches.
+    #[error("the template has no {0}")]
+    Missing(&'static str),
+    /// Stock could not be seeded.
+    #[error("cannot seed stock for {sku}")]
+    Seed {
+        /// The sku.
+        sku: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// The emulator could not be read or written by the harness itself.
+    #[error("the harness could not use {resource}")]
+    Harness {
+        /// What it was using.
+        resource: String,
+        /// Why.
+        #[source]
+        source: provision::BoxError,
+    },
+    /// Interrupted (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl SoakError {
+    pub(crate) fn read<E>(resource: &str, source: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        SoakError::Harness {
+            resource: resource.to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    /// What to do about it, when there is something to do.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            SoakError::Connect(_) => Some(EMULATOR_HINT),
+            _ => None,
+        }
+    }
+}
+
+/// The seed of `args`, or a fresh one.
+pub fn seed_of(args: &SoakArgs) -> u64 {
+    args.seed.unwrap_or_else(|| fastrand::u64(..) >> 16)
+}
+
+/// Runs a soak with `seed` (print it first: a crash of the harness must not lose it).
+/// `reasons` is the log layer the process installed.
+pub async fn run(args: &SoakArgs, seed: u64, reasons: ReasonLog) -> Result<SoakReport, SoakError> {
+    let started = Instant::now();
+    let rates = args.rates.rates();
+    if !rates.invalid().is_empty() {
+        return Err(SoakError::Rates(rates.invalid()));
+    }
+    let Connection { aws, clients } = connect().await?;
+    let template = Template::from_file(template_path(&args.template))?;
+    let stack_name = args.stack.clone().unwrap_or_else(|| {
+        let suffix: String = (0..6)
+            .map(|_| fastrand::alphanumeric().to_ascii_lowercase())
+            .collect();
+        format!("ripple-soak-{suffix}")
+    });
+    let scale = TimeScale::new(args.time_scale);
+    let mut compressed = Vec::new();
+    let resolver = template.resolver(provision::pseudo(&aws, &stack_name));
+    let mut deployment = provision::provision_adjusted(&clients, resolver, |stack| {
+        compressed = scale.compress_stack(stack);
+    })
+    .await?;
+    compressed.extend(scale.compress_environment(&mut deployment));
+    let soak = Soak {
+        args,
+        seed,
+        rates,
+        scale,
+        aws: &aws,
+        clients: &clients,
+        deployment: &deployment,
+        reasons,
+    };
+    let outcome = match time::ratio_problems(&deployment.stack) {
+        problems if !problems.is_empty() => Err(SoakError::Ratios(problems)),
+        _ => soak.run().await,
+    };
+    if args.keep {
+        tracing::info!(stack = %stack_name, "resources kept (--keep)");
+    } else if let Err(err) = provision::teardown_with(&clients, &deployment).await {
+        tracing::warn!(error = %ripple_kit::telemetry::error_chain(&err), "teardown");
+    }
+    let mut report = outcome?;
+    report.compressed = compressed;
+    report.wall_ms = millis(started.elapsed());
+    Ok(report)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One soak over a provisioned deployment.
+struct Soak<'a> {
+    args: &'a SoakArgs,
+    seed: u64,
+    rates: Rates,
+    scale: TimeScale,
+    aws: &'a SdkConfig,
+    clients: &'a Clients,
+    deployment: &'a Deployment,
+    reasons: ReasonLog,
+}
+
+/// What the load and the wait came to.
+struct Driven {
+    answers: BTreeMap<u32, Answer>,
+    cancels: Vec<Answer>,
+    not_quiet: Option<String>,
+    load: Duration,
+    settle: Duration,
+}
+
+/// What the topics delivered to the taps.
+struct Delivered {
+    published: Vec<String>,
+    customer_messages: Vec<String>,
+}
+
+impl Soak<'_> {
+    async fn run(&self) -> Result<SoakReport, SoakError> {
+        let consumed = consumed_queue_urls(self.deployment);
+        let workload = Workload::draw(self.seed, self.shape(consumed.len()));
+        let plan = Arc::new(Plan::new(self.seed, self.rates, self.outage()));
+        tracing::info!(seed = self.seed, orders = self.args.orders, stack = %self.deployment.stack_name, "soak starts");
+        // The taps subscribe first: they must see the restocks too.
+        let events_tap = self
+            .tap("events", "outbox-publisher", "TOPIC_ARN", true)
+            .await?;
+        let customers_tap = self
+            .tap(
+                "customers",
+                "notifications",
+                "NOTIFICATIONS_TOPIC_ARN",
+                false,
+            )
+            .await?;
+        self.seed_stock(&workload).await?;
+        let runtime = Runtime::start(
+            self.clients,
+            self.deployment,
+            self.faulty_handlers(&plan)?,
+            RunOptions {
+                http_port: Some(self.args.port),
+            },
+        )
+        .await?;
+        let driven = tokio::select! {
+            driven = self.drive(&runtime, &workload, &plan, &consumed) => driven,
+            _ = tokio::signal::ctrl_c() => Err(SoakError::Interrupted),
+        };
+        let stats = runtime.stats().snapshot().total();
+        runtime.stop().await;
+        let delivered = Delivered {
+            published: events_tap.close(self.clients).await,
+            customer_messages: customers_tap.close(self.clients).await,
+        };
+        let driven = driven?;
+        let stored = truth::read(self.clients, self.deployment).await?;
+        let reason = |id: &str| self.reasons.reason(id);
+        let invariants = invariants::check(&invariants::Evidence {
+            stored: &stored,
+            published: &delivered.published,
+            customer_messages: &delivered.customer_messages,
+            workload: &workload,
+            answers: &driven.answers,
+            reason: &reason,
+            not_quiet: driven.not_quiet.clone(),
+        });
+        let figures = report::Figures {
+            events_stored: stored.events.len() as u64,
+            events_published: delivered.published.len() as u64,
+            customer_messages: delivered.customer_messages.len() as u64,
+            dead_letters: stored.sinks.len() as u64,
+            api_answers: answer_counts(driven.answers.values().chain(&driven.cancels)),
+            cancellations: driven.cancels.len() as u64,
+            invocations: stats.invocations,
+            invocation_errors: stats.errors,
+            messages_failed: stats.sqs_failed,
+            stream_retries: stats.stream_retries,
+            stream_discarded: stats.stream_discarded,
+            reasons_logged: self.reasons.len() as u64,
+        };
+        Ok(self.report(&plan, &driven, figures, &invariants))
+    }
+
+    fn shape(&self, queues: usize) -> Shape {
+        let at_least_one_of_each = 6;
+        Shape {
+            orders: self.args.orders,
+            hot_share: self.args.hot_share.clamp(0.0, 1.0),
+            poison: self
+                .args
+                .poison
+                .unwrap_or((self.args.orders / 100).max(at_least_one_of_each)),
+            queues,
+            cancel_within: self.scale.of(Duration::from_secs(20)),
+        }
+    }
+
+    /// The SNS outage: longer than the outbox's stream mapping keeps retrying a failing batch
+    /// (the local runner waits at most [`RETRY_CAP`](crate::runtime::stream::RETRY_CAP) between
+    /// tries), starting once a third of the load is placed.
+    fn outage(&self) -> Option<Outage> {
+        let retries = self
+            .deployment
+            .functions
+            .values()
+            .flat_map(|f| &f.events)
+            .find_map(|e| match e {
+                EventSource::DynamoDb(source) => Some(source.maximum_retry_attempts),
+                _ => None,
+            })
+            .flatten();
+        let budget = crate::runtime::stream::RETRY_CAP * retries.unwrap_or(10);
+        let lasts = match self.args.sns_outage {
+            Some(seconds) if seconds <= 0.0 || !seconds.is_finite() => return None,
+            Some(seconds) => Duration::from_secs_f64(seconds),
+            None => (budget * 3).max(Duration::from_secs(15)),
+        };
+        Some(Outage {
+            after_orders: self.args.orders / 3,
+            lasts,
+        })
+    }
+
+    /// A tap on the topic a function's variable names.
+    async fn tap(
+        &self,
+        label: &str,
+        binary: &str,
+        variable: &'static str,
+        raw: bool,
+    ) -> Result<Tap, SoakError> {
+        let topic = self
+            .deployment
+            .function_by_binary(binary)
+            .and_then(|f| f.environment.get(variable))
+            .ok_or(SoakError::Missing(variable))?;
+        let name = format!("{}-soak-{label}-tap", self.deployment.stack_name);
+        Tap::open(self.clients, &name, topic, raw).await
+    }
+
+    async fn seed_stock(&self, workload: &Workload) -> Result<(), SoakError> {
+        let table = self
+            .deployment
+            .events_table()
+            .ok_or(SoakError::Missing("events table"))?;
+        let store = DynamoEventStore::new(self.clients.dynamodb.clone(), table);
+        for (sku, units) in &workload.stock {
+            inventory::restock(&store, sku, *units)
+                .await
+                .map_err(|source| SoakError::Seed {
+                    sku: sku.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Every function's handler, with its AWS clients behind the SDK faults (and the SDK's
+    /// backoffs compressed) and its invocations behind the Lambda faults.
+    fn faulty_handlers(&self, plan: &Arc<Plan>) -> Result<HashMap<String, Invoke>, SoakError> {
+        let functions = self.deployment.functions.values();
+        let longest_timeout = functions
+            .clone()
+            .map(|f| f.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(3));
+        let hook: Arc<dyn crate::boundary::Hook> = Arc::new(sdk::SdkFaults::new(
+            plan.clone(),
+            longest_timeout.mul_f64(1.5),
+        ));
+        let queues = self
+            .deployment
+            .queues
+            .values()
+            .map(|q| (q.arn.clone(), q.url.clone()));
+        let longest_visibility = self
+            .deployment
+            .stack
+            .queues
+            .iter()
+            .filter_map(|q| q.visibility_timeout)
+            .max()
+            .unwrap_or(30);
+        let lambda_faults = Arc::new(lambda::LambdaFaults::new(
+            plan.clone(),
+            self.clients.sqs.clone(),
+            queues,
+            Duration::from_secs(u64::from(longest_visibility) * 2),
+        ));
+        let retry = self.scale.retry_config(self.aws.retry_config());
+        let mut handlers = HashMap::new();
+        for function in functions {
+            let aws = crate::boundary::with_hook(self.aws, &function.binary, hook.clone())
+                .to_builder()
+                .retry_config(retry.clone())
+                .build();
+            let invoke = functions::invoke_for(
+                &function.logical_id,
+                &function.binary,
+                &function.environment,
+                &aws,
+            )?;
+            handlers.insert(
+                function.logical_id.clone(),
+                lambda::wrap(&function.binary, invoke, lambda_faults.clone()),
+            );
+        }
+        Ok(handlers)
+    }
+
+    /// Places the load (with the outage, the poison and the cancellations on their cues) and
+    /// waits for the pipeline to go quiet.
+    async fn drive(
+        &self,
+        runtime: &Runtime,
+        workload: &Workload,
+        plan: &Arc<Plan>,
+        consumed: &[String],
+    ) -> Result<Driven, SoakError> {
+        let base = runtime.http_url().ok_or(SoakError::Missing("HTTP API"))?;
+        let api = ApiClient::new(&base, self.scale.of(Duration::from_secs(2)));
+        let placed = Arc::new(AtomicU32::new(0));
+        let load_done = CancellationToken::new();
+        let cues = tokio::spawn(cues(
+            placed.clone(),
+            plan.clone(),
+            workload.poison.clone(),
+            consumed.to_vec(),
+            self.clients.sqs.clone(),
+            load_done.clone(),
+        ));
+        let bar = progress(
+            self.args.json,
+            Some(u64::from(self.args.orders)),
+            "{spinner} placing orders {pos}/{len} {wide_bar} {msg}",
+        );
+        let started = Instant::now();
+        let mut cancels = Vec::new();
+        let answers: BTreeMap<u32, Answer> = futures::stream::iter(&workload.orders)
+            .map(|order| {
+                let (api, placed, bar) = (api.clone(), placed.clone(), bar.clone());
+                let key = order.idempotency_key(self.seed);
+                async move {
+                    let answer = api.place(&order.body, &key).await;
+                    placed.fetch_add(1, Ordering::SeqCst);
+                    bar.inc(1);
+                    let cancel = match (order.cancel_after, answer.order_id()) {
+                        (Some(after), Some(id)) => {
+                            let (api, id) = (api.clone(), id.to_owned());
+                            Some(tokio::spawn(async move {
+                                tokio::time::sleep(after).await;
+                                api.cancel(&id).await
+                            }))
+                        }
+                        _ => None,
+                    };
+                    (order.index, answer, cancel)
+                }
+            })
+            .buffer_unordered(self.args.concurrency.max(1))
+            .filter_map(|(index, answer, cancel)| {
+                if let Some(cancel) = cancel {
+                    cancels.push(cancel);
+                }
+                async move { Some((index, answer)) }
+            })
+            .collect()
+            .await;
+        let cancels: Vec<Answer> = futures::future::join_all(cancels)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .collect();
+        load_done.cancel();
+        let _ = cues.await;
+        bar.finish_and_clear();
+        let load = started.elapsed();
+        let settled = Instant::now();
+        let not_quiet = wait_for_quiet(self.args, runtime).await;
+        Ok(Driven {
+            answers,
+            cancels,
+            not_quiet,
+            load,
+            settle: settled.elapsed(),
+        })
+    }
+
+    fn report(
+        &self,
+        plan: &Plan,
+        driven: &Driven,
+        figures: report::Figures,
+        invariants: &[invariants::Invariant],
+    ) -> SoakReport {
+        let invariants: Vec<report::InvariantReport> = invariants
+            .iter()
+            .map(report::InvariantReport::from)
+            .collect();
+        let faults = plan.injected();
+        SoakReport {
+            seed: self.seed,
+            orders: self.args.orders,
+            stack: self.deployment.stack_name.clone(),
+            time_scale: self.scale.factor,
+            faults_injected: faults.values().sum(),
+            faults,
+            violations: invariants.iter().map(|i| i.violations).sum(),
+            invariants,
+            figures,
+            compressed: Vec::new(),
+            load_ms: millis(driven.load),
+            settle_ms: millis(driven.settle),
+            wall_ms: 0,
+            rerun: rerun_command(self.args, self.seed),
+        }
+    }
+}
+
+/// The URLs of the queues functions consume, in a fixed order (by logical id).
+fn consumed_queue_urls(deployment: &Deployment) -> Vec<String> {
+    let mut consumed = truth::consumed_queues(deployment);
+    consumed.sort();
+    consumed.dedup();
+    consumed
+        .iter()
+        .filter_map(|id| deployment.queue(id).map(|q| q.url.clone()))
+        .collect()
+}
+
+/// Fires what is due as the load goes: the SNS outage and the poison, each once its number of
+/// orders is placed; whatever is left once the load is done.
+async fn cues(
+    placed: Arc<AtomicU32>,
+    plan: Arc<Plan>,
+    mut poison: Vec<workload::Poison>,
+    queues: Vec<String>,
+    sqs: aws_sdk_sqs::Client,
+    load_done: CancellationToken,
+) {
+    poison.sort_by_key(|p| p.after_orders);
+    let mut poison = poison.into_iter().peekable();
+    loop {
+        let done = load_done.is_cancelled();
+        let now = placed.load(Ordering::SeqCst);
+        if plan.outage().is_some_and(|o| now >= o.after_orders) {
+            plan.start_outage();
+        }
+        while let Some(next) = poison.next_if(|p| done || p.after_orders <= now) {
+            let Some(url) = queues.get(next.queue) else {
+                continue;
+            };
+            match sqs
+                .send_message()
+                .queue_url(url)
+                .message_body(&next.body)
+                .send()
+                .await
+            {
+                Ok(_) => plan.count(plan::FaultKind::Poison),
+                Err(err) => {
+                    tracing::error!(token = %next.token, error = %ripple_kit::telemetry::error_chain(&err), "could not send a poison message");
+                }
+            }
+        }
+        if done {
+            return;
+        }
+        tokio::select! {
+            () = load_done.cancelled() => {}
+            () = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+/// Every status the API answered, over every attempt.
+fn answer_counts<'a>(answers: impl Iterator<Item = &'a Answer>) -> BTreeMap<u16, u64> {
+    let mut counts = BTreeMap::new();
+    for status in answers.flat_map(|a| &a.statuses) {
+        *counts.entry(*status).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// The command that reruns this soak: the same seed, load and rates.
+pub fn rerun_command(args: &SoakArgs, seed: u64) -> String {
+    let r = &args.rates;
+    let mut command = format!(
+        "cargo run -p ripple -- soak --seed {seed} --orders {} --time-scale {} --hot-share {} \
+         --crash-rate {} --duplicate-rate {} --delay-rate {} --shuffle-rate {} \
+         --throttle-rate {} --transient-rate {} --conflict-rate {} --lost-answer-rate {} --timeout-rate {}",
+        args.orders,
+        args.time_scale,
+        args.hot_share,
+        r.crash_rate,
+        r.duplicate_rate,
+        r.delay_rate,
+        r.shuffle_rate,
+        r.throttle_rate,
+        r.transient_rate,
+        r.conflict_rate,
+        r.lost_answer_rate,
+        r.timeout_rate,
+    );
+    if let Some(poison) = args.poison {
+        command.push_str(&format!(" --poison {poison}"));
+    }
+    if let Some(outage) = args.sns_outage {
+        command.push_str(&format!(" --sns-outage {outage}"));
+    }
+    command
+}
+
+fn progress(json: bool, len: Option<u64>, template: &str) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(len) => ProgressBar::new(len),
+        None => ProgressBar::new_spinner(),
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// Waits for the pipeline to go quiet within `--timeout`; why not, if it did not.
+async fn wait_for_quiet(args: &SoakArgs, runtime: &Runtime) -> Option<String> {
+    let bar = progress(args.json, None, "{spinner} waiting for the pipeline: {msg}");
+    let waited = runtime
+        .wait_until_quiet(Duration::from_secs(args.timeout), |activity, stats| {
+            let total = stats.total();
+            bar.set_message(format!(
+                "{} records published, {} messages consumed; {}",
+                total.stream_succeeded,
+                total.sqs_succeeded,
+                activity.brief()
+            ));
+        })
+        .await;
+    bar.finish_and_clear();
+    waited.err().map(|err| err.to_string())
+}
