@@ -11,6 +11,8 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 mod names;
+#[cfg(test)]
+pub(crate) mod proptests;
 mod upcast;
 
 pub use names::{event_type_of, event_types};

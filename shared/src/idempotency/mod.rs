@@ -63,6 +63,8 @@ mod dynamo;
 mod key;
 #[cfg(any(test, feature = "test-twins"))]
 mod memory;
+#[cfg(all(test, feature = "idempotency-dynamodb"))]
+mod proptests;
 mod record;
 
 use key::{hash_json, idempotency_key, is_missing_key};

@@ -161,6 +161,9 @@ impl<P: Publisher> Outbox<P> {
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::event;
