@@ -573,4 +573,6 @@ fn json_response(status: u16, body: &Value) -> ApiGatewayV2httpResponse {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

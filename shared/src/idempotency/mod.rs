@@ -317,11 +317,11 @@ impl<S: IdempotencyStore> Idempotency<S> {
         let now = (self.clock)();
         let (now_s, now_ms) = (epoch_secs(now), epoch_millis(now));
 
-        if let Some(record) = self.cached(&key, now_s) {
-            if let Verdict::Replay(data) = judge(&record, &validation, now_s, now_ms)? {
-                tracing::debug!(%key, "idempotent result replayed from the local cache");
-                return replay(&key, &data);
-            }
+        if let Some(record) = self.cached(&key, now_s)
+            && let Verdict::Replay(data) = judge(&record, &validation, now_s, now_ms)?
+        {
+            tracing::debug!(%key, "idempotent result replayed from the local cache");
+            return replay(&key, &data);
         }
 
         let in_progress_expiry = if deadline > now {
