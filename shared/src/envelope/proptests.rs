@@ -32,40 +32,76 @@ pub(crate) fn json_value() -> impl Strategy<Value = Value> {
 pub(crate) fn envelope() -> impl Strategy<Value = Envelope> {
     let ids = "[A-Za-z0-9][A-Za-z0-9._-]{0,20}";
     (
-        (ids, "[a-z]{1,8}/[a-z-]{1,12}", "[a-z]{1,8}\\.[a-z]{1,10}", ids),
-        (0_i64..4_000_000_000_000, json_value(), "[A-Z][A-Za-z]{0,10}", 1_u64..=u64::MAX),
-        (1_u32..5, ids, proptest::option::of(ids), proptest::option::of("00-[0-9a-f]{32}-[0-9a-f]{16}-01")),
+        (
+            ids,
+            "[a-z]{1,8}/[a-z-]{1,12}",
+            "[a-z]{1,8}\\.[a-z]{1,10}",
+            ids,
+        ),
+        (
+            0_i64..4_000_000_000_000,
+            json_value(),
+            "[A-Z][A-Za-z]{0,10}",
+            1_u64..=u64::MAX,
+        ),
+        (
+            1_u32..5,
+            ids,
+            proptest::option::of(ids),
+            proptest::option::of("00-[0-9a-f]{32}-[0-9a-f]{16}-01"),
+        ),
         prop::collection::btree_map("x[a-z0-9]{1,10}", json_value(), 0..3),
     )
-        .prop_map(|((id, source, event_type, subject), (millis, data, aggregate, sequence), (schema, correlation, causation, traceparent), extensions)| Envelope {
-            specversion: SPEC_VERSION.to_owned(),
-            id,
-            source,
-            event_type,
-            subject,
-            time: DateTime::from_timestamp_millis(millis).unwrap_or_default(),
-            datacontenttype: JSON_CONTENT_TYPE.to_owned(),
-            data,
-            aggregatetype: aggregate,
-            sequence,
-            schemaversion: schema,
-            correlationid: correlation,
-            causationid: causation,
-            traceparent,
-            extensions: extensions.into_iter().collect(),
-        })
+        .prop_map(
+            |(
+                (id, source, event_type, subject),
+                (millis, data, aggregate, sequence),
+                (schema, correlation, causation, traceparent),
+                extensions,
+            )| Envelope {
+                specversion: SPEC_VERSION.to_owned(),
+                id,
+                source,
+                event_type,
+                subject,
+                time: DateTime::from_timestamp_millis(millis).unwrap_or_default(),
+                datacontenttype: JSON_CONTENT_TYPE.to_owned(),
+                data,
+                aggregatetype: aggregate,
+                sequence,
+                schemaversion: schema,
+                correlationid: correlation,
+                causationid: causation,
+                traceparent,
+                extensions: extensions.into_iter().collect(),
+            },
+        )
 }
 
 /// An attribute of the contract and a value that breaks it.
 fn broken_attribute() -> impl Strategy<Value = (&'static str, Value)> {
-    let not_a_string = prop_oneof![Just(Value::Null), Just(json!(7)), Just(json!([])), Just(json!({}))];
+    let not_a_string = prop_oneof![
+        Just(Value::Null),
+        Just(json!(7)),
+        Just(json!([])),
+        Just(json!({}))
+    ];
     let blank = prop_oneof![Just(json!("")), Just(json!("   "))];
     prop_oneof![
-        prop::sample::select(&["id", "type", "subject", "source", "aggregatetype", "correlationid"][..])
-            .prop_flat_map(move |name| (Just(name), prop_oneof![not_a_string.clone(), blank.clone()]))
-            .prop_filter("correlationid may be blank", |(name, value)| {
-                *name != "correlationid" || !value.is_string()
-            }),
+        prop::sample::select(
+            &[
+                "id",
+                "type",
+                "subject",
+                "source",
+                "aggregatetype",
+                "correlationid"
+            ][..]
+        )
+        .prop_flat_map(move |name| (Just(name), prop_oneof![not_a_string.clone(), blank.clone()]))
+        .prop_filter("correlationid may be blank", |(name, value)| {
+            *name != "correlationid" || !value.is_string()
+        }),
         Just(("sequence", json!(0))),
         Just(("sequence", json!(-1))),
         Just(("sequence", json!("1"))),

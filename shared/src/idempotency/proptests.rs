@@ -102,7 +102,15 @@ fn attribute() -> impl Strategy<Value = AttributeValue> {
 /// An item with any of the record's attribute names, and others.
 fn item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
     let name = prop::sample::select(
-        &["id", "status", "expiration", "in_progress_expiry", "data", "validation", "other"][..],
+        &[
+            "id",
+            "status",
+            "expiration",
+            "in_progress_expiry",
+            "data",
+            "validation",
+            "other",
+        ][..],
     );
     prop::collection::hash_map(name.prop_map(str::to_owned), attribute(), 0..7)
 }
@@ -116,14 +124,16 @@ fn record() -> impl Strategy<Value = IdempotencyRecord> {
         proptest::option::of(".{0,40}"),
         proptest::option::of("[0-9a-f]{64}"),
     )
-        .prop_map(|(key, status, expiration, in_progress_expiry, data, validation)| IdempotencyRecord {
-            key,
-            status,
-            expiration,
-            in_progress_expiry,
-            data,
-            validation,
-        })
+        .prop_map(
+            |(key, status, expiration, in_progress_expiry, data, validation)| IdempotencyRecord {
+                key,
+                status,
+                expiration,
+                in_progress_expiry,
+                data,
+                validation,
+            },
+        )
 }
 
 proptest! {

@@ -28,7 +28,12 @@ fn image_value() -> impl Strategy<Value = Image> {
 
 /// An image with any of the attributes the outbox reads, and others.
 fn image() -> impl Strategy<Value = HashMap<String, Image>> {
-    let name = prop_oneof![Just("kind".to_owned()), Just("envelope".to_owned()), Just("pk".to_owned()), "[a-z]{1,6}"];
+    let name = prop_oneof![
+        Just("kind".to_owned()),
+        Just("envelope".to_owned()),
+        Just("pk".to_owned()),
+        "[a-z]{1,6}"
+    ];
     prop::collection::hash_map(name, image_value(), 0..5)
 }
 
