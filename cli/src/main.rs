@@ -189,7 +189,8 @@ async fn soak(args: ripple::soak::SoakArgs, reasons: ripple::soak::ReasonLog) ->
                 return ExitCode::SUCCESS;
             }
             eprintln!(
-                "error: the soak of seed {seed} found {} violation(s); rerun it with:\n  {rerun}",
+                "error: the soak of seed {seed} found {} violation(s); rerun it (against the emulator: \
+                 eval \"$(bash tests/emulator/emulator.sh env)\" first) with:\n  {rerun}",
                 soaked.violations
             );
             ExitCode::FAILURE

@@ -251,6 +251,7 @@ pub async fn run(args: &SoakArgs, seed: u64, reasons: ReasonLog) -> Result<SoakR
     })
     .await?;
     compressed.extend(scale.compress_environment(&mut deployment));
+    compressed.extend(scale.retry_figures(aws.retry_config()));
     let soak = Soak {
         args,
         seed,

@@ -196,6 +196,12 @@ pub fn render(report: &SoakReport) -> String {
     let _ = writeln!(out, "API answers by status: {}", answers.join(", "));
     let _ = writeln!(
         out,
+        "time compressed {}x: {}",
+        report.time_scale,
+        time_line(&report.compressed)
+    );
+    let _ = writeln!(
+        out,
         "load {:.1} s, settle {:.1} s, wall {:.1} s",
         report.load_ms as f64 / 1000.0,
         report.settle_ms as f64 / 1000.0,
@@ -209,6 +215,22 @@ pub fn render(report: &SoakReport) -> String {
     );
     let _ = writeln!(out, "rerun: {}", report.rerun);
     out
+}
+
+/// The compressed durations, one entry per kind and value: `visibility timeout 60 s -> 15 s (5)`.
+fn time_line(compressed: &[Compressed]) -> String {
+    let mut kinds: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for c in compressed {
+        let figure = |s: f64| format!("{}", (s * 1000.0).round() / 1000.0);
+        *kinds
+            .entry((c.kind.clone(), figure(c.template_s), figure(c.soak_s)))
+            .or_insert(0) += 1;
+    }
+    kinds
+        .iter()
+        .map(|((kind, from, to), n)| format!("{kind} {from} s -> {to} s ({n})"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -233,7 +255,20 @@ mod tests {
             violations: invariants.iter().map(|i| i.violations).sum(),
             invariants,
             figures: Figures::default(),
-            compressed: Vec::new(),
+            compressed: vec![
+                Compressed {
+                    resource: "s-inventory".into(),
+                    kind: "visibility timeout".into(),
+                    template_s: 60.0,
+                    soak_s: 15.0,
+                },
+                Compressed {
+                    resource: "s-payments".into(),
+                    kind: "visibility timeout".into(),
+                    template_s: 60.0,
+                    soak_s: 15.0,
+                },
+            ],
             load_ms: 1,
             settle_ms: 2,
             wall_ms: 3,
@@ -260,6 +295,10 @@ mod tests {
         assert!(text.contains("  - o-1: paid 1"), "{text}");
         assert!(text.contains("violations: 1  (FAILED)"), "{text}");
         assert!(text.contains("rerun: ripple soak --seed 42"), "{text}");
+        assert!(
+            text.contains("time compressed 10x: visibility timeout 60 s -> 15 s (2)"),
+            "{text}"
+        );
         assert!(render(&report(Vec::new())).contains("violations: 0\n"));
     }
 }

@@ -8,7 +8,6 @@
 //! hands a function as variables named `*_SECONDS` are compressed too. [`ratio_problems`] checks the
 //! compressed stack and the soak refuses to run a stack that breaks them.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_smithy_types::retry::RetryConfig;
@@ -32,8 +31,10 @@ pub struct TimeScale {
 /// One compressed figure, for the report: what the template says and what the soak runs with.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Compressed {
-    /// What it is, e.g. `ripple-soak-x-inventory visibility timeout`.
-    pub what: String,
+    /// Which resource's, e.g. `ripple-soak-x-inventory`.
+    pub resource: String,
+    /// What it is, e.g. `visibility timeout`.
+    pub kind: String,
     /// The template's value, in seconds.
     pub template_s: f64,
     /// The soak's, in seconds.
@@ -78,7 +79,8 @@ impl TimeScale {
                     let before = *seconds;
                     *seconds = self.seconds(before).clamp(floor.min(before), ceiling);
                     changed.push(Compressed {
-                        what: format!("{} {what}", queue.name),
+                        resource: queue.name.clone(),
+                        kind: what.to_owned(),
                         template_s: f64::from(before),
                         soak_s: f64::from(*seconds),
                     });
@@ -102,7 +104,8 @@ impl TimeScale {
             let before = function.timeout;
             function.timeout = self.of(before);
             changed.push(Compressed {
-                what: format!("{} timeout", function.name),
+                resource: function.name.clone(),
+                kind: "function timeout".to_owned(),
                 template_s: before.as_secs_f64(),
                 soak_s: function.timeout.as_secs_f64(),
             });
@@ -125,7 +128,8 @@ impl TimeScale {
                 };
                 let compressed = self.seconds(seconds);
                 changed.push(Compressed {
-                    what: format!("{} {name}", function.name),
+                    resource: function.name.clone(),
+                    kind: name.clone(),
                     template_s: f64::from(seconds),
                     soak_s: f64::from(compressed),
                 });
@@ -133,6 +137,32 @@ impl TimeScale {
             }
         }
         changed
+    }
+
+    /// What compressing `base` does to the SDK's backoffs, for the report.
+    pub fn retry_figures(&self, base: Option<&RetryConfig>) -> Vec<Compressed> {
+        let base = base.cloned().unwrap_or_else(RetryConfig::standard);
+        let compressed = self.retry_config(Some(&base));
+        [
+            (
+                "SDK initial backoff",
+                base.initial_backoff(),
+                compressed.initial_backoff(),
+            ),
+            (
+                "SDK max backoff",
+                base.max_backoff(),
+                compressed.max_backoff(),
+            ),
+        ]
+        .into_iter()
+        .map(|(kind, before, after)| Compressed {
+            resource: "every function".to_owned(),
+            kind: kind.to_owned(),
+            template_s: before.as_secs_f64(),
+            soak_s: after.as_secs_f64(),
+        })
+        .collect()
     }
 
     /// The SDK's retry configuration with its backoffs compressed (attempts unchanged).
@@ -182,14 +212,6 @@ pub fn ratio_problems(stack: &Stack) -> Vec<String> {
         }
     }
     problems
-}
-
-/// The figures of a compression, by what they are, for the report.
-pub fn summary(changes: &[Compressed]) -> BTreeMap<String, (f64, f64)> {
-    changes
-        .iter()
-        .map(|c| (c.what.clone(), (c.template_s, c.soak_s)))
-        .collect()
 }
 
 #[cfg(test)]
