@@ -18,7 +18,9 @@ ARGS     ?=
 
 # The fault soak (ripple soak). `make test` runs a short one with a fixed seed, so a failure there
 # reruns with the same command; `make soak` a long one with a fresh seed (printed), or ARGS='--seed N'.
-SOAK             := cargo run -q -p ripple -- soak
+# SOAK_PROFILE=local-release runs the long soak on the optimised build (as make bench does).
+SOAK_PROFILE     ?= dev
+SOAK             := cargo run -q -p ripple --profile $(SOAK_PROFILE) -- soak
 TEST_SOAK_ORDERS ?= 500
 TEST_SOAK_SEED   ?= 20261201
 SOAK_ORDERS      ?= 10000
