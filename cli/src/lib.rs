@@ -30,6 +30,7 @@ pub mod connect;
 pub mod dev;
 pub mod functions;
 pub mod invoke;
+pub mod progress;
 pub mod provision;
 pub mod runtime;
 pub mod soak;

@@ -24,7 +24,6 @@ pub mod truth;
 pub mod workload;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -32,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use futures::StreamExt as _;
-use indicatif::{ProgressBar, ProgressStyle};
 use ripple_kit::StoreError;
 use ripple_kit::store::DynamoEventStore;
 use tokio_util::sync::CancellationToken;
@@ -523,21 +521,43 @@ impl Soak<'_> {
             self.clients.sqs.clone(),
             load_done.clone(),
         ));
-        let bar = progress(
+        let started = Instant::now();
+        let (answers, cancels) = self.place(&api, workload, &placed).await;
+        load_done.cancel();
+        let _ = cues.await;
+        let load = started.elapsed();
+        let settled = Instant::now();
+        let not_quiet = wait_for_quiet(self.args, runtime).await;
+        Ok(Driven {
+            answers,
+            cancels,
+            not_quiet,
+            load,
+            settle: settled.elapsed(),
+        })
+    }
+
+    /// Places every order, a few at a time, counting them into `placed`; each order a customer
+    /// cancels is cancelled after its wait, meanwhile. What the API answered each placement (by
+    /// order index) and each cancellation.
+    async fn place(
+        &self,
+        api: &ApiClient,
+        workload: &Workload,
+        placed: &AtomicU32,
+    ) -> (BTreeMap<u32, Answer>, Vec<Answer>) {
+        let bar = crate::progress::bar(
             self.args.json,
             Some(u64::from(self.args.orders)),
-            "{spinner} placing orders {pos}/{len} {wide_bar} {msg}",
+            "{spinner} placing orders {pos}/{len} {wide_bar}",
         );
-        let started = Instant::now();
         let mut cancels = Vec::new();
         let answers: BTreeMap<u32, Answer> = futures::stream::iter(&workload.orders)
             .map(|order| {
-                let (api, placed, bar) = (api.clone(), placed.clone(), bar.clone());
                 let key = order.idempotency_key(self.seed);
                 async move {
                     let answer = api.place(&order.body, &key).await;
                     placed.fetch_add(1, Ordering::SeqCst);
-                    bar.inc(1);
                     let cancel = match (order.cancel_after, answer.order_id()) {
                         (Some(after), Some(id)) => {
                             let (api, id) = (api.clone(), id.to_owned());
@@ -552,32 +572,20 @@ impl Soak<'_> {
                 }
             })
             .buffer_unordered(self.args.concurrency.max(1))
-            .filter_map(|(index, answer, cancel)| {
-                if let Some(cancel) = cancel {
-                    cancels.push(cancel);
-                }
-                async move { Some((index, answer)) }
+            .map(|(index, answer, cancel)| {
+                bar.inc(1);
+                cancels.extend(cancel);
+                (index, answer)
             })
             .collect()
             .await;
-        let cancels: Vec<Answer> = futures::future::join_all(cancels)
+        bar.finish_and_clear();
+        let cancels = futures::future::join_all(cancels)
             .await
             .into_iter()
             .filter_map(Result::ok)
             .collect();
-        load_done.cancel();
-        let _ = cues.await;
-        bar.finish_and_clear();
-        let load = started.elapsed();
-        let settled = Instant::now();
-        let not_quiet = wait_for_quiet(self.args, runtime).await;
-        Ok(Driven {
-            answers,
-            cancels,
-            not_quiet,
-            load,
-            settle: settled.elapsed(),
-        })
+        (answers, cancels)
     }
 
     fn report(
@@ -705,24 +713,9 @@ pub fn rerun_command(args: &SoakArgs, seed: u64) -> String {
     command
 }
 
-fn progress(json: bool, len: Option<u64>, template: &str) -> ProgressBar {
-    if json || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = match len {
-        Some(len) => ProgressBar::new(len),
-        None => ProgressBar::new_spinner(),
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
-}
-
 /// Waits for the pipeline to go quiet within `--timeout`; why not, if it did not.
 async fn wait_for_quiet(args: &SoakArgs, runtime: &Runtime) -> Option<String> {
-    let bar = progress(args.json, None, "{spinner} waiting for the pipeline: {msg}");
+    let bar = crate::progress::bar(args.json, None, "{spinner} waiting for the pipeline: {msg}");
     let waited = runtime
         .wait_until_quiet(Duration::from_secs(args.timeout), |activity, stats| {
             let total = stats.total();

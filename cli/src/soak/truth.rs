@@ -3,7 +3,7 @@
 //! in a queue no function consumes (the DLQs and on-failure destinations), and the depth of the
 //! queues that are consumed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -88,7 +88,12 @@ fn views_table(deployment: &Deployment) -> Option<String> {
         .and_then(|f| f.environment.get("VIEWS_TABLE").cloned())
 }
 
-async fn read_events(clients: &Clients, table: &str, stored: &mut Stored) -> Result<(), SoakError> {
+/// Every item of `table`, through `each`, across all scan pages (consistent reads).
+async fn scan(
+    clients: &Clients,
+    table: &str,
+    mut each: impl FnMut(&HashMap<String, AttributeValue>),
+) -> Result<(), SoakError> {
     let mut pages = clients
         .dynamodb
         .scan()
@@ -98,31 +103,36 @@ async fn read_events(clients: &Clients, table: &str, stored: &mut Stored) -> Res
         .send();
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| SoakError::read(table, e))?;
-        for item in page.items() {
-            let text = |name: &str| match item.get(name) {
-                Some(AttributeValue::S(s)) => Some(s.as_str()),
-                Some(AttributeValue::N(n)) => Some(n.as_str()),
-                _ => None,
-            };
-            if text("kind") != Some("event") {
-                continue;
-            }
-            let at = format!(
-                "{}/{}",
-                text("pk").unwrap_or("?"),
-                text("sk").unwrap_or("?")
-            );
-            match text("envelope").map(Envelope::from_json) {
-                Some(Ok(envelope)) => stored.events.push(envelope),
-                Some(Err(err)) => stored.unreadable.push(format!(
-                    "{at}: {}",
-                    ripple_kit::telemetry::error_chain(&err)
-                )),
-                None => stored.unreadable.push(format!("{at}: no string envelope")),
-            }
-        }
+        page.items().iter().for_each(&mut each);
     }
     Ok(())
+}
+
+async fn read_events(clients: &Clients, table: &str, stored: &mut Stored) -> Result<(), SoakError> {
+    scan(clients, table, |item| {
+        let text = |name: &str| match item.get(name) {
+            Some(AttributeValue::S(s)) => Some(s.as_str()),
+            Some(AttributeValue::N(n)) => Some(n.as_str()),
+            _ => None,
+        };
+        if text("kind") != Some("event") {
+            return;
+        }
+        let at = format!(
+            "{}/{}",
+            text("pk").unwrap_or("?"),
+            text("sk").unwrap_or("?")
+        );
+        match text("envelope").map(Envelope::from_json) {
+            Some(Ok(envelope)) => stored.events.push(envelope),
+            Some(Err(err)) => stored.unreadable.push(format!(
+                "{at}: {}",
+                ripple_kit::telemetry::error_chain(&err)
+            )),
+            None => stored.unreadable.push(format!("{at}: no string envelope")),
+        }
+    })
+    .await
 }
 
 async fn read_views(
@@ -130,25 +140,15 @@ async fn read_views(
     table: &str,
 ) -> Result<BTreeMap<String, Result<OrderView, String>>, SoakError> {
     let mut views = BTreeMap::new();
-    let mut pages = clients
-        .dynamodb
-        .scan()
-        .table_name(table)
-        .consistent_read(true)
-        .into_paginator()
-        .send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| SoakError::read(table, e))?;
-        for item in page.items() {
-            let Some(AttributeValue::S(id)) = item.get(domain::views::attr::ID) else {
-                continue;
-            };
+    scan(clients, table, |item| {
+        if let Some(AttributeValue::S(id)) = item.get(domain::views::attr::ID) {
             let view = view_from_item(id, item)
                 .map(|stored| stored.view)
                 .map_err(|e| e.to_string());
             views.insert(id.clone(), view);
         }
-    }
+    })
+    .await?;
     Ok(views)
 }
 
