@@ -26,7 +26,7 @@ pub mod workload;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
@@ -86,6 +86,9 @@ pub struct SoakArgs {
     /// Orders in flight at once.
     #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
+    /// Hold the load back while the consumed queues hold more messages than this (0: never).
+    #[arg(long, default_value_t = 300)]
+    pub max_backlog: u64,
     /// Share of orders with a line of the hot sku.
     #[arg(long, default_value_t = 0.3)]
     pub hot_share: f64,
@@ -521,10 +524,18 @@ impl Soak<'_> {
             self.clients.sqs.clone(),
             load_done.clone(),
         ));
+        let held = Arc::new(AtomicBool::new(false));
+        let pacer = tokio::spawn(pace(
+            self.clients.sqs.clone(),
+            consumed.to_vec(),
+            self.args.max_backlog,
+            held.clone(),
+            load_done.clone(),
+        ));
         let started = Instant::now();
-        let (answers, cancels) = self.place(&api, workload, &placed).await;
+        let (answers, cancels) = self.place(&api, workload, &placed, &held).await;
         load_done.cancel();
-        let _ = cues.await;
+        let _ = tokio::join!(cues, pacer);
         let load = started.elapsed();
         let settled = Instant::now();
         let not_quiet = wait_for_quiet(self.args, runtime).await;
@@ -545,6 +556,7 @@ impl Soak<'_> {
         api: &ApiClient,
         workload: &Workload,
         placed: &AtomicU32,
+        held: &AtomicBool,
     ) -> (BTreeMap<u32, Answer>, Vec<Answer>) {
         let bar = crate::progress::bar(
             self.args.json,
@@ -556,6 +568,9 @@ impl Soak<'_> {
             .map(|order| {
                 let key = order.idempotency_key(self.seed);
                 async move {
+                    while held.load(Ordering::SeqCst) {
+                        tokio::time::sleep(PACE_CHECK).await;
+                    }
                     let answer = api.place(&order.body, &key).await;
                     placed.fetch_add(1, Ordering::SeqCst);
                     let cancel = match (order.cancel_after, answer.order_id()) {
@@ -675,6 +690,34 @@ async fn cues(
     }
 }
 
+/// How often the pacer looks at the queues, and a held-back order at the pacer.
+const PACE_CHECK: Duration = Duration::from_millis(250);
+
+/// Holds the load back (`held`) while the consumed queues hold more than `limit` messages. The
+/// local emulators scan a whole queue on every receive: with deep queues every call slows down
+/// until functions time out for the emulators' sake, and the soak would measure their saturation
+/// instead of the fault plan.
+async fn pace(
+    sqs: aws_sdk_sqs::Client,
+    queues: Vec<String>,
+    limit: u64,
+    held: Arc<AtomicBool>,
+    load_done: CancellationToken,
+) {
+    while limit > 0 && !load_done.is_cancelled() {
+        let mut backlog = 0;
+        for url in &queues {
+            backlog += crate::runtime::sqs::depth(&sqs, url).await.unwrap_or(0);
+        }
+        held.store(backlog > limit, Ordering::SeqCst);
+        tokio::select! {
+            () = load_done.cancelled() => {}
+            () = tokio::time::sleep(PACE_CHECK) => {}
+        }
+    }
+    held.store(false, Ordering::SeqCst);
+}
+
 /// Every status the API answered, over every attempt.
 fn answer_counts<'a>(answers: impl Iterator<Item = &'a Answer>) -> BTreeMap<u16, u64> {
     let mut counts = BTreeMap::new();
@@ -704,6 +747,10 @@ pub fn rerun_command(args: &SoakArgs, seed: u64) -> String {
         r.lost_answer_rate,
         r.timeout_rate,
     );
+    command.push_str(&format!(
+        " --concurrency {} --max-backlog {}",
+        args.concurrency, args.max_backlog
+    ));
     if let Some(poison) = args.poison {
         command.push_str(&format!(" --poison {poison}"));
     }
