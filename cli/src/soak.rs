@@ -76,9 +76,9 @@ pub struct SoakArgs {
     #[arg(long, default_value_t = 0)]
     pub port: u16,
     /// Divide every function timeout, visibility timeout, retention and backoff by this. The
-    /// default keeps a function's timeout (2.5 s) well above what the local emulators take to
-    /// answer a batch under load, so that timeouts are the plan's, not the emulators'.
-    #[arg(long, default_value_t = 4.0)]
+    /// default keeps a function's timeout (5 s) above what the local emulators take to answer a
+    /// batch on a busy two-core machine, so that most timeouts are the plan's, not the emulators'.
+    #[arg(long, default_value_t = 2.0)]
     pub time_scale: f64,
     /// Seconds to wait for the pipeline to go quiet after the last order.
     #[arg(long, default_value_t = 900)]
