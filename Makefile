@@ -91,7 +91,7 @@ lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy, the kit's feature
 	cargo clippy --workspace --all-targets -- -D warnings
 	@# The kit: each capability feature compiles alone, its docs are complete, and it packages
 	@# and builds from its packaged files alone (what crates.io would get).
-	for features in "" store-dynamodb idempotency-dynamodb publish-sns redelivery-sqs test-support; do \
+	for features in "" store-dynamodb idempotency-dynamodb publish-sns redelivery-sqs quarantine-sqs test-support; do \
 		cargo clippy -p ripple-kit --lib --no-default-features --features "$$features" -- -D warnings; \
 	done
 	RUSTDOCFLAGS="-D warnings" cargo doc -p ripple-kit --no-deps --all-features

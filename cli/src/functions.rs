@@ -70,6 +70,7 @@ pub const REGISTRY: &[(&str, Build)] = registered! {
     "order-saga" => order_saga,
     "projections" => projections,
     "notifications" => notifications,
+    "sweeper" => sweeper,
 };
 
 /// The binaries the runner knows.

@@ -3,8 +3,9 @@
 //! The library is what `ripple dev` and the end-to-end tests share: read `template.yaml`
 //! ([`template`]), create what it declares in an emulator ([`provision`]), and run the functions
 //! in-process ([`functions`]) behind emulated event sources and an HTTP API ([`runtime`]).
-//! [`stack`] keeps a stack between commands (`ripple up`, `env`, `down`), and [`invoke`] runs
-//! one function's real binary on one event against it (`ripple invoke`, `make invoke`).
+//! [`stack`] keeps a stack between commands (`ripple up`, `env`, `down`), [`invoke`] runs
+//! one function's real binary on one event against it (`ripple invoke`, `make invoke`), and
+//! [`republish`] publishes a time range of a stack's stored events again (`ripple republish`).
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,6 +33,7 @@ pub mod functions;
 pub mod invoke;
 pub mod progress;
 pub mod provision;
+pub mod republish;
 pub mod runtime;
 pub mod soak;
 pub mod stack;

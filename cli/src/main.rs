@@ -38,6 +38,9 @@ enum Command {
     /// Run the whole system under a seeded fault plan and check that nothing was lost, doubled
     /// or left stuck; exits non-zero on any violation.
     Soak(ripple::soak::SoakArgs),
+    /// Publish the events a stack stored in a time range again, from the store itself
+    /// (consumers deduplicate: what they already have changes nothing).
+    Republish(ripple::republish::RepublishArgs),
 }
 
 #[tokio::main]
@@ -81,6 +84,25 @@ async fn main() -> ExitCode {
             ripple::stack::down(&args).await.map(|()| String::new()),
             |e| e.hint(),
         ),
+        Command::Republish(args) => republish(args).await,
+    }
+}
+
+async fn republish(args: ripple::republish::RepublishArgs) -> ExitCode {
+    match ripple::republish::run(&args).await {
+        Ok((text, all_published)) => {
+            print!("{text}");
+            if all_published {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: some events were not published; run the same range again");
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            let hint = err.hint();
+            fail(&err, hint)
+        }
     }
 }
 

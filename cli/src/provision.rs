@@ -314,7 +314,17 @@ async fn subscribe_queues(
                 "its topic or queue was not created",
             ));
         };
-        let arn = messaging::subscribe(clients, subscription, &topic.arn, &queue.arn).await?;
+        let dlq_arn = match &subscription.dead_letter_queue {
+            None => None,
+            Some(dlq) => Some(
+                queues
+                    .get(dlq)
+                    .map(|q| q.arn.as_str())
+                    .ok_or_else(|| unexpected(dlq, "this subscription DLQ was not created"))?,
+            ),
+        };
+        let arn =
+            messaging::subscribe(clients, subscription, &topic.arn, &queue.arn, dlq_arn).await?;
         subscriptions.insert(
             subscription.logical_id.clone(),
             DeployedSubscription {

@@ -1,6 +1,6 @@
 //! The in-process Lambda emulation: functions invoked with JSON payloads exactly as Lambda sends
-//! them, behind emulated event source mappings (SQS polling, DynamoDB stream reading) and an HTTP
-//! API, with counters of what flowed and a graceful stop.
+//! them, behind emulated event source mappings (SQS polling, DynamoDB stream reading), EventBridge
+//! schedules and an HTTP API, with counters of what flowed and a graceful stop.
 //!
 //! A handler runs in this process but sees what it would see in Lambda: the payload is built as
 //! Lambda builds it and goes through JSON, so the handler's own deserialisation is exercised, its
@@ -9,11 +9,12 @@
 //!
 //! Here the [`Runtime`] starts the mappings and the API and knows when the pipeline is quiet; a
 //! function as it is called is in `function`, the counters in `stats`, and each event source in
-//! [`sqs`], [`stream`] and [`http`].
+//! [`sqs`], [`stream`], [`http`] and [`schedule`].
 
 pub mod filter;
 mod function;
 pub mod http;
+pub mod schedule;
 pub mod sqs;
 mod stats;
 pub mod stream;
@@ -226,6 +227,18 @@ impl Runtime {
             EventSource::DynamoDb(source) => self.start_stream(deployment, function, source),
             EventSource::HttpApi(route) => {
                 routes.push((route.clone(), function.clone()));
+                Ok(())
+            }
+            EventSource::Schedule(source) => {
+                tracing::info!(function = %function.logical_id, every = ?source.every, "scheduled");
+                let mapping = schedule::ScheduleMapping {
+                    function: function.clone(),
+                    source: source.clone(),
+                    region: deployment.region.clone(),
+                    stack_name: deployment.stack_name.clone(),
+                };
+                self.tasks
+                    .push(tokio::spawn(mapping.run(self.stop.clone())));
                 Ok(())
             }
             EventSource::Other { name, event_type } => {

@@ -16,6 +16,7 @@ pub mod invariants;
 pub mod lambda;
 pub mod log;
 pub mod plan;
+pub mod ratios;
 pub mod report;
 pub mod sdk;
 pub mod tap;
@@ -97,9 +98,16 @@ pub struct SoakArgs {
     #[arg(long)]
     pub poison: Option<u32>,
     /// Seconds SNS stays down once a third of the orders are placed [default: three times the
-    /// stream mapping's retry budget, at least 15; 0: no outage].
+    /// stream mapping's retry budget, or of ten retries when it retries forever, at least 15;
+    /// 0: no outage].
     #[arg(long)]
     pub sns_outage: Option<f64>,
+    /// Seconds an order may stay undecided before the sweeper cancels it (the template's
+    /// `OrderDeadlineSeconds`, in soak time) [default: twice what a message takes through the
+    /// outage with the compressed redelivery backoff, as the template's 2 h are twice its
+    /// one-hour outage budget; at least 300].
+    #[arg(long)]
+    pub order_deadline: Option<f64>,
     /// The fault rates.
     #[command(flatten)]
     pub rates: RateArgs,
@@ -253,17 +261,37 @@ pub async fn run(args: &SoakArgs, seed: u64, reasons: ReasonLog) -> Result<SoakR
     .await?;
     compressed.extend(scale.compress_environment(&mut deployment));
     compressed.extend(scale.retry_figures(aws.retry_config()));
+    let outage = outage_of(args, &deployment);
+    let environments = ratios::environments(&deployment);
+    let deadline = match args.order_deadline {
+        Some(seconds) if seconds.is_finite() && seconds > 0.0 => Duration::from_secs_f64(seconds),
+        _ => ratios::order_deadline(
+            &deployment.stack,
+            &environments,
+            outage.map(|o| o.lasts).unwrap_or_default(),
+        )
+        .max(MIN_ORDER_DEADLINE),
+    };
+    set_order_deadline(&mut deployment, deadline, &mut compressed);
+    let problems = ratios::problems(
+        &deployment.stack,
+        &ratios::environments(&deployment),
+        outage.map(|o| o.lasts),
+        Some(deadline),
+    );
     let soak = Soak {
         args,
         seed,
         rates,
         scale,
+        outage,
+        deadline,
         aws: &aws,
         clients: &clients,
         deployment: &deployment,
         reasons,
     };
-    let outcome = match time::ratio_problems(&deployment.stack) {
+    let outcome = match problems {
         problems if !problems.is_empty() => Err(SoakError::Ratios(problems)),
         _ => soak.run().await,
     };
@@ -278,6 +306,61 @@ pub async fn run(args: &SoakArgs, seed: u64, reasons: ReasonLog) -> Result<SoakR
     Ok(report)
 }
 
+/// The shortest default order deadline: an order takes minutes end to end while the emulators
+/// work through a backlog, and a shorter deadline would time out orders that are only queued.
+const MIN_ORDER_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The sweeper's variable with the order deadline.
+const ORDER_DEADLINE_VARIABLE: &str = "ORDER_DEADLINE_SECONDS";
+
+/// Gives every function that reads the order deadline the soak's, in whole seconds (rounded up),
+/// and says so in its entry of `compressed`.
+fn set_order_deadline(
+    deployment: &mut Deployment,
+    deadline: Duration,
+    compressed: &mut [time::Compressed],
+) {
+    let seconds = deadline.as_secs() + u64::from(deadline.subsec_nanos() > 0);
+    for function in deployment.functions.values_mut() {
+        if let Some(value) = function.environment.get_mut(ORDER_DEADLINE_VARIABLE) {
+            *value = seconds.to_string();
+            for entry in compressed
+                .iter_mut()
+                .filter(|c| c.resource == function.name && c.kind == ORDER_DEADLINE_VARIABLE)
+            {
+                entry.kind = format!("{ORDER_DEADLINE_VARIABLE} (the soak's order deadline)");
+                entry.soak_s = seconds as f64;
+            }
+        }
+    }
+}
+
+/// The SNS outage: longer than the outbox's stream mapping keeps retrying a failing batch
+/// (the local runner waits at most [`RETRY_CAP`](crate::runtime::stream::RETRY_CAP) between
+/// tries; a mapping that retries forever counts as ten retries), starting once a third of the
+/// load is placed.
+fn outage_of(args: &SoakArgs, deployment: &Deployment) -> Option<Outage> {
+    let retries = deployment
+        .functions
+        .values()
+        .flat_map(|f| &f.events)
+        .find_map(|e| match e {
+            EventSource::DynamoDb(source) => Some(source.maximum_retry_attempts),
+            _ => None,
+        })
+        .flatten();
+    let budget = crate::runtime::stream::RETRY_CAP * retries.unwrap_or(10);
+    let lasts = match args.sns_outage {
+        Some(seconds) if seconds <= 0.0 || !seconds.is_finite() => return None,
+        Some(seconds) => Duration::from_secs_f64(seconds),
+        None => (budget * 3).max(Duration::from_secs(15)),
+    };
+    Some(Outage {
+        after_orders: args.orders / 3,
+        lasts,
+    })
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -288,6 +371,8 @@ struct Soak<'a> {
     seed: u64,
     rates: Rates,
     scale: TimeScale,
+    outage: Option<Outage>,
+    deadline: Duration,
     aws: &'a SdkConfig,
     clients: &'a Clients,
     deployment: &'a Deployment,
@@ -313,7 +398,7 @@ impl Soak<'_> {
     async fn run(&self) -> Result<SoakReport, SoakError> {
         let consumed = consumed_queue_urls(self.deployment);
         let workload = Workload::draw(self.seed, self.shape(consumed.len()));
-        let plan = Arc::new(Plan::new(self.seed, self.rates, self.outage()));
+        let plan = Arc::new(Plan::new(self.seed, self.rates, self.outage));
         tracing::info!(seed = self.seed, orders = self.args.orders, stack = %self.deployment.stack_name, "soak starts");
         // The taps subscribe first: they must see the restocks too.
         let events_tap = self
@@ -363,6 +448,9 @@ impl Soak<'_> {
             events_stored: stored.events.len() as u64,
             events_published: delivered.published.len() as u64,
             customer_messages: delivered.customer_messages.len() as u64,
+            customer_message_copies: invariants::customer_message_copies(
+                &delivered.customer_messages,
+            ),
             dead_letters: stored.sinks.len() as u64,
             api_answers: answer_counts(driven.answers.values().chain(&driven.cancels)),
             cancellations: driven.cancels.len() as u64,
@@ -388,32 +476,6 @@ impl Soak<'_> {
             queues,
             cancel_within: self.scale.of(Duration::from_secs(20)),
         }
-    }
-
-    /// The SNS outage: longer than the outbox's stream mapping keeps retrying a failing batch
-    /// (the local runner waits at most [`RETRY_CAP`](crate::runtime::stream::RETRY_CAP) between
-    /// tries), starting once a third of the load is placed.
-    fn outage(&self) -> Option<Outage> {
-        let retries = self
-            .deployment
-            .functions
-            .values()
-            .flat_map(|f| &f.events)
-            .find_map(|e| match e {
-                EventSource::DynamoDb(source) => Some(source.maximum_retry_attempts),
-                _ => None,
-            })
-            .flatten();
-        let budget = crate::runtime::stream::RETRY_CAP * retries.unwrap_or(10);
-        let lasts = match self.args.sns_outage {
-            Some(seconds) if seconds <= 0.0 || !seconds.is_finite() => return None,
-            Some(seconds) => Duration::from_secs_f64(seconds),
-            None => (budget * 3).max(Duration::from_secs(15)),
-        };
-        Some(Outage {
-            after_orders: self.args.orders / 3,
-            lasts,
-        })
     }
 
     /// A tap on the topic a function's variable names.
@@ -538,7 +600,10 @@ impl Soak<'_> {
         let _ = tokio::join!(cues, pacer);
         let load = started.elapsed();
         let settled = Instant::now();
-        let not_quiet = wait_for_quiet(self.args, runtime).await;
+        let mut not_quiet = wait_for_quiet(self.args, runtime).await;
+        if not_quiet.is_none() && self.sweep_for_stranded(settled).await? {
+            not_quiet = wait_for_quiet(self.args, runtime).await;
+        }
         Ok(Driven {
             answers,
             cancels,
@@ -546,6 +611,41 @@ impl Soak<'_> {
             load,
             settle: settled.elapsed(),
         })
+    }
+
+    /// When orders are still undecided with the pipeline quiet, waits (within `--timeout` of
+    /// `load_done`) until the sweeper has run twice past their deadline, so that it cancels them
+    /// as it would on AWS. Whether there were any.
+    async fn sweep_for_stranded(&self, load_done: Instant) -> Result<bool, SoakError> {
+        let stored = truth::read_store(self.clients, self.deployment).await?;
+        let stranded = invariants::unfinished(&stored.events);
+        if stranded.is_empty() {
+            return Ok(false);
+        }
+        let every = self
+            .deployment
+            .functions
+            .values()
+            .flat_map(|f| &f.events)
+            .find_map(|e| match e {
+                EventSource::Schedule(s) => Some(s.every),
+                _ => None,
+            })
+            .ok_or(SoakError::Missing("sweeper schedule"))?;
+        let horizon = (self.deadline + every * 2).min(Duration::from_secs(self.args.timeout));
+        tracing::info!(
+            stranded = stranded.len(),
+            wait_s = horizon.saturating_sub(load_done.elapsed()).as_secs(),
+            "orders undecided with the pipeline quiet: waiting for the sweeper"
+        );
+        let bar = crate::progress::bar(self.args.json, None, "{spinner} {msg}");
+        bar.set_message(format!(
+            "{} orders undecided: waiting for the sweeper's deadline",
+            stranded.len()
+        ));
+        tokio::time::sleep_until((load_done + horizon).into()).await;
+        bar.finish_and_clear();
+        Ok(true)
     }
 
     /// Places every order, a few at a time, counting them into `placed`; each order a customer
@@ -756,6 +856,9 @@ pub fn rerun_command(args: &SoakArgs, seed: u64) -> String {
     }
     if let Some(outage) = args.sns_outage {
         command.push_str(&format!(" --sns-outage {outage}"));
+    }
+    if let Some(deadline) = args.order_deadline {
+        command.push_str(&format!(" --order-deadline {deadline}"));
     }
     command
 }

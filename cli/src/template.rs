@@ -37,7 +37,8 @@ pub use error::TemplateError;
 pub use intrinsic::target_of;
 pub use model::{
     AttributeDefinition, EventSource, Function, HttpRoute, Ignored, KeyElement, Queue, Redrive,
-    SecondaryIndex, SqsSource, Stack, StartingPosition, StreamSource, Subscription, Table, Topic,
+    ScheduleSource, SecondaryIndex, SqsSource, Stack, StartingPosition, StreamSource, Subscription,
+    Table, Topic,
 };
 pub use pseudo::{PseudoParameters, api_id, validate_stack_name};
 pub use resolver::Resolver;
@@ -49,6 +50,8 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 /// The attribute name under which [`Resolver::know`] records what `!Ref` returns.
 pub const REF: &str = "Ref";
 
+#[cfg(test)]
+mod invariant_tests;
 #[cfg(test)]
 mod project_tests;
 #[cfg(test)]

@@ -298,6 +298,81 @@ async fn a_failing_stream_record_is_retried_then_sent_to_the_on_failure_destinat
     );
 }
 
+#[tokio::test]
+async fn a_stream_mapping_that_never_discards_bisects_and_retries_until_the_record_passes() {
+    let aws = support::emulator().await;
+    let never = STREAM_TEMPLATE.replace(
+        "MaximumRetryAttempts: 2",
+        "MaximumRetryAttempts: -1\n            MaximumRecordAgeInSeconds: -1\n            BisectBatchOnFunctionError: true",
+    );
+    let template = Template::parse(&never).unwrap();
+    let deployment = provision::provision(&aws, &template, &stack_name("never"))
+        .await
+        .unwrap();
+    let source = match &deployment.function("Publisher").unwrap().events[0] {
+        ripple::template::EventSource::DynamoDb(source) => source.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        (source.maximum_retry_attempts, source.maximum_record_age),
+        (None, None)
+    );
+    assert!(source.bisect_on_function_error);
+    let table = deployment.table("Events").unwrap().name.clone();
+    let clients = Clients::new(&aws);
+    for pk in ["a1", "a2", "bad", "a3"] {
+        put(&clients, &table, pk, "event").await;
+    }
+
+    // A batch holding "bad" fails as a whole (an invocation error) for its first five tries.
+    let batches: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let log = batches.clone();
+    let handler = invoke_fn(move |event: LambdaEvent<Event>| {
+        let log = log.clone();
+        async move {
+            let pks: Vec<String> = event
+                .payload
+                .records
+                .iter()
+                .filter_map(|r| match r.change.keys.get("pk") {
+                    Some(serde_dynamo::AttributeValue::S(pk)) => Some(pk.clone()),
+                    _ => None,
+                })
+                .collect();
+            let mut log = log.lock().unwrap();
+            let tries = log.iter().filter(|b| b.contains(&"bad".to_owned())).count();
+            log.push(pks.clone());
+            if pks.contains(&"bad".to_owned()) && tries < 5 {
+                return Err::<DynamoDbEventResponse, lambda_runtime::Error>("down".into());
+            }
+            Ok(DynamoDbEventResponse::default())
+        }
+    });
+    let runtime = start(&aws, &deployment, vec![("Publisher", handler)]).await;
+    let quiet = runtime
+        .wait_until_quiet(Duration::from_secs(60), |_, _| {})
+        .await;
+    let stats = runtime.stats().function("Publisher").unwrap().snapshot();
+    runtime.stop().await;
+    provision::teardown(&aws, &deployment).await.unwrap();
+    quiet.unwrap();
+
+    let batches = batches.lock().unwrap().clone();
+    fn as_strs(batch: &[String]) -> Vec<&str> {
+        batch.iter().map(String::as_str).collect()
+    }
+    // Halved until the failing record is alone, then retried alone until it passed.
+    assert_eq!(as_strs(&batches[0]), ["a1", "a2", "bad", "a3"]);
+    assert_eq!(as_strs(&batches[1]), ["a1", "a2"]);
+    assert_eq!(as_strs(&batches[2]), ["bad", "a3"]);
+    assert!(
+        batches[3..].iter().take(3).all(|b| as_strs(b) == ["bad"]),
+        "{batches:?}"
+    );
+    assert_eq!(stats.stream_discarded, 0, "nothing given up: {stats:?}");
+    assert_eq!(stats.stream_succeeded, 4, "{stats:?}");
+}
+
 const API_TEMPLATE: &str = r#"
 Resources:
   Api:
@@ -449,7 +524,30 @@ async fn the_project_template_provisions_and_tears_down() {
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy)
         .send()
         .await;
+    let subscription = &deployment.subscriptions["InventorySubscription"].arn;
+    let subscription = clients
+        .sns
+        .get_subscription_attributes()
+        .subscription_arn(subscription)
+        .send()
+        .await;
     provision::teardown(&aws, &deployment).await.unwrap();
+
+    // SNS keeps what it cannot deliver in the subscription's own DLQ.
+    let subscription = subscription.unwrap();
+    let redrive: Value = serde_json::from_str(
+        subscription
+            .attributes()
+            .and_then(|a| a.get("RedrivePolicy"))
+            .expect("the subscription has a RedrivePolicy"),
+    )
+    .unwrap();
+    let delivery_dlq = deployment.queue("InventorySubscriptionDLQ").unwrap();
+    assert_eq!(redrive["deadLetterTargetArn"], delivery_dlq.arn);
+    assert!(
+        delivery_dlq.dead_letter,
+        "counted with the dead-letter queues"
+    );
 
     assert_eq!(handlers.unwrap(), deployment.functions.len());
     assert!(

@@ -227,6 +227,15 @@ async fn make_invoke_runs_notifications_on_its_sample() {
 }
 
 #[tokio::test]
+async fn make_invoke_runs_the_sweeper_on_its_sample_and_it_reports_what_it_swept() {
+    let stack = TestStack::new("sweeper").await;
+    let answer = make_invoke("sweeper", &stack.name, &[]).await.answer();
+    assert_eq!(answer["orders_timed_out"], 0, "{answer}");
+    assert!(answer["views_swept_to"].is_string(), "{answer}");
+    stack.down().await;
+}
+
+#[tokio::test]
 async fn make_invoke_fails_at_once_with_the_log_of_a_function_that_cannot_start() {
     let stack = TestStack::new("broken").await;
     let template = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
@@ -280,6 +289,8 @@ async fn a_stack_brought_up_gives_each_function_its_template_environment_until_t
         [
             format!("EVENTS_TABLE={name}-events"),
             format!("IDEMPOTENCY_TABLE={name}-idempotency"),
+            "REDELIVERY_BASE_SECONDS=30".to_owned(),
+            "REDELIVERY_CAP_SECONDS=900".to_owned(),
             "RUST_LOG=info".to_owned(),
             format!("VIEWS_TABLE={name}-order-views"),
         ],

@@ -5,6 +5,8 @@
 
 use std::str::FromStr;
 
+use crate::batch::RedeliveryBackoff;
+
 #[cfg(feature = "aws")]
 use aws_config::{BehaviorVersion, SdkConfig};
 #[cfg(feature = "aws")]
@@ -136,11 +138,24 @@ macro_rules! settings {
     };
 }
 
-settings! {
-    /// The settings of a function whose only resource is its event store.
-    pub struct EventStoreConfig {
-        /// The events table.
-        events_table: "EVENTS_TABLE",
+/// The settings of a queue consumer whose only resource is its event store: the table, and how
+/// its failed messages back off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventStoreConfig {
+    /// The events table (`EVENTS_TABLE`).
+    pub events_table: String,
+    /// `REDELIVERY_BASE_SECONDS` and `REDELIVERY_CAP_SECONDS` (see [`RedeliveryBackoff::from_env`]).
+    pub redelivery: RedeliveryBackoff,
+}
+
+impl EventStoreConfig {
+    /// From any lookup: [`process_env`] in Lambda, the template's variables in the local runner.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(get);
+        Ok(EventStoreConfig {
+            events_table: env.required("EVENTS_TABLE")?,
+            redelivery: RedeliveryBackoff::from_env(&env)?,
+        })
     }
 }
 

@@ -28,6 +28,7 @@ use crate::config::{ConfigError, load_sdk_config, process_env};
 use crate::telemetry::init_tracing;
 #[cfg(feature = "store-dynamodb")]
 use crate::{
+    batch::RedeliveryBackoff,
     config::{Env, EventStoreConfig},
     consumer::{Reactor, SqsConsumer},
     store::DynamoEventStore,
@@ -49,7 +50,8 @@ pub async fn init<C, H>(
 }
 
 /// The whole `main` of an event-sourced consumer: serves `reactor` behind its SQS queue, over
-/// the DynamoDB event store whose table the environment variable `events_table` names.
+/// the DynamoDB event store whose table the environment variable `events_table` names (failed
+/// messages back off as [`SqsConsumer::on_dynamodb`] says).
 ///
 /// ```no_run
 /// # struct Points;
@@ -72,8 +74,10 @@ where
     R: Reactor<DynamoEventStore> + 'static,
 {
     init_tracing();
+    let env = Env::process();
     let config = EventStoreConfig {
-        events_table: Env::process().required(events_table)?,
+        events_table: env.required(events_table)?,
+        redelivery: RedeliveryBackoff::from_env(&env)?,
     };
     let aws = load_sdk_config().await;
     let handler = SqsConsumer::on_dynamodb(reactor, config, &aws);

@@ -29,6 +29,7 @@ pub const ALL_FUNCTIONS: &[&str] = &[
     "order-saga",
     "projections",
     "notifications",
+    "sweeper",
 ];
 
 /// How long the whole pipeline may take to go quiet.
@@ -371,6 +372,12 @@ impl<'r> OrdersApi<'r> {
         let (status, body) = self.call(place_order_request(customer, lines)).await;
         assert_eq!(status, 201, "{body}");
         body["order_id"].as_str().expect("order_id").to_owned()
+    }
+
+    /// Places an order of `quantity` units of one `sku` for `customer`; its id (for many
+    /// orders placed at once).
+    pub async fn place_owned(&self, customer: String, sku: &str, quantity: u32) -> String {
+        self.place(&customer, &[(sku, quantity)]).await
     }
 
     /// The status code and JSON body of the answer to `request`.

@@ -60,11 +60,12 @@ fn totals(out: &mut String, summary: &Summary) {
     let o = &summary.outcomes;
     let _ = writeln!(
         out,
-        "outcome  {} confirmed, {} cancelled out of stock, {} cancelled payment declined, {} cancelled by the customer, {} pending",
+        "outcome  {} confirmed, {} cancelled out of stock, {} cancelled payment declined, {} cancelled by the customer, {} timed out, {} pending",
         o.confirmed,
         o.cancelled_out_of_stock,
         o.cancelled_payment_declined,
         o.cancelled_customer_request,
+        o.cancelled_timed_out,
         o.pending
     );
     let _ = writeln!(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde::Serialize;
 
-use domain::inventory::Stock;
+use domain::inventory::{ReservationEvent, Stock};
 use domain::order::{CancelReason, Order, OrderStatus};
 use ripple_kit::store::DynamoEventStore;
 use ripple_kit::{EventStore, Loaded, StoreError};
@@ -80,6 +80,8 @@ pub struct OrderOutcomes {
     pub cancelled_payment_declined: u64,
     /// Cancelled by the customer.
     pub cancelled_customer_request: u64,
+    /// Cancelled at their deadline (a saga message was lost).
+    pub cancelled_timed_out: u64,
     /// Not yet in a terminal state.
     pub pending: u64,
 }
@@ -94,6 +96,7 @@ impl OrderOutcomes {
             (OrderStatus::Cancelled, Some(CancelReason::PaymentDeclined)) => {
                 &mut self.cancelled_payment_declined
             }
+            (OrderStatus::Cancelled, Some(CancelReason::TimedOut)) => &mut self.cancelled_timed_out,
             (OrderStatus::Cancelled, _) => &mut self.cancelled_customer_request,
             (OrderStatus::Placed | OrderStatus::Unplaced, _) => &mut self.pending,
         };
@@ -164,7 +167,16 @@ pub(super) async fn summarize(
     let queues = QueueDepths::read(clients, deployment).await;
     let events_by_type = count_events(clients, deployment).await?;
     let (outcomes, stock) = outcomes_and_stock(clients, deployment, &order_ids).await?;
-    let count = |t: &str| events_by_type.get(t).copied().unwrap_or(0);
+    // Counted by the events' own type names (from their serde renames), not by literals.
+    let count = |event: &ReservationEvent| {
+        ripple_kit::envelope::event_type_of(event)
+            .and_then(|t| events_by_type.get(t).copied())
+            .unwrap_or(0)
+    };
+    let rejected = ReservationEvent::Rejected {
+        order_id: String::new(),
+        shortages: Vec::new(),
+    };
     let publishers: u64 = deployment
         .functions
         .values()
@@ -182,8 +194,8 @@ pub(super) async fn summarize(
         orders_placed: statuses.iter().filter(|s| (200..300).contains(*s)).count() as u64,
         orders_refused,
         events_stored: events_by_type.values().sum(),
-        stock_reserved: count("stock.reserved"),
-        stock_rejected: count("stock.rejected"),
+        stock_reserved: count(&ReservationEvent::Reserved(Default::default())),
+        stock_rejected: count(&rejected),
         events_by_type,
         events_published: publishers,
         messages_consumed: total.sqs_succeeded,
@@ -222,6 +234,9 @@ fn function_summaries(
                 .table(&s.table)
                 .map_or(s.table.as_str(), |t| t.name.as_str())
         ),
+        EventSource::Schedule(schedule) => {
+            format!("every {:?} ({})", schedule.every, schedule.name)
+        }
         EventSource::Other { name, event_type } => format!("{event_type} {name} (not emulated)"),
     };
     deployment

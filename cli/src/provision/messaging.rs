@@ -1,5 +1,6 @@
 //! Topics, queues and the subscriptions between them: CreateTopic, CreateQueue (dead-letter
-//! queues first, redrive policies with the ARN SQS reports) and Subscribe.
+//! queues first, redrive policies with the ARN SQS reports) and Subscribe (with the
+//! subscription's own dead-letter queue, when it has one).
 
 use std::collections::HashMap;
 
@@ -130,6 +131,7 @@ pub(super) async fn subscribe(
     subscription: &template::Subscription,
     topic_arn: &str,
     queue_arn: &str,
+    dlq_arn: Option<&str>,
 ) -> Result<String, ProvisionError> {
     let mut request = clients
         .sns
@@ -146,6 +148,10 @@ pub(super) async fn subscribe(
     }
     if let Some(scope) = &subscription.filter_policy_scope {
         request = request.attributes("FilterPolicyScope", scope);
+    }
+    if let Some(arn) = dlq_arn {
+        let policy = serde_json::json!({ "deadLetterTargetArn": arn });
+        request = request.attributes("RedrivePolicy", policy.to_string());
     }
     let created = request
         .send()

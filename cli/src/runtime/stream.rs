@@ -1,5 +1,7 @@
 //! The DynamoDB stream event source mapping: read every shard in order, invoke with a Lambda
-//! DynamoDB `Event`, retry from the first failed record, give up after `MaximumRetryAttempts`.
+//! DynamoDB `Event`, retry from the first failed record (bisecting a batch whose invocation
+//! failed, with `BisectBatchOnFunctionError`), give up after `MaximumRetryAttempts` or
+//! `MaximumRecordAgeInSeconds` (never, when both are -1).
 //!
 //! Shards are found with DescribeStream (again every second, so that new and child shards are
 //! picked up) and a child is read only once its parent is finished, which keeps per-item order.

@@ -52,6 +52,8 @@ pub struct Figures {
     pub events_published: u64,
     /// Customer messages the notifications topic delivered.
     pub customer_messages: u64,
+    /// Publish calls of a customer message beyond its first (a lost answer retried).
+    pub customer_message_copies: u64,
     /// Messages found in DLQs and on-failure destinations.
     pub dead_letters: u64,
     /// Answers the API gave, every attempt counted, by status (0: no answer).
@@ -176,11 +178,12 @@ pub fn render(report: &SoakReport) -> String {
     let figures = &report.figures;
     let _ = writeln!(
         out,
-        "\n{} events stored, {} deliveries published, {} customer messages, {} dead letters; \
+        "\n{} events stored, {} deliveries published, {} customer messages ({} published again), {} dead letters; \
          {} invocations ({} failed), {} messages failed, {} stream retries, {} stream records discarded",
         figures.events_stored,
         figures.events_published,
         figures.customer_messages,
+        figures.customer_message_copies,
         figures.dead_letters,
         figures.invocations,
         figures.invocation_errors,

@@ -5,14 +5,18 @@
 //! stays at least six times its function's timeout, a retention stays longer than
 //! `maxReceiveCount` redeliveries. Queue attributes are whole seconds, so they are rounded up
 //! (which only widens those margins); retentions keep SQS's 60-second floor. Durations the template
-//! hands a function as variables named `*_SECONDS` are compressed too. [`ratio_problems`] checks the
+//! hands a function as variables named `*_SECONDS` (the redelivery backoff, the sweeper's settle
+//! time) are compressed too, and so are schedules (the sweeper's rate). A batch's deadline margin
+//! is a fifth of its function's timeout, so it follows the timeout. [`super::ratios`] checks the
 //! compressed stack and the soak refuses to run a stack that breaks them.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_smithy_types::retry::RetryConfig;
 use serde::Serialize;
 
+use super::ratios::batch_margin;
 use crate::provision::Deployment;
 use crate::template::{EventSource, Stack};
 
@@ -103,12 +107,27 @@ impl TimeScale {
         for function in &mut stack.functions {
             let before = function.timeout;
             function.timeout = self.of(before);
-            changed.push(Compressed {
-                resource: function.name.clone(),
-                kind: "function timeout".to_owned(),
-                template_s: before.as_secs_f64(),
-                soak_s: function.timeout.as_secs_f64(),
-            });
+            let mut record = |kind: &str, before: Duration, after: Duration| {
+                changed.push(Compressed {
+                    resource: function.name.clone(),
+                    kind: kind.to_owned(),
+                    template_s: before.as_secs_f64(),
+                    soak_s: after.as_secs_f64(),
+                });
+            };
+            record("function timeout", before, function.timeout);
+            record(
+                "batch deadline margin",
+                batch_margin(before),
+                batch_margin(function.timeout),
+            );
+            for event in &mut function.events {
+                if let EventSource::Schedule(schedule) = event {
+                    let before = schedule.every;
+                    schedule.every = self.of(before);
+                    record("schedule rate", before, schedule.every);
+                }
+            }
         }
         changed
     }
@@ -116,25 +135,36 @@ impl TimeScale {
     /// Compresses the `*_SECONDS` variables of every function of `deployment` (after
     /// provisioning, when they are resolved); returns what changed.
     pub fn compress_environment(&self, deployment: &mut Deployment) -> Vec<Compressed> {
+        deployment
+            .functions
+            .values_mut()
+            .flat_map(|function| self.compress_variables(&function.name, &mut function.environment))
+            .collect()
+    }
+
+    /// Compresses the `*_SECONDS` variables of `variables`, a function's (`resource`).
+    pub fn compress_variables(
+        &self,
+        resource: &str,
+        variables: &mut BTreeMap<String, String>,
+    ) -> Vec<Compressed> {
         let mut changed = Vec::new();
-        for function in deployment.functions.values_mut() {
-            for (name, value) in &mut function.environment {
-                let Some(seconds) = name
-                    .ends_with("_SECONDS")
-                    .then(|| value.trim().parse::<u32>().ok())
-                    .flatten()
-                else {
-                    continue;
-                };
-                let compressed = self.seconds(seconds);
-                changed.push(Compressed {
-                    resource: function.name.clone(),
-                    kind: name.clone(),
-                    template_s: f64::from(seconds),
-                    soak_s: f64::from(compressed),
-                });
-                *value = compressed.to_string();
-            }
+        for (name, value) in variables {
+            let Some(seconds) = name
+                .ends_with("_SECONDS")
+                .then(|| value.trim().parse::<u32>().ok())
+                .flatten()
+            else {
+                continue;
+            };
+            let compressed = self.seconds(seconds);
+            changed.push(Compressed {
+                resource: resource.to_owned(),
+                kind: name.clone(),
+                template_s: f64::from(seconds),
+                soak_s: f64::from(compressed),
+            });
+            *value = compressed.to_string();
         }
         changed
     }
@@ -174,46 +204,6 @@ impl TimeScale {
     }
 }
 
-/// Where the compressed stack breaks a ratio the template relies on: a consumed queue whose
-/// visibility timeout is under six times its function's timeout, or whose retention does not
-/// outlast `maxReceiveCount` visibility timeouts.
-pub fn ratio_problems(stack: &Stack) -> Vec<String> {
-    let mut problems = Vec::new();
-    for function in &stack.functions {
-        for event in &function.events {
-            let EventSource::Sqs(source) = event else {
-                continue;
-            };
-            let Some(queue) = stack.queue(&source.queue) else {
-                continue;
-            };
-            let visibility = Duration::from_secs(u64::from(queue.visibility_timeout.unwrap_or(30)));
-            if visibility < function.timeout * 6 {
-                problems.push(format!(
-                    "{}: visibility timeout {:.3} s is under 6 × the {:.3} s timeout of {}",
-                    queue.name,
-                    visibility.as_secs_f64(),
-                    function.timeout.as_secs_f64(),
-                    function.name
-                ));
-            }
-            let retention = u64::from(queue.message_retention_period.unwrap_or(345_600));
-            if let Some(redrive) = &queue.redrive {
-                let redeliveries = u64::from(redrive.max_receive_count) * visibility.as_secs();
-                if retention <= redeliveries {
-                    problems.push(format!(
-                        "{}: retention {retention} s does not outlast {} receives of {} s",
-                        queue.name,
-                        redrive.max_receive_count,
-                        visibility.as_secs()
-                    ));
-                }
-            }
-        }
-    }
-    problems
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,21 +215,6 @@ mod tests {
             .unwrap()
             .stack(PseudoParameters::new("soak-t", "us-east-1"))
             .unwrap()
-    }
-
-    #[test]
-    fn compression_keeps_every_ratio_of_the_template() {
-        for factor in [1.0, 7.0, 10.0, 20.0, 60.0] {
-            let mut stack = stack();
-            assert!(ratio_problems(&stack).is_empty(), "the template itself");
-            let changed = TimeScale::new(factor).compress_stack(&mut stack);
-            assert!(!changed.is_empty());
-            assert_eq!(
-                ratio_problems(&stack),
-                Vec::<String>::new(),
-                "factor {factor}"
-            );
-        }
     }
 
     #[test]
@@ -268,16 +243,30 @@ mod tests {
     }
 
     #[test]
-    fn a_visibility_timeout_too_short_for_its_function_is_reported() {
+    fn schedules_batch_margins_and_seconds_variables_are_compressed_by_the_one_factor() {
         let mut stack = stack();
-        for queue in &mut stack.queues {
-            queue.visibility_timeout = Some(30);
-        }
-        let problems = ratio_problems(&stack);
-        assert!(
-            problems.iter().any(|p| p.contains("under 6 ×")),
-            "{problems:?}"
-        );
+        let changed = TimeScale::new(4.0).compress_stack(&mut stack);
+        let sweeper = stack.function("SweeperFunction").unwrap();
+        let every = sweeper.events.iter().find_map(|e| match e {
+            EventSource::Schedule(s) => Some(s.every),
+            _ => None,
+        });
+        assert_eq!(every, Some(Duration::from_secs(75)), "rate(5 minutes) / 4");
+        let margin = changed
+            .iter()
+            .find(|c| c.resource.contains("nventory") && c.kind == "batch deadline margin")
+            .unwrap();
+        assert_eq!((margin.template_s, margin.soak_s), (2.0, 0.5));
+        let mut variables = BTreeMap::from([
+            ("REDELIVERY_BASE_SECONDS".to_owned(), "30".to_owned()),
+            ("ORDER_DEADLINE_SECONDS".to_owned(), "7200".to_owned()),
+            ("TOPIC_ARN".to_owned(), "arn:aws:sns:x:1:t".to_owned()),
+        ]);
+        let changed = TimeScale::new(4.0).compress_variables("f", &mut variables);
+        assert_eq!(changed.len(), 2);
+        assert_eq!(variables["REDELIVERY_BASE_SECONDS"], "8", "7.5 rounded up");
+        assert_eq!(variables["ORDER_DEADLINE_SECONDS"], "1800");
+        assert_eq!(variables["TOPIC_ARN"], "arn:aws:sns:x:1:t");
     }
 
     #[test]

@@ -68,6 +68,16 @@ pub async fn read(clients: &Clients, deployment: &Deployment) -> Result<Stored, 
     Ok(stored)
 }
 
+/// Every event of the store (the rest of [`Stored`] left empty): what the soak reads while it
+/// runs, without receiving from the sinks.
+pub async fn read_store(clients: &Clients, deployment: &Deployment) -> Result<Stored, SoakError> {
+    let mut stored = Stored::default();
+    if let Some(table) = deployment.events_table() {
+        read_events(clients, &table, &mut stored).await?;
+    }
+    Ok(stored)
+}
+
 /// Logical ids of the queues some function is triggered by.
 pub fn consumed_queues(deployment: &Deployment) -> Vec<String> {
     deployment

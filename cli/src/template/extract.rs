@@ -120,27 +120,12 @@ impl Resolver<'_> {
             None => None,
             Some(policy) => {
                 let at = format!("{at}.RedrivePolicy");
-                let policy = match policy {
-                    // The policy may also be written as a JSON string.
-                    Yaml::String(text) => {
-                        serde_norway::from_str(text).map_err(TemplateError::Yaml)?
-                    }
-                    other => other.clone(),
-                };
-                let target = policy
-                    .get("deadLetterTargetArn")
-                    .ok_or_else(|| invalid(&at, "has no deadLetterTargetArn"))?;
-                let (dlq, _) = target_of(target).ok_or_else(|| {
-                    invalid(
-                        &at,
-                        "deadLetterTargetArn must be !GetAtt <a queue of this template>.Arn",
-                    )
-                })?;
+                let policy = redrive_policy(policy)?;
                 let count = policy
                     .get("maxReceiveCount")
                     .ok_or_else(|| invalid(&at, "has no maxReceiveCount"))?;
                 Some(Redrive {
-                    dead_letter_queue: dlq,
+                    dead_letter_queue: dead_letter_target(&policy, &at)?,
                     max_receive_count: self.number(count, &format!("{at}.maxReceiveCount"))?,
                 })
             }
@@ -195,6 +180,10 @@ impl Resolver<'_> {
             None => None,
             Some(v) => Some(self.string(v, &format!("{at}.FilterPolicyScope"), 0)?),
         };
+        let dead_letter_queue = match props.get("RedrivePolicy") {
+            None => None,
+            Some(policy) => Some(dead_letter_target(policy, &format!("{at}.RedrivePolicy"))?),
+        };
         Ok(Ok(Subscription {
             logical_id: r.logical_id.clone(),
             topic,
@@ -202,8 +191,32 @@ impl Resolver<'_> {
             raw_message_delivery,
             filter_policy,
             filter_policy_scope,
+            dead_letter_queue,
         }))
     }
+}
+
+/// A `RedrivePolicy`, which may also be written as a JSON string.
+fn redrive_policy(policy: &Yaml) -> Result<Yaml, TemplateError> {
+    match policy {
+        Yaml::String(text) => serde_norway::from_str(text).map_err(TemplateError::Yaml),
+        other => Ok(other.clone()),
+    }
+}
+
+/// The logical id of the queue a (queue's or subscription's) `RedrivePolicy` targets.
+fn dead_letter_target(policy: &Yaml, at: &str) -> Result<String, TemplateError> {
+    let policy = redrive_policy(policy)?;
+    let target = policy
+        .get("deadLetterTargetArn")
+        .ok_or_else(|| invalid(at, "has no deadLetterTargetArn"))?;
+    let (dlq, _) = target_of(target).ok_or_else(|| {
+        invalid(
+            at,
+            "deadLetterTargetArn must be !GetAtt <a queue of this template>.Arn",
+        )
+    })?;
+    Ok(dlq)
 }
 
 fn str_field(value: &Json, key: &str, at: &str) -> Result<String, TemplateError> {

@@ -10,7 +10,9 @@ use serde_norway::Value as Yaml;
 use super::document::{Resource, key_string};
 use super::error::{TemplateError, invalid};
 use super::intrinsic::target_of;
-use super::model::{EventSource, Function, HttpRoute, SqsSource, StartingPosition, StreamSource};
+use super::model::{
+    EventSource, Function, HttpRoute, ScheduleSource, SqsSource, StartingPosition, StreamSource,
+};
 use super::resolver::Resolver;
 
 /// SAM's default function timeout when neither the function nor `Globals` sets one.
@@ -95,6 +97,16 @@ impl Resolver<'_> {
             "SQS" => EventSource::Sqs(event.sqs()?),
             "DynamoDB" => EventSource::DynamoDb(event.stream()?),
             "HttpApi" => EventSource::HttpApi(event.http_route()?),
+            "Schedule" | "ScheduleV2" => match event.rate()? {
+                Some(every) => EventSource::Schedule(ScheduleSource {
+                    name: name.to_owned(),
+                    every,
+                }),
+                None => EventSource::Other {
+                    name: name.to_owned(),
+                    event_type: format!("{event_type} (a cron expression)"),
+                },
+            },
             other => EventSource::Other {
                 name: name.to_owned(),
                 event_type: other.to_owned(),
@@ -164,6 +176,10 @@ impl EventProperties<'_, '_> {
             starting_position: self.starting_position()?,
             batch_size: self.number_or("BatchSize", DEFAULT_STREAM_BATCH_SIZE)?,
             maximum_retry_attempts: self.maximum_retry_attempts()?,
+            maximum_record_age: self
+                .unlimited_or("MaximumRecordAgeInSeconds")?
+                .map(|s| Duration::from_secs(u64::from(s))),
+            bisect_on_function_error: self.flag("BisectBatchOnFunctionError")?,
             report_batch_item_failures: self.reports_failures()?,
             filters: self.filters()?,
             on_failure,
@@ -188,6 +204,22 @@ impl EventProperties<'_, '_> {
             },
             path,
         })
+    }
+
+    /// The `Schedule` (`ScheduleExpression` for ScheduleV2) as a rate; `None` for a cron one.
+    fn rate(&self) -> Result<Option<Duration>, TemplateError> {
+        let expression = self
+            .props
+            .get("Schedule")
+            .or_else(|| self.props.get("ScheduleExpression"))
+            .ok_or_else(|| invalid(&self.at, "has no Schedule"))?;
+        let expression = self.string(expression, "Schedule")?;
+        if expression.starts_with("cron(") {
+            return Ok(None);
+        }
+        parse_rate(&expression)
+            .map(Some)
+            .ok_or_else(|| invalid(&self.at, format!("{expression:?} is not rate(<n> <unit>)")))
     }
 
     fn string(&self, value: &Yaml, key: &str) -> Result<String, TemplateError> {
@@ -219,14 +251,26 @@ impl EventProperties<'_, '_> {
 
     /// `None` retries until the record expires (no setting, or -1).
     fn maximum_retry_attempts(&self) -> Result<Option<u32>, TemplateError> {
-        let Some(v) = self.props.get("MaximumRetryAttempts") else {
+        self.unlimited_or("MaximumRetryAttempts")
+    }
+
+    /// A limit where `-1` (or no setting) means none.
+    fn unlimited_or(&self, key: &str) -> Result<Option<u32>, TemplateError> {
+        let Some(v) = self.props.get(key) else {
             return Ok(None);
         };
         if self.resolver.string(v, &self.at, 0)?.trim() == "-1" {
             return Ok(None);
         }
-        let at = format!("{}.MaximumRetryAttempts", self.at);
+        let at = format!("{}.{key}", self.at);
         self.resolver.number(v, &at).map(Some)
+    }
+
+    fn flag(&self, key: &str) -> Result<bool, TemplateError> {
+        match self.props.get(key) {
+            Some(v) => self.resolver.flag(v, &format!("{}.{key}", self.at), 0),
+            None => Ok(false),
+        }
     }
 
     fn reports_failures(&self) -> Result<bool, TemplateError> {
@@ -276,5 +320,45 @@ impl EventProperties<'_, '_> {
                 format!("must reference {what} of this template"),
             )
         })
+    }
+}
+
+/// `rate(5 minutes)` as a duration (units: minute(s), hour(s), day(s); at least one).
+pub(super) fn parse_rate(expression: &str) -> Option<Duration> {
+    let inner = expression.strip_prefix("rate(")?.strip_suffix(')')?;
+    let (amount, unit) = inner.trim().split_once(' ')?;
+    let amount: u64 = amount.parse().ok().filter(|n| *n > 0)?;
+    let seconds = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(amount.checked_mul(seconds)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_read_as_eventbridge_reads_them() {
+        assert_eq!(
+            parse_rate("rate(5 minutes)"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(parse_rate("rate(1 hour)"), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_rate("rate(2 days)"),
+            Some(Duration::from_secs(172_800))
+        );
+        for bad in [
+            "rate(0 minutes)",
+            "rate(5 weeks)",
+            "every 5 minutes",
+            "rate(five minutes)",
+        ] {
+            assert_eq!(parse_rate(bad), None, "{bad}");
+        }
     }
 }

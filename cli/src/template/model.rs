@@ -79,13 +79,18 @@ impl Stack {
         ordered
     }
 
-    /// Whether a queue is some other queue's dead-letter queue.
+    /// Whether a queue is some other queue's, or a subscription's, dead-letter queue.
     pub fn is_dead_letter_queue(&self, logical_id: &str) -> bool {
-        self.queues.iter().any(|q| {
+        let of_a_queue = self.queues.iter().any(|q| {
             q.redrive
                 .as_ref()
                 .is_some_and(|r| r.dead_letter_queue == logical_id)
-        })
+        });
+        of_a_queue
+            || self
+                .subscriptions
+                .iter()
+                .any(|s| s.dead_letter_queue.as_deref() == Some(logical_id))
     }
 
     pub(super) fn check_references(&self) -> Result<(), TemplateError> {
@@ -110,6 +115,11 @@ impl Stack {
             }
             if self.queue(&s.queue).is_none() {
                 return Err(missing(at, "queue", &s.queue));
+            }
+            if let Some(dlq) = &s.dead_letter_queue
+                && self.queue(dlq).is_none()
+            {
+                return Err(missing(format!("{at}.RedrivePolicy"), "queue", dlq));
             }
         }
         for f in &self.functions {
@@ -248,6 +258,8 @@ pub struct Subscription {
     pub filter_policy: Option<Json>,
     /// `MessageAttributes` (default) or `MessageBody`.
     pub filter_policy_scope: Option<String>,
+    /// Logical id of the queue SNS moves undeliverable messages to (`RedrivePolicy`).
+    pub dead_letter_queue: Option<String>,
 }
 
 /// A Lambda function.
@@ -280,6 +292,8 @@ pub enum EventSource {
     DynamoDb(StreamSource),
     /// An HTTP API route.
     HttpApi(HttpRoute),
+    /// An EventBridge schedule (`Type: Schedule` with `rate(...)`).
+    Schedule(ScheduleSource),
     /// Any other event type (not emulated).
     Other {
         /// The event's name in the template.
@@ -317,12 +331,26 @@ pub struct StreamSource {
     pub batch_size: u32,
     /// Retries of a failing batch; `None` retries until the record expires.
     pub maximum_retry_attempts: Option<u32>,
+    /// `MaximumRecordAgeInSeconds`: a failing record older than this is given up on; `None`
+    /// (no setting, or -1) never gives up on age.
+    pub maximum_record_age: Option<Duration>,
+    /// `BisectBatchOnFunctionError`: a batch whose invocation failed is split in two and retried.
+    pub bisect_on_function_error: bool,
     /// `FunctionResponseTypes: [ReportBatchItemFailures]`.
     pub report_batch_item_failures: bool,
     /// `FilterCriteria` patterns.
     pub filters: Vec<Json>,
     /// Logical id of the on-failure destination queue.
     pub on_failure: Option<String>,
+}
+
+/// An EventBridge schedule that invokes a function at a fixed rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScheduleSource {
+    /// The event's name in the template.
+    pub name: String,
+    /// The rate: `rate(5 minutes)` is five minutes.
+    pub every: Duration,
 }
 
 /// Where a stream mapping starts.

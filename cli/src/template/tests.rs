@@ -495,11 +495,10 @@ fn functions_merge_globals_and_model_their_events() {
         [serde_json::json!({"eventName": ["INSERT"]})]
     );
     assert_eq!(stream.on_failure.as_deref(), Some("Failures"));
-    assert!(
-        publisher.events.iter().any(
-            |e| matches!(e, EventSource::Other { event_type, .. } if event_type == "Schedule")
-        )
-    );
+    assert!(publisher.events.iter().any(|e| matches!(
+        e,
+        EventSource::Schedule(s) if s.name == "Nightly" && s.every == Duration::from_secs(86_400)
+    )));
 
     let consumer = stack.function("Consumer").unwrap();
     assert_eq!(consumer.events.len(), 1, "a disabled mapping is left out");

@@ -12,6 +12,8 @@
 pub mod notifier;
 
 use domain::order::OrderEvent;
+use ripple_kit::batch::RedeliveryBackoff;
+use ripple_kit::config::{ConfigError, Env};
 use ripple_kit::consumer::{Delivery, Handled};
 use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
@@ -26,13 +28,27 @@ pub use notifier::{
 /// Idempotency name of sent notifications (the key is this + `#` + a hash of order id and outcome).
 pub const NOTIFY_KEY: &str = "notifications";
 
-ripple_kit::settings! {
-    /// Settings, from the variables template.yaml gives this function.
-    pub struct Config {
-        /// The topic customer messages are published to.
-        topic_arn: "NOTIFICATIONS_TOPIC_ARN",
-        /// The idempotency table guarding sends.
-        idempotency_table: "IDEMPOTENCY_TABLE",
+/// Settings, from the variables template.yaml gives this function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The topic customer messages are published to (`NOTIFICATIONS_TOPIC_ARN`).
+    pub topic_arn: String,
+    /// The idempotency table guarding sends (`IDEMPOTENCY_TABLE`).
+    pub idempotency_table: String,
+    /// How failed messages back off (`REDELIVERY_BASE_SECONDS`, `REDELIVERY_CAP_SECONDS`).
+    pub redelivery: RedeliveryBackoff,
+}
+
+impl Config {
+    /// From any lookup: `ripple_kit::config::process_env` in Lambda, the template's variables in
+    /// the local runner.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(get);
+        Ok(Config {
+            topic_arn: env.required("NOTIFICATIONS_TOPIC_ARN")?,
+            idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
+            redelivery: RedeliveryBackoff::from_env(&env)?,
+        })
     }
 }
 
@@ -48,6 +64,7 @@ pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
         SnsNotifier::new(aws_sdk_sns::Client::new(aws), config.topic_arn),
         DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(aws), config.idempotency_table),
     )
+    .with_backoff(config.redelivery, aws)
 }
 
 /// The handler over any adapters (tests pass the recording notifier and an in-memory store).

@@ -51,11 +51,13 @@ pub trait Notifier: Send + Sync {
 
 /// The message for an order outcome; `None` for events that are not outcomes.
 pub fn compose(event: &OrderEvent) -> Option<Notification> {
+    // The outcome is the event's own type name, from its serde rename.
+    let outcome = ripple_kit::envelope::event_type_of(event)?.to_owned();
     match event {
         OrderEvent::Placed(_) => None,
         OrderEvent::Confirmed { order_id } => Some(Notification {
             order_id: order_id.clone(),
-            outcome: "order.confirmed".into(),
+            outcome,
             subject: format!("Your order {order_id} is confirmed"),
             text: format!(
                 "Your order {order_id} is confirmed. Your payment went through and your items \
@@ -74,10 +76,14 @@ pub fn compose(event: &OrderEvent) -> Option<Notification> {
                 CancelReason::CustomerRequest => {
                     "you asked us to. If you were charged, the full amount is being refunded."
                 }
+                CancelReason::TimedOut => {
+                    "we could not complete it in time. If you were charged, the full amount is \
+                     being refunded; you can place the order again."
+                }
             };
             Some(Notification {
                 order_id: order_id.clone(),
-                outcome: "order.cancelled".into(),
+                outcome,
                 subject: format!("Your order {order_id} was cancelled"),
                 text: format!("Your order {order_id} was cancelled because {why}"),
             })

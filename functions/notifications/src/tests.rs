@@ -231,9 +231,14 @@ async fn the_sns_adapter_publishes_subject_text_and_filterable_attributes() {
 #[test]
 fn config_needs_the_topic_and_the_table() {
     assert!(Config::from_lookup(|k| (k == "IDEMPOTENCY_TABLE").then(|| "i".to_owned())).is_err());
-    let config = Config::from_lookup(|k| Some(k.to_lowercase())).unwrap();
+    let config =
+        Config::from_lookup(|k| (!k.starts_with("REDELIVERY")).then(|| k.to_lowercase())).unwrap();
     assert_eq!(
         (config.topic_arn.as_str(), config.idempotency_table.as_str()),
         ("notifications_topic_arn", "idempotency_table")
+    );
+    assert_eq!(
+        config.redelivery,
+        ripple_kit::batch::RedeliveryBackoff::default()
     );
 }

@@ -1,12 +1,15 @@
 //! `outbox-publisher`: the events table's stream, published to the domain-events topic.
 //!
 //! The stream is the outbox: producers only append to the store, and this function is the one
-//! place that publishes. It is the kit's [`Outbox`] over the SNS publisher: records are published
-//! in stream order with `PublishBatch`, and the first record that cannot be published is the
-//! batch item failure, so Lambda retries the shard from exactly there.
+//! place that publishes. It is the kit's [`Outbox`] over the SNS publisher, with its quarantine
+//! in an SQS queue: records are published in stream order with `PublishBatch`; the first record
+//! that fails for a reason that can pass is the batch item failure, so Lambda retries the shard
+//! from exactly there (for as long as it takes); a record that can never be published is
+//! quarantined alone, with its key and reason, and the shard goes on.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use ripple_kit::outbox::Outbox;
+use ripple_kit::outbox::quarantine::SqsQuarantine;
 use ripple_kit::publish::SnsPublisher;
 
 ripple_kit::settings! {
@@ -14,17 +17,23 @@ ripple_kit::settings! {
     pub struct Config {
         /// The domain-events topic.
         topic_arn: "TOPIC_ARN",
+        /// The queue records that can never be published are quarantined in.
+        quarantine_queue_url: "QUARANTINE_QUEUE_URL",
     }
 }
 
-/// The outbox-publisher function: the kit's outbox over a publisher.
-pub type Handler<P = SnsPublisher> = Outbox<P>;
+/// The outbox-publisher function: the kit's outbox over a publisher and a quarantine.
+pub type Handler<P = SnsPublisher, Q = SqsQuarantine> = Outbox<P, Q>;
 
-/// The handler publishing to the topic named in `config`.
+/// The handler publishing to the topic, and quarantining in the queue, named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
     Outbox::new(SnsPublisher::new(
         aws_sdk_sns::Client::new(aws),
         config.topic_arn,
+    ))
+    .with_quarantine(SqsQuarantine::new(
+        aws_sdk_sqs::Client::new(aws),
+        config.quarantine_queue_url,
     ))
 }
 

@@ -26,7 +26,7 @@ impl Publisher for Recording {
 #[tokio::test]
 async fn the_sample_insert_is_published_as_the_stored_envelope() {
     let event: Event = serde_json::from_str(INSERT).expect("the sample is a stream event");
-    let outbox: Handler<Recording> = Outbox::new(Recording::default());
+    let outbox = Outbox::new(Recording::default());
     let response = outbox
         .handle(LambdaEvent::new(event, Context::default()))
         .await
@@ -39,6 +39,7 @@ async fn the_sample_insert_is_published_as_the_stored_envelope() {
 }
 
 #[test]
-fn config_needs_the_topic() {
+fn config_needs_the_topic_and_the_quarantine() {
     assert!(Config::from_lookup(|_| None).is_err());
+    assert!(Config::from_lookup(|k| (k == "TOPIC_ARN").then(|| "arn".to_owned())).is_err());
 }

@@ -28,6 +28,7 @@ use domain::payment::{
     ChargeRequest, ChargeResult, Payment, RefundReceipt, charged, decide_charge, decide_refund,
     refunded,
 };
+use ripple_kit::batch::RedeliveryBackoff;
 use ripple_kit::config::{ConfigError, Env};
 use ripple_kit::consumer::{Delivery, EventSourced, Handled};
 use ripple_kit::envelope::{EnvelopeError, stream_key};
@@ -59,6 +60,8 @@ pub struct Config {
     pub decline_rate: f64,
     /// Amounts the simulated gateway declines above (`PAYMENT_MAX_AMOUNT_CENTS`, default none).
     pub max_amount_cents: Option<u64>,
+    /// How failed messages back off (`REDELIVERY_BASE_SECONDS`, `REDELIVERY_CAP_SECONDS`).
+    pub redelivery: RedeliveryBackoff,
 }
 
 impl Config {
@@ -83,6 +86,7 @@ impl Config {
             idempotency_table: env.required("IDEMPOTENCY_TABLE")?,
             decline_rate,
             max_amount_cents,
+            redelivery: RedeliveryBackoff::from_env(&env)?,
         })
     }
 }
@@ -100,6 +104,7 @@ pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
         gateway,
         DynamoIdempotencyStore::new(client, config.idempotency_table),
     )
+    .with_backoff(config.redelivery, aws)
 }
 
 /// The handler over any adapters (tests pass in-memory ones and a recording gateway).

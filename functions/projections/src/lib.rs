@@ -9,25 +9,37 @@
 //! check ([`ViewStore::put`]), so concurrent deliveries for one order cannot lose an update.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use domain::inventory::Reservation;
-use domain::order::Order;
-use domain::payment::Payment;
 use domain::view::{ApplyOutcome, OrderView, ViewEvent};
-use domain::views::{DynamoViewStore, ViewStore, ViewStoreError};
+use domain::views::{DynamoViewStore, ViewStore, ViewStoreError, rebuild_from};
+use ripple_kit::batch::RedeliveryBackoff;
+use ripple_kit::config::{ConfigError, Env};
 use ripple_kit::consumer::{Delivery, Handled};
 use ripple_kit::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
-use ripple_kit::{Aggregate, Consumer, ConsumerError, EventStore, SqsConsumer};
+use ripple_kit::{Consumer, ConsumerError, EventStore, SqsConsumer};
 
-/// The streams an order view is folded from.
-pub const SOURCE_STREAMS: [&str; 3] = [Order::TYPE, Reservation::TYPE, Payment::TYPE];
+pub use domain::views::SOURCE_STREAMS;
 
-ripple_kit::settings! {
-    /// Settings, from the variables template.yaml gives this function.
-    pub struct Config {
-        /// The events table (read to rebuild a view).
-        events_table: "EVENTS_TABLE",
-        /// The order views table.
-        views_table: "VIEWS_TABLE",
+/// Settings, from the variables template.yaml gives this function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The events table, read to rebuild a view (`EVENTS_TABLE`).
+    pub events_table: String,
+    /// The order views table (`VIEWS_TABLE`).
+    pub views_table: String,
+    /// How failed messages back off (`REDELIVERY_BASE_SECONDS`, `REDELIVERY_CAP_SECONDS`).
+    pub redelivery: RedeliveryBackoff,
+}
+
+impl Config {
+    /// From any lookup: `ripple_kit::config::process_env` in Lambda, the template's variables in
+    /// the local runner.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env::new(get);
+        Ok(Config {
+            events_table: env.required("EVENTS_TABLE")?,
+            views_table: env.required("VIEWS_TABLE")?,
+            redelivery: RedeliveryBackoff::from_env(&env)?,
+        })
     }
 }
 
@@ -90,6 +102,7 @@ pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
         DynamoEventStore::new(client.clone(), config.events_table),
         DynamoViewStore::new(client, config.views_table),
     )
+    .with_backoff(config.redelivery, aws)
 }
 
 /// The handler over any adapters (tests pass in-memory ones).
@@ -202,15 +215,7 @@ impl<S: EventStore, V: ViewStore> Projection<S, V> {
 
     /// The view of `order_id` folded from the complete history of its streams in the store.
     pub async fn rebuild(&self, order_id: &str) -> Result<OrderView, ProjectionError> {
-        let mut events = Vec::new();
-        for aggregate_type in SOURCE_STREAMS {
-            for envelope in self.store.read_stream(aggregate_type, order_id, 1).await? {
-                if let Some(event) = ViewEvent::from_envelope(&envelope)? {
-                    events.push(event);
-                }
-            }
-        }
-        Ok(OrderView::rebuild(order_id, &events))
+        rebuild_from(&self.store, order_id).await
     }
 }
 

@@ -226,9 +226,15 @@ async fn stock_events_and_poison_messages() {
 #[test]
 fn config_needs_both_tables() {
     assert!(Config::from_lookup(|k| (k == "EVENTS_TABLE").then(|| "e".to_owned())).is_err());
-    let config = Config::from_lookup(|k| Some(format!("{k}-value"))).unwrap();
+    let config = Config::from_lookup(|k| match k {
+        "REDELIVERY_BASE_SECONDS" => Some("5".to_owned()),
+        "REDELIVERY_CAP_SECONDS" => None,
+        _ => Some(format!("{k}-value")),
+    })
+    .unwrap();
     assert_eq!(
         (config.events_table.as_str(), config.views_table.as_str()),
         ("EVENTS_TABLE-value", "VIEWS_TABLE-value")
     );
+    assert_eq!(config.redelivery.base, std::time::Duration::from_secs(5));
 }

@@ -96,7 +96,7 @@ pub struct Shortage {
 }
 
 /// `stock.reserved`: every line of the order is set aside.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockReserved {
     /// The order.
     pub order_id: String,

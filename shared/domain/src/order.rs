@@ -79,6 +79,9 @@ pub enum CancelReason {
     PaymentDeclined,
     /// The customer asked.
     CustomerRequest,
+    /// Neither confirmed nor cancelled by its deadline (a message of its saga was lost to a
+    /// dead-letter queue, or never delivered): cancelled so that it cannot hold stock or money.
+    TimedOut,
 }
 
 /// Events of the `Order` aggregate.

@@ -8,6 +8,9 @@
 //! cancelled: a late `payment.captured` confirms nothing, and payments refunds the capture when it
 //! sees the cancellation. Compensation of reserved stock is inventory's reaction to
 //! `order.cancelled`, so it needs nothing here.
+//!
+//! An order still `placed` past its deadline is cancelled as `timed_out` ([`decide_deadline`]):
+//! a saga message lost to a dead-letter queue never leaves an order holding stock or money.
 
 use ripple_kit::Loaded;
 
@@ -61,6 +64,16 @@ pub fn decide(order: &Loaded<Order>, input: &SagaInput) -> Option<OrderEvent> {
         )
         | SagaInput::Payment(PaymentEvent::Refunded { .. }) => None,
     }
+}
+
+/// The order event an order past its deadline leads to: `order.cancelled` (timed out) if it is
+/// still `placed`; `None` when it was decided meanwhile (or is not there). The cancellation is
+/// the compensation's start: inventory releases what it holds, payments refunds what it took.
+pub fn decide_deadline(order: &Loaded<Order>) -> Option<OrderEvent> {
+    (order.state.status == OrderStatus::Placed).then(|| OrderEvent::Cancelled {
+        order_id: order.id.clone(),
+        reason: CancelReason::TimedOut,
+    })
 }
 
 #[cfg(test)]
@@ -159,6 +172,25 @@ mod tests {
             assert_eq!(decide(&confirmed, &input), None);
             assert_eq!(decide(&cancelled, &input), None);
         }
+    }
+
+    #[test]
+    fn given_a_placed_order_past_its_deadline_then_it_is_cancelled_timed_out() {
+        assert_eq!(
+            decide_deadline(&given(&[placed()])),
+            Some(cancelled(CancelReason::TimedOut))
+        );
+    }
+
+    #[test]
+    fn given_a_decided_or_missing_order_past_its_deadline_then_nothing_happens() {
+        let confirmed = OrderEvent::Confirmed {
+            order_id: "o-1".into(),
+        };
+        assert_eq!(decide_deadline(&given(&[placed(), confirmed])), None);
+        let cancelled = cancelled(CancelReason::CustomerRequest);
+        assert_eq!(decide_deadline(&given(&[placed(), cancelled])), None);
+        assert_eq!(decide_deadline(&given(&[])), None);
     }
 
     #[test]

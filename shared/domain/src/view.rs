@@ -387,6 +387,7 @@ pub fn cancel_reason_code(reason: CancelReason) -> &'static str {
         CancelReason::OutOfStock => "out_of_stock",
         CancelReason::PaymentDeclined => "payment_declined",
         CancelReason::CustomerRequest => "customer_request",
+        CancelReason::TimedOut => "timed_out",
     }
 }
 

@@ -1,18 +1,47 @@
-//! Where order views live: the [`ViewStore`] port, its DynamoDB adapter and an in-memory twin.
+//! Where order views live: the [`ViewStore`] port, its DynamoDB adapter and an in-memory twin,
+//! and a view rebuilt from the event store ([`rebuild_from`]).
 //!
 //! One item per order in the views table: `id` (S, the order id), `view` (S, the view as JSON) and
 //! `version` (N, how many events the view holds over all its streams). A write names the version
 //! it read, `attribute_not_exists(id) OR version = :expected`, so two projections of the same
-//! order racing each other cannot overwrite one another: the loser reloads and applies again.
+//! order racing each other cannot overwrite one another: the loser reloads and applies again. A
+//! put retried by the SDK after its first attempt was stored finds its own view in the way and
+//! succeeds.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 
-use crate::view::OrderView;
+use crate::inventory::Reservation;
+use crate::order::Order;
+use crate::payment::Payment;
+use crate::view::{OrderView, ViewEvent};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use ripple_kit::envelope::EnvelopeError;
+use ripple_kit::{Aggregate, EventStore, StoreError};
+
+/// The streams an order view is folded from.
+pub const SOURCE_STREAMS: [&str; 3] = [Order::TYPE, Reservation::TYPE, Payment::TYPE];
+
+/// The view of `order_id` folded from the complete history of its streams in `store`: what a
+/// view behind (or ahead of) its deliveries is replaced with.
+pub async fn rebuild_from<S, E>(store: &S, order_id: &str) -> Result<OrderView, E>
+where
+    S: EventStore,
+    E: From<StoreError> + From<EnvelopeError>,
+{
+    let mut events = Vec::new();
+    for aggregate_type in SOURCE_STREAMS {
+        for envelope in store.read_stream(aggregate_type, order_id, 1).await? {
+            if let Some(event) = ViewEvent::from_envelope(&envelope)? {
+                events.push(event);
+            }
+        }
+    }
+    Ok(OrderView::rebuild(order_id, &events))
+}
 
 /// Attribute names of the views table.
 pub mod attr {
@@ -158,25 +187,38 @@ impl ViewStore for DynamoViewStore {
     }
 
     async fn put(&self, view: &OrderView, expected: u64) -> Result<(), ViewStoreError> {
-        self.client
+        let item = view_item(view)?;
+        let sent = self
+            .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(view_item(view)?))
+            .set_item(Some(item.clone()))
             .condition_expression("attribute_not_exists(#id) OR #version = :expected")
             .expression_attribute_names("#id", attr::ID)
             .expression_attribute_names("#version", attr::VERSION)
             .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|err| match err.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(_)) => {
-                    ViewStoreError::Conflict {
-                        order_id: view.order_id.clone(),
-                    }
-                }
-                _ => ViewStoreError::Backend(Box::new(err)),
-            })
+            .await;
+        let err = match sent {
+            Ok(_) => return Ok(()),
+            Err(err) => err,
+        };
+        match err.as_service_error() {
+            // The SDK retried a put whose first attempt was stored (its answer was lost): the
+            // view in the way is this very one, so the write succeeded.
+            Some(PutItemError::ConditionalCheckFailedException(failed))
+                if failed.item() == Some(&item) =>
+            {
+                Ok(())
+            }
+            Some(PutItemError::ConditionalCheckFailedException(_)) => {
+                Err(ViewStoreError::Conflict {
+                    order_id: view.order_id.clone(),
+                })
+            }
+            _ => Err(ViewStoreError::Backend(Box::new(err))),
+        }
     }
 }
 
@@ -256,8 +298,8 @@ mod tests {
     use aws_sdk_dynamodb::Client;
     use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-    use aws_sdk_dynamodb::types::AttributeValue;
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
     use aws_smithy_mocks::{mock, mock_client};
 
     fn view() -> OrderView {
@@ -307,6 +349,41 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, ViewStoreError::Conflict { ref order_id } if order_id == ORDER));
+    }
+
+    #[tokio::test]
+    async fn a_put_whose_answer_was_lost_finds_its_own_view_and_succeeds() {
+        let written = view();
+        let ours = view_item(&written).unwrap();
+        let mut theirs = ours.clone();
+        theirs.insert("version".into(), AttributeValue::N("5".into()));
+        for (in_the_way, succeeds) in [(ours, true), (theirs, false)] {
+            // Stored, answered with a 500; the SDK's retry meets the condition and DynamoDB
+            // returns the item in the way.
+            let put = mock!(Client::put_item)
+                .match_requests(|req| {
+                    req.return_values_on_condition_check_failure()
+                        == Some(&ReturnValuesOnConditionCheckFailure::AllOld)
+                })
+                .sequence()
+                .http_status(500, None)
+                .error(move || {
+                    PutItemError::ConditionalCheckFailedException(
+                        ConditionalCheckFailedException::builder()
+                            .set_item(Some(in_the_way.clone()))
+                            .build(),
+                    )
+                })
+                .build();
+            let client = mock_client!(aws_sdk_dynamodb, [&put]);
+            let result = DynamoViewStore::new(client, "views").put(&written, 3).await;
+            assert_eq!(put.num_calls(), 2, "the SDK retried the put");
+            match (succeeds, result) {
+                (true, Ok(())) => {}
+                (false, Err(ViewStoreError::Conflict { .. })) => {}
+                (_, other) => panic!("in the way: ours = {succeeds}; got {other:?}"),
+            }
+        }
     }
 
     #[tokio::test]

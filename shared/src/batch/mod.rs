@@ -7,7 +7,10 @@
 //! - FIFO queues: order matters, so processing stops at the first failure and every record after
 //!   it is reported too (or, with [`FifoMode::SkipFailedGroup`], only the rest of that message group);
 //! - streams: the first failure is reported and Lambda retries the shard from there;
-//! - a batch in which every record failed is an error, so Lambda retries it whole and backs off.
+//! - a batch in which every record failed is an error, so Lambda retries it whole and backs off;
+//! - a batch never runs into its invocation's deadline ([`BatchDeadline`]): records not started
+//!   in time, and records still running at the cut-off, are reported as failures, so the partial
+//!   response always goes back and only those records are redelivered.
 //!
 //! Optionally, [`process_sqs_with_backoff`] (or [`Redelivery::delay`] on the failed records) grows
 //! each failed record's visibility timeout exponentially with its receive count.
@@ -15,6 +18,7 @@
 use std::collections::HashSet;
 use std::fmt::Display;
 use std::future::Future;
+use std::time::SystemTime;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -22,14 +26,17 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use futures::StreamExt;
 use tracing::Instrument;
 
+mod backoff;
+mod deadline;
 #[cfg(feature = "redelivery-sqs")]
 mod redelivery;
 
-#[cfg(feature = "redelivery-sqs")]
-pub use redelivery::{
-    FailedRedelivery, MAX_VISIBILITY_TIMEOUT, Redelivery, RedeliveryBackoff, RedeliveryReport,
-    process_sqs_with_backoff, receive_count,
+pub use backoff::{
+    BASE_VARIABLE, CAP_VARIABLE, MAX_VISIBILITY_TIMEOUT, RedeliveryBackoff, receive_count,
 };
+pub use deadline::{BatchDeadline, DEADLINE_MARGIN, latest_start};
+#[cfg(feature = "redelivery-sqs")]
+pub use redelivery::{FailedRedelivery, Redelivery, RedeliveryReport, process_sqs_with_backoff};
 
 /// Every record of a batch failed.
 #[derive(Debug, thiserror::Error)]
@@ -93,8 +100,41 @@ fn message_group(record: &SqsMessage) -> Option<&str> {
     record.attributes.get("MessageGroupId").map(String::as_str)
 }
 
-/// Runs `handler` on one record inside a span carrying its message id; logs the failure.
-async fn run_one<F, Fut, E>(handler: &F, record: SqsMessage) -> bool
+/// Why a record of a batch is reported as failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unfinished {
+    /// Its handler failed, or it was abandoned at the batch's answer-by time.
+    Failed,
+    /// It never ran: too late to start, or (FIFO) an earlier record of its group failed.
+    NotStarted,
+}
+
+/// The records of a batch that were not done, in batch order, with why.
+#[derive(Debug, Default)]
+pub(crate) struct Processed {
+    pub(crate) count: usize,
+    pub(crate) unfinished: Vec<(String, Unfinished)>,
+}
+
+impl Processed {
+    /// The partial batch response, or [`BatchFailed`] when no record was done.
+    pub(crate) fn response(&self) -> Result<SqsBatchResponse, BatchFailed> {
+        if self.count > 0 && self.unfinished.len() == self.count {
+            return Err(BatchFailed { count: self.count });
+        }
+        let mut response = SqsBatchResponse::default();
+        response.set_failures(self.unfinished.iter().map(|(id, _)| id.clone()));
+        Ok(response)
+    }
+}
+
+/// Runs `handler` on one record inside a span carrying its message id, unless it is too late
+/// to start it; abandons it at the batch's answer-by time. Logs what went wrong.
+async fn run_one<F, Fut, E>(
+    handler: &F,
+    record: SqsMessage,
+    deadline: &BatchDeadline,
+) -> Option<Unfinished>
 where
     F: Fn(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
@@ -108,11 +148,19 @@ where
         .unwrap_or_default();
     let span = tracing::info_span!("record", message_id = %id, receive_count = %receive_count);
     async {
-        match handler(record).await {
-            Ok(()) => true,
-            Err(err) => {
+        if deadline.too_late_to_start() {
+            tracing::warn!("not started: the invocation is too close to its deadline; it comes back");
+            return Some(Unfinished::NotStarted);
+        }
+        match tokio::time::timeout_at(deadline.answer_by(), handler(record)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => {
                 tracing::error!(error = %err, "record failed; it will be redelivered, then dead-lettered");
-                false
+                Some(Unfinished::Failed)
+            }
+            Err(_) => {
+                tracing::error!("record abandoned: still running at the invocation's answer-by time; it comes back");
+                Some(Unfinished::Failed)
             }
         }
     }
@@ -121,9 +169,14 @@ where
 }
 
 /// Processes an SQS batch record by record and returns the partial batch response.
+///
+/// `deadline` is the invocation's (`LambdaEvent::context.deadline()`): no record starts within
+/// the [margin](BatchDeadline) before it, a record still running close to it is abandoned, and
+/// both are reported as failures, so the response always goes back in time.
 pub async fn process_sqs<F, Fut, E>(
     event: SqsEvent,
     kind: QueueKind,
+    deadline: SystemTime,
     handler: F,
 ) -> Result<SqsBatchResponse, BatchFailed>
 where
@@ -131,63 +184,83 @@ where
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
-    let count = event.records.len();
-    let failed = match kind {
-        QueueKind::Standard { concurrency } => {
-            let handler = &handler;
-            futures::stream::iter(event.records)
-                .map(|record| async move {
-                    let id = message_id(&record);
-                    (id, run_one(handler, record).await)
-                })
-                .buffered(concurrency.max(1))
-                .filter_map(|(id, ok)| async move { (!ok).then_some(id) })
-                .collect::<Vec<_>>()
-                .await
-        }
-        QueueKind::Fifo(mode) => process_fifo(event.records, mode, &handler).await,
-    };
-    if count > 0 && failed.len() == count {
-        return Err(BatchFailed { count });
-    }
-    let mut response = SqsBatchResponse::default();
-    response.set_failures(failed);
-    Ok(response)
+    process_records(
+        event.records,
+        kind,
+        &BatchDeadline::of_invocation(deadline),
+        handler,
+    )
+    .await
+    .response()
 }
 
-async fn process_fifo<F, Fut, E>(
+/// [`process_sqs`], saying for each record that was not done whether it ran.
+pub(crate) async fn process_records<F, Fut, E>(
     records: Vec<SqsMessage>,
-    mode: FifoMode,
-    handler: &F,
-) -> Vec<String>
+    kind: QueueKind,
+    deadline: &BatchDeadline,
+    handler: F,
+) -> Processed
 where
     F: Fn(SqsMessage) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: Display,
 {
-    let mut failed = Vec::new();
+    let count = records.len();
+    let unfinished = match kind {
+        QueueKind::Standard { concurrency } => {
+            let handler = &handler;
+            futures::stream::iter(records)
+                .map(|record| async move {
+                    let id = message_id(&record);
+                    (id, run_one(handler, record, deadline).await)
+                })
+                .buffered(concurrency.max(1))
+                .filter_map(|(id, unfinished)| async move { unfinished.map(|u| (id, u)) })
+                .collect::<Vec<_>>()
+                .await
+        }
+        QueueKind::Fifo(mode) => process_fifo(records, mode, deadline, &handler).await,
+    };
+    Processed { count, unfinished }
+}
+
+async fn process_fifo<F, Fut, E>(
+    records: Vec<SqsMessage>,
+    mode: FifoMode,
+    deadline: &BatchDeadline,
+    handler: &F,
+) -> Vec<(String, Unfinished)>
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: Display,
+{
+    let mut unfinished = Vec::new();
     let mut failed_groups: HashSet<String> = HashSet::new();
     let mut stopped = false;
     for record in records {
+        let id = message_id(&record);
         let group = message_group(&record).unwrap_or_default().to_owned();
         let skip = stopped || (mode == FifoMode::SkipFailedGroup && failed_groups.contains(&group));
         if skip {
-            tracing::warn!(message_id = %message_id(&record), "not processed: an earlier record of its group failed");
-            failed.push(message_id(&record));
+            tracing::warn!(message_id = %id, "not processed: an earlier record of its group failed");
+            unfinished.push((id, Unfinished::NotStarted));
             continue;
         }
-        let id = message_id(&record);
-        if !run_one(handler, record).await {
-            failed.push(id);
-            match mode {
-                FifoMode::StopAtFirstFailure => stopped = true,
-                FifoMode::SkipFailedGroup => {
-                    failed_groups.insert(group);
-                }
+        let Some(why) = run_one(handler, record, deadline).await else {
+            continue;
+        };
+        unfinished.push((id, why));
+        // Out of time is a stop for every group: nothing later may start either.
+        match (mode, why) {
+            (FifoMode::StopAtFirstFailure, _) | (_, Unfinished::NotStarted) => stopped = true,
+            (FifoMode::SkipFailedGroup, Unfinished::Failed) => {
+                failed_groups.insert(group);
             }
         }
     }
-    failed
+    unfinished
 }
 
 /// Processes DynamoDB stream records in order; the first failure stops the batch and is reported
@@ -266,6 +339,11 @@ mod tests {
             .collect()
     }
 
+    /// A deadline the tests never come near.
+    fn later() -> SystemTime {
+        SystemTime::now() + std::time::Duration::from_secs(60)
+    }
+
     async fn fail_on_bad(m: SqsMessage) -> Result<(), String> {
         match m.body.as_deref() {
             Some(b) if b.starts_with("bad") => Err(format!("{b} is poison")),
@@ -280,16 +358,21 @@ mod tests {
             record("bad-b", None),
             record("c", None),
         ]);
-        let r = process_sqs(event, QueueKind::Standard { concurrency: 2 }, fail_on_bad)
-            .await
-            .unwrap();
+        let r = process_sqs(
+            event,
+            QueueKind::Standard { concurrency: 2 },
+            later(),
+            fail_on_bad,
+        )
+        .await
+        .unwrap();
         assert_eq!(failures(&r), vec!["bad-b"]);
     }
 
     #[tokio::test]
     async fn a_batch_that_fails_whole_is_an_error() {
         let event = batch(vec![record("bad-1", None), record("bad-2", None)]);
-        let err = process_sqs(event, QueueKind::default(), fail_on_bad)
+        let err = process_sqs(event, QueueKind::default(), later(), fail_on_bad)
             .await
             .unwrap_err();
         assert_eq!(err.count, 2);
@@ -304,10 +387,15 @@ mod tests {
             record("c", Some("g2")),
             record("d", Some("g1")),
         ]);
-        let r = process_sqs(event, QueueKind::Fifo(FifoMode::StopAtFirstFailure), |m| {
-            seen.lock().unwrap().push(m.message_id.clone().unwrap());
-            fail_on_bad(m)
-        })
+        let r = process_sqs(
+            event,
+            QueueKind::Fifo(FifoMode::StopAtFirstFailure),
+            later(),
+            |m| {
+                seen.lock().unwrap().push(m.message_id.clone().unwrap());
+                fail_on_bad(m)
+            },
+        )
         .await
         .unwrap();
         assert_eq!(failures(&r), vec!["bad-b", "c", "d"]);
@@ -324,6 +412,7 @@ mod tests {
         let r = process_sqs(
             event,
             QueueKind::Fifo(FifoMode::SkipFailedGroup),
+            later(),
             fail_on_bad,
         )
         .await
@@ -343,6 +432,109 @@ mod tests {
             QueueKind::detect(&batch(vec![record("b", None)]), 4),
             QueueKind::Standard { concurrency: 4 }
         );
+    }
+
+    /// Records named `slow` never finish; the rest finish at once.
+    async fn slow_never_finishes(seen: &Mutex<Vec<String>>, m: SqsMessage) -> Result<(), String> {
+        let id = m.message_id.clone().unwrap();
+        seen.lock().unwrap().push(id.clone());
+        if id.starts_with("slow") {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+
+    /// A deadline 600 ms away with a 400 ms margin: nothing starts after 200 ms, and what runs
+    /// at 400 ms is abandoned.
+    fn soon() -> BatchDeadline {
+        BatchDeadline::with_margin(
+            std::time::Duration::from_millis(600),
+            std::time::Duration::from_millis(400),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_record_running_at_the_cut_off_is_abandoned_and_the_rest_never_start() {
+        let seen = Mutex::new(Vec::new());
+        let deadline = soon();
+        let records = vec![record("a", None), record("slow-b", None), record("c", None)];
+        let processed = process_records(records, QueueKind::default(), &deadline, |m| {
+            slow_never_finishes(&seen, m)
+        })
+        .await;
+        assert!(
+            tokio::time::Instant::now() >= deadline.answer_by(),
+            "returned only once the slow record was given up"
+        );
+        assert_eq!(
+            processed.unfinished,
+            vec![
+                ("slow-b".to_owned(), Unfinished::Failed),
+                ("c".to_owned(), Unfinished::NotStarted)
+            ]
+        );
+        assert_eq!(*seen.lock().unwrap(), vec!["a", "slow-b"], "c never ran");
+        assert_eq!(
+            failures(&processed.response().unwrap()),
+            vec!["slow-b", "c"]
+        );
+    }
+
+    #[tokio::test]
+    async fn concurrent_records_are_all_answered_by_the_cut_off() {
+        let seen = Mutex::new(Vec::new());
+        let records = vec![
+            record("slow-a", None),
+            record("b", None),
+            record("slow-c", None),
+        ];
+        let kind = QueueKind::Standard { concurrency: 3 };
+        let processed =
+            process_records(records, kind, &soon(), |m| slow_never_finishes(&seen, m)).await;
+        let failed: Vec<_> = processed
+            .unfinished
+            .iter()
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(failed, vec!["slow-a", "slow-c"]);
+        assert_eq!(seen.lock().unwrap().len(), 3, "all three started together");
+    }
+
+    #[tokio::test]
+    async fn fifo_stops_at_the_cut_off_and_reports_every_later_record() {
+        let seen = Mutex::new(Vec::new());
+        let records = vec![
+            record("a", Some("g1")),
+            record("slow-b", Some("g2")),
+            record("c", Some("g3")),
+        ];
+        let kind = QueueKind::Fifo(FifoMode::SkipFailedGroup);
+        let processed =
+            process_records(records, kind, &soon(), |m| slow_never_finishes(&seen, m)).await;
+        assert_eq!(
+            processed.unfinished,
+            vec![
+                ("slow-b".to_owned(), Unfinished::Failed),
+                ("c".to_owned(), Unfinished::NotStarted)
+            ],
+            "another group does not start after the cut-off either"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_ran_out_of_time_whole_is_an_error() {
+        let deadline = BatchDeadline::with_margin(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(1),
+        );
+        let processed = process_records(
+            vec![record("a", None), record("b", None)],
+            QueueKind::default(),
+            &deadline,
+            fail_on_bad,
+        )
+        .await;
+        assert_eq!(processed.response().unwrap_err().count, 2);
     }
 
     fn stream_record(seq: &str) -> EventRecord {

@@ -8,79 +8,25 @@
 //! message is dead-lettered. It is best effort: a record whose timeout cannot be changed simply
 //! comes back at the queue's own timeout.
 //!
+//! The timeouts are [`RedeliveryBackoff`]'s; [`Redelivery::release`] is the other way round, for
+//! a record that can never succeed: visible again at once, so that it reaches its DLQ quickly.
+//!
 //! The function needs `sqs:GetQueueUrl` and `sqs:ChangeMessageVisibility` on its queue.
 
 use std::collections::HashMap;
 use std::fmt::Display;
 use std::future::Future;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 
-use super::{BatchFailed, QueueKind, process_sqs};
+use super::{BatchFailed, QueueKind, RedeliveryBackoff, process_sqs, receive_count};
 
-/// SQS's longest visibility timeout: 12 hours.
-pub const MAX_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(12 * 3600);
 /// SQS's limit on entries in one `ChangeMessageVisibilityBatch`.
 const MAX_VISIBILITY_BATCH: usize = 10;
-
-/// How a failed record's visibility timeout grows with its receive count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RedeliveryBackoff {
-    /// The timeout after the first failed receive; doubles with every further receive.
-    pub base: Duration,
-    /// The longest timeout (SQS never allows more than [`MAX_VISIBILITY_TIMEOUT`]).
-    pub cap: Duration,
-    /// Draw each timeout uniformly from its upper half, so records that failed together do not
-    /// all come back in the same second.
-    pub jitter: bool,
-}
-
-impl Default for RedeliveryBackoff {
-    /// 30 s, 1 min, 2 min, 4 min, … up to 15 min, with jitter.
-    fn default() -> Self {
-        RedeliveryBackoff {
-            base: Duration::from_secs(30),
-            cap: Duration::from_secs(15 * 60),
-            jitter: true,
-        }
-    }
-}
-
-impl RedeliveryBackoff {
-    /// The timeout for a record received `receive_count` times (1 on the first delivery):
-    /// `base · 2^(receive_count - 1)`, at most `cap` and 12 h, in whole seconds. No jitter.
-    pub fn visibility_for(&self, receive_count: u32) -> Duration {
-        let doublings = receive_count.saturating_sub(1).min(31);
-        let timeout = self
-            .base
-            .saturating_mul(1_u32 << doublings)
-            .min(self.cap)
-            .min(MAX_VISIBILITY_TIMEOUT);
-        Duration::from_secs(timeout.as_secs())
-    }
-
-    /// [`visibility_for`](Self::visibility_for), with jitter when it is on.
-    pub fn timeout_for(&self, receive_count: u32) -> Duration {
-        let ceiling = self.visibility_for(receive_count).as_secs();
-        if !self.jitter {
-            return Duration::from_secs(ceiling);
-        }
-        Duration::from_secs(fastrand::u64(ceiling.div_ceil(2)..=ceiling))
-    }
-}
-
-/// How many times SQS has delivered `record` (`ApproximateReceiveCount`; 1 when absent).
-pub fn receive_count(record: &SqsMessage) -> u32 {
-    record
-        .attributes
-        .get("ApproximateReceiveCount")
-        .and_then(|count| count.trim().parse().ok())
-        .unwrap_or(1)
-}
 
 /// The queue name and owner account in a queue ARN (`arn:aws:sqs:<region>:<account>:<name>`).
 pub(crate) fn queue_of_arn(arn: &str) -> Option<(&str, &str)> {
@@ -178,10 +124,31 @@ impl Redelivery {
         &self,
         failed: impl IntoIterator<Item = &'a SqsMessage>,
     ) -> RedeliveryReport {
+        let timed = failed
+            .into_iter()
+            .map(|record| (record, self.backoff.timeout_for(receive_count(record))));
+        self.change_all(timed).await
+    }
+
+    /// Makes each record visible again at once (timeout 0): for a record that can never succeed,
+    /// so that it uses up its receives and reaches its DLQ in seconds instead of hours of
+    /// backoff. Never fails, like [`delay`](Self::delay).
+    pub async fn release<'a>(
+        &self,
+        records: impl IntoIterator<Item = &'a SqsMessage>,
+    ) -> RedeliveryReport {
+        let timed = records.into_iter().map(|record| (record, Duration::ZERO));
+        self.change_all(timed).await
+    }
+
+    async fn change_all<'a>(
+        &self,
+        records: impl Iterator<Item = (&'a SqsMessage, Duration)>,
+    ) -> RedeliveryReport {
         let mut report = RedeliveryReport::default();
         // Grouped by queue, first-seen order kept; a batch normally has one queue.
         let mut queues: Vec<(String, Vec<Pending>)> = Vec::new();
-        for record in failed {
+        for (record, timeout) in records {
             let message_id = record.message_id.clone().unwrap_or_default();
             let (Some(arn), Some(receipt)) = (&record.event_source_arn, &record.receipt_handle)
             else {
@@ -194,7 +161,7 @@ impl Redelivery {
             let entry = Pending {
                 message_id,
                 receipt_handle: receipt.clone(),
-                timeout: self.backoff.timeout_for(receive_count(record)),
+                timeout,
             };
             match queues.iter_mut().find(|(queue, _)| queue == arn) {
                 Some((_, entries)) => entries.push(entry),
@@ -219,7 +186,7 @@ impl Redelivery {
             }
         }
         for failure in &report.failed {
-            tracing::warn!(message_id = %failure.message_id, reason = %failure.reason, "redelivery backoff not applied");
+            tracing::warn!(message_id = %failure.message_id, reason = %failure.reason, "visibility timeout not changed; the record comes back at the queue's own timeout");
         }
         report
     }
@@ -313,11 +280,15 @@ impl Redelivery {
     }
 }
 
-/// [`process_sqs`], then [`Redelivery::delay`] on the records that failed (all of them when the
-/// whole batch failed).
+/// [`process_sqs`], then [`Redelivery::delay`] on the records that were not done: those that
+/// failed, were abandoned at the deadline or never started (all of them when the whole batch
+/// failed). A record that never ran still used up a receive, so it backs off like a failure:
+/// released at once, it would be received again and again while a slow dependency keeps the
+/// batch from reaching it, and end in its DLQ within minutes.
 pub async fn process_sqs_with_backoff<F, Fut, E>(
     event: SqsEvent,
     kind: QueueKind,
+    deadline: SystemTime,
     redelivery: &Redelivery,
     handler: F,
 ) -> Result<SqsBatchResponse, BatchFailed>
@@ -327,7 +298,7 @@ where
     E: Display,
 {
     let records = event.records.clone();
-    let result = process_sqs(event, kind, handler).await;
+    let result = process_sqs(event, kind, deadline, handler).await;
     match &result {
         Ok(response) if !response.batch_item_failures.is_empty() => {
             redelivery.delay(failed_records(&records, response)).await;
@@ -344,59 +315,8 @@ where
 mod tests {
     use super::*;
 
-    fn backoff(base: u64, cap: u64) -> RedeliveryBackoff {
-        RedeliveryBackoff {
-            base: Duration::from_secs(base),
-            cap: Duration::from_secs(cap),
-            jitter: false,
-        }
-    }
-
     #[test]
-    fn the_timeout_doubles_with_each_receive_up_to_the_cap() {
-        let b = backoff(30, 600);
-        let timeouts: Vec<u64> = (0..=7).map(|n| b.visibility_for(n).as_secs()).collect();
-        assert_eq!(timeouts, vec![30, 30, 60, 120, 240, 480, 600, 600]);
-    }
-
-    #[test]
-    fn the_timeout_never_exceeds_twelve_hours_nor_overflows() {
-        let b = backoff(3600, u64::MAX / 2);
-        assert_eq!(b.visibility_for(5), MAX_VISIBILITY_TIMEOUT);
-        assert_eq!(b.visibility_for(u32::MAX), MAX_VISIBILITY_TIMEOUT);
-        assert_eq!(backoff(0, 60).visibility_for(9), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_timeout_is_in_whole_seconds() {
-        let b = RedeliveryBackoff {
-            base: Duration::from_millis(1500),
-            ..backoff(0, 60)
-        };
-        assert_eq!(b.visibility_for(1), Duration::from_secs(1));
-        assert_eq!(b.visibility_for(2), Duration::from_secs(3));
-    }
-
-    #[test]
-    fn jitter_stays_in_the_upper_half() {
-        let b = RedeliveryBackoff {
-            jitter: true,
-            ..backoff(100, 1000)
-        };
-        for _ in 0..200 {
-            let t = b.timeout_for(2).as_secs();
-            assert!((100..=200).contains(&t), "{t}");
-        }
-    }
-
-    #[test]
-    fn receive_counts_and_queue_arns_are_read_from_the_record() {
-        let mut record = SqsMessage::default();
-        assert_eq!(receive_count(&record), 1);
-        record
-            .attributes
-            .insert("ApproximateReceiveCount".into(), "4".into());
-        assert_eq!(receive_count(&record), 4);
+    fn queue_arns_are_read_for_their_name_and_account() {
         assert_eq!(
             queue_of_arn("arn:aws:sqs:eu-west-1:123456789012:ripple-inventory"),
             Some(("ripple-inventory", "123456789012"))

@@ -7,19 +7,22 @@
 //! `dedupe#<Reactor::NAME>#<incoming event id>` in one transaction. A redelivery finds its marker
 //! taken and appends nothing ([`Handled::Duplicate`]); a writer that took one of the same stream
 //! positions first makes the append a conflict, and the whole load–decide–append runs again with
-//! jittered backoff ([`RetryPolicy`]), so the decision is always made on fresh state.
+//! jittered backoff ([`RetryPolicy`]), as long as the delivery's deadline allows, so the decision
+//! is always made on fresh state.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Consumer, Delivery, Handled, SqsConsumer};
+use crate::batch::latest_start;
 use crate::envelope::{Envelope, EnvelopeError, StreamPosition, event_type_of};
 use crate::parse::ParseError;
 use crate::store::{
-    Append, Conflicting, DedupeMarker, EventStore, RetryPolicy, StoreError, retry_on_conflict,
+    Append, Conflicting, DedupeMarker, EventStore, RetryPolicy, StoreError, retry_on_conflict_until,
 };
 #[cfg(feature = "store-dynamodb")]
 use crate::{config::EventStoreConfig, store::DynamoEventStore};
@@ -156,10 +159,14 @@ impl<R: Reactor<S>, S: EventStore> SqsConsumer<EventSourced<R, S>> {
 
 #[cfg(feature = "store-dynamodb")]
 impl<R: Reactor<DynamoEventStore>> SqsConsumer<EventSourced<R, DynamoEventStore>> {
-    /// `reactor` over the DynamoDB event store that `config` names, behind its queue.
+    /// `reactor` over the DynamoDB event store that `config` names, behind its queue; with the
+    /// feature `redelivery-sqs`, failed messages back off as `config.redelivery` says.
     pub fn on_dynamodb(reactor: R, config: EventStoreConfig, aws: &aws_config::SdkConfig) -> Self {
         let store = DynamoEventStore::new(aws_sdk_dynamodb::Client::new(aws), config.events_table);
-        SqsConsumer::event_sourced(reactor, store)
+        let consumer = SqsConsumer::event_sourced(reactor, store);
+        #[cfg(feature = "redelivery-sqs")]
+        let consumer = consumer.with_backoff(config.redelivery, aws);
+        consumer
     }
 }
 
@@ -171,14 +178,24 @@ pub struct EventSourced<R, S> {
 }
 
 impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
-    /// `reactor` appending to `store`, retrying conflicts with the default [`RetryPolicy`].
+    /// `reactor` appending to `store`, retrying conflicts with [`EventSourced::RETRY`].
     pub fn new(reactor: R, store: S) -> Self {
         EventSourced {
             reactor,
             store,
-            retry: RetryPolicy::default(),
+            retry: Self::RETRY,
         }
     }
+
+    /// How conflicts are retried unless set otherwise: the default [`RetryPolicy`]'s jittered
+    /// backoff, as often as the delivery's deadline allows ([`latest_start`]). Every
+    /// receive that ends in a lost race uses up one of the message's receives, so a hot aggregate
+    /// must be fought for within the invocation rather than through the queue.
+    pub const RETRY: RetryPolicy = RetryPolicy {
+        max_attempts: u32::MAX,
+        base: Duration::from_millis(20),
+        cap: Duration::from_secs(1),
+    };
 
     /// Retries conflicts with `retry` instead.
     pub fn retry(mut self, retry: RetryPolicy) -> Self {
@@ -229,8 +246,11 @@ impl<R: Reactor<S>, S: EventStore> Consumer for EventSourced<R, S> {
         let Some(input) = self.reactor.input(delivery.event)? else {
             return Ok(Handled::Ignored);
         };
-        let handled =
-            retry_on_conflict(&self.retry, || self.react_and_append(&input, delivery)).await;
+        let until = latest_start(delivery.deadline);
+        let handled = retry_on_conflict_until(&self.retry, Some(until), || {
+            self.react_and_append(&input, delivery)
+        })
+        .await;
         let handled = match handled {
             // The marker is taken: this very message was handled before.
             Err(ConsumerError::Store(StoreError::Duplicate { .. })) => Handled::Duplicate,

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 
 use super::record::{
@@ -26,6 +28,8 @@ pub(crate) mod attr {
     pub(crate) const DATA: &str = "data";
     /// sha256 hex of the payload's canonical JSON.
     pub(crate) const VALIDATION: &str = "validation";
+    /// The claiming call's token.
+    pub(crate) const CLAIM: &str = "claim";
 }
 
 /// The DynamoDB item for a record.
@@ -55,6 +59,9 @@ pub(crate) fn record_to_item(record: &IdempotencyRecord) -> HashMap<String, Attr
             attr::VALIDATION.into(),
             AttributeValue::S(validation.clone()),
         );
+    }
+    if let Some(claim) = &record.claim {
+        item.insert(attr::CLAIM.into(), AttributeValue::S(claim.clone()));
     }
     item
 }
@@ -100,6 +107,7 @@ pub(crate) fn record_from_item(
         in_progress_expiry: number(attr::IN_PROGRESS_EXPIRY)?,
         data: string(attr::DATA)?,
         validation: string(attr::VALIDATION)?,
+        claim: string(attr::CLAIM)?,
         key,
     })
 }
@@ -203,23 +211,57 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                 .expression_attribute_names("#validation", attr::VALIDATION)
                 .expression_attribute_values(":validation", AttributeValue::S(validation.clone()));
         }
-        update
-            .update_expression(expression)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(backend)
+        // The condition names the claim, not the status: a completion retried after its first
+        // attempt was stored meets its own record, still under its claim, and passes again.
+        if let Some(claim) = &record.claim {
+            update = update
+                .condition_expression("#claim = :claim")
+                .expression_attribute_names("#claim", attr::CLAIM)
+                .expression_attribute_values(":claim", AttributeValue::S(claim.clone()));
+        }
+        match update.update_expression(expression).send().await {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(IdempotencyStoreError::NotOurs {
+                    key: record.key.clone(),
+                })
+            }
+            Err(err) => Err(backend(err)),
+        }
     }
 
-    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
-        self.client
+    async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        let mut delete = self
+            .client
             .delete_item()
             .table_name(&self.table)
-            .key(attr::ID, AttributeValue::S(key.to_owned()))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(backend)
+            .key(attr::ID, AttributeValue::S(claim.key.clone()));
+        if let Some(token) = &claim.claim {
+            delete = delete
+                .condition_expression("#claim = :claim")
+                .expression_attribute_names("#claim", attr::CLAIM)
+                .expression_attribute_values(":claim", AttributeValue::S(token.clone()));
+        }
+        match delete.send().await {
+            Ok(_) => Ok(()),
+            // Gone (a retried delete whose first attempt removed it) or another call's claim:
+            // either way there is nothing of ours left to remove.
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(DeleteItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                tracing::debug!(key = %claim.key, "idempotency record already gone or taken over; left as it is");
+                Ok(())
+            }
+            Err(err) => Err(backend(err)),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
@@ -249,6 +291,7 @@ mod tests {
             in_progress_expiry: Some(1_700_000_000_123),
             data: Some(r#"{"ok":true}"#.into()),
             validation: Some("ff".into()),
+            claim: Some("0190c1e2-7b2a-7c3d-8e4f-5a6b7c8d9e0f".into()),
         };
         let item = record_to_item(&record);
         assert_eq!(item["status"], AttributeValue::S("COMPLETED".into()));

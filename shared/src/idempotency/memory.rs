@@ -66,9 +66,14 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
     async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
         let mut records = self.lock()?;
         // UpdateItem semantics: attributes not set here (in_progress_expiry) are kept.
-        let entry = records
-            .entry(record.key.clone())
-            .or_insert_with(|| record.clone());
+        let Some(entry) = records
+            .get_mut(&record.key)
+            .filter(|stored| stored.claim == record.claim)
+        else {
+            return Err(IdempotencyStoreError::NotOurs {
+                key: record.key.clone(),
+            });
+        };
         entry.status = record.status;
         entry.expiration = record.expiration;
         entry.data = record.data.clone();
@@ -78,8 +83,14 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         Ok(())
     }
 
-    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
-        self.lock()?.remove(key);
+    async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        let mut records = self.lock()?;
+        if records
+            .get(&claim.key)
+            .is_some_and(|stored| stored.claim == claim.claim)
+        {
+            records.remove(&claim.key);
+        }
         Ok(())
     }
 

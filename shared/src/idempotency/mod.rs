@@ -9,11 +9,16 @@
 //!    have timed out anyway;
 //! 2. the effect runs;
 //! 3. success turns the record `COMPLETED` with the result stored as JSON text; failure deletes the
-//!    record, so the redelivered message runs the effect again;
+//!    record, so the redelivered message runs the effect again. Both name the call's claim token,
+//!    so neither touches a record another call has taken over in the meantime;
 //! 4. a repeat finds the record in the same round trip (`ReturnValuesOnConditionCheckFailure`):
 //!    `COMPLETED` returns the stored result without running the effect, a live `INPROGRESS` is
 //!    [`IdempotencyError::AlreadyInProgress`], and a payload whose hash differs from the stored one
-//!    is [`IdempotencyError::PayloadMismatch`].
+//!    is [`IdempotencyError::PayloadMismatch`];
+//! 5. every write may be retried by the SDK after its first attempt was stored and its answer
+//!    lost, and each recognises its own earlier attempt: a claim that finds its own token in the
+//!    way holds the key, a completion's condition (the token) still holds for its retry, and a
+//!    delete that finds the record gone is done.
 //!
 //! The key is `<name>#<sha256 of the canonical JSON of the key material>`. The name is chosen by the
 //! caller (e.g. `notifications.order-confirmed`) and never derived from a function or module path,
@@ -31,6 +36,7 @@
 //! | `status`             | S    | `INPROGRESS` or `COMPLETED`                                        |
 //! | `data`               | S    | the effect's result as JSON text (`COMPLETED` only)                |
 //! | `validation`         | S    | sha256 hex of the canonical JSON of the payload                    |
+//! | `claim`              | S    | the claiming call's token (a UUID)                                 |
 //!
 //! ```yaml
 //! IdempotencyTable:
@@ -341,6 +347,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
             in_progress_expiry: Some(in_progress_expiry),
             data: None,
             validation: Some(validation.clone()),
+            claim: Some(uuid::Uuid::now_v7().to_string()),
         };
         let mut acquired = false;
         for _ in 0..=MAX_CLAIM_RETRIES {
@@ -363,6 +370,12 @@ impl<S: IdempotencyStore> Idempotency<S> {
             };
             // Gone (its effect failed and it was deleted) between the put and the read: claim again.
             let Some(existing) = existing else { continue };
+            // The SDK retried a put whose first attempt was stored (its answer was lost): the
+            // record in the way is this very claim, so the key is ours.
+            if existing.status == Status::InProgress && existing.claim == claim.claim {
+                acquired = true;
+                break;
+            }
             match judge(&existing, &validation, now_s, now_ms)? {
                 Verdict::Replay(data) => {
                     tracing::info!(%key, "idempotent result replayed; the effect did not run again");
@@ -386,7 +399,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
                 })
             }
             Err(err) => {
-                if let Err(store_err) = self.store.delete(&key).await {
+                if let Err(store_err) = self.store.delete(&claim).await {
                     // The record stays INPROGRESS until the deadline, then a retry takes it over.
                     tracing::error!(%key, error = %store_err, "could not release the idempotency record after the effect failed");
                 }

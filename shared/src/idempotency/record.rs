@@ -47,6 +47,10 @@ pub struct IdempotencyRecord {
     pub data: Option<String>,
     /// sha256 hex of the payload, to refuse a reused key with another payload.
     pub validation: Option<String>,
+    /// The token of the call that claimed the key: a retried put that finds its own claim in the
+    /// way knows it holds the key, and completing or releasing a record names the claim, so a
+    /// call never completes or deletes a claim another call has taken over.
+    pub claim: Option<String>,
 }
 
 impl IdempotencyRecord {
@@ -71,6 +75,13 @@ impl IdempotencyRecord {
 /// What the idempotency table failed with.
 #[derive(Debug, thiserror::Error)]
 pub enum IdempotencyStoreError {
+    /// The record is no longer this call's claim: it expired and another call took it over
+    /// (or it was removed). Nothing was written.
+    #[error("idempotency record {key} is no longer this call's claim")]
+    NotOurs {
+        /// The record's key.
+        key: String,
+    },
     /// A stored item is not a record this module wrote.
     #[error("malformed idempotency record {key:?}: {reason}")]
     Malformed {
@@ -105,14 +116,20 @@ pub trait IdempotencyStore: Send + Sync {
         now: SystemTime,
     ) -> impl Future<Output = Result<Claim, IdempotencyStoreError>> + Send;
 
-    /// Marks the record `COMPLETED` with its result and new expiration.
+    /// Marks the record `COMPLETED` with its result and new expiration, if it still is the claim
+    /// `record.claim` ([`IdempotencyStoreError::NotOurs`] otherwise). Retrying it is harmless:
+    /// the condition names the claim, which a completed record keeps.
     fn complete(
         &self,
         record: &IdempotencyRecord,
     ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
 
-    /// Removes the record so the next delivery runs the effect again.
-    fn delete(&self, key: &str) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
+    /// Removes the claim `claim` so the next delivery runs the effect again; a record that is
+    /// gone already (a retried delete), or is another call's claim, is left as it is.
+    fn delete(
+        &self,
+        claim: &IdempotencyRecord,
+    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
 
     /// The record under `key`, expired or not (TTL deletes lazily).
     fn get(
@@ -137,8 +154,11 @@ impl<S: IdempotencyStore> IdempotencyStore for Arc<S> {
         S::complete(self, record)
     }
 
-    fn delete(&self, key: &str) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send {
-        S::delete(self, key)
+    fn delete(
+        &self,
+        claim: &IdempotencyRecord,
+    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send {
+        S::delete(self, claim)
     }
 
     fn get(
@@ -172,6 +192,7 @@ mod tests {
             in_progress_expiry: Some(50_000),
             data: None,
             validation: None,
+            claim: None,
         };
         assert!(record.blocks_claim(40, 40_000));
         assert!(!record.blocks_claim(51, 51_000), "the claimer timed out");

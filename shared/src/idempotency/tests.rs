@@ -113,6 +113,7 @@ async fn a_live_in_progress_record_is_reported_and_taken_over_after_the_deadline
         in_progress_expiry: Some(((T0 + 10) * 1000) as i64),
         data: None,
         validation: Some(hash_json(&payload)),
+        claim: Some("another call".into()),
     });
     let err = idempotency
         .run(&key, &payload, deadline(), || charge(&calls))
@@ -341,8 +342,8 @@ impl IdempotencyStore for Counting {
     async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
         self.inner.complete(record).await
     }
-    async fn delete(&self, key: &str) -> Result<(), IdempotencyStoreError> {
-        self.inner.delete(key).await
+    async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        self.inner.delete(claim).await
     }
     async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
         self.inner.get(key).await
@@ -388,6 +389,7 @@ fn the_local_cache_evicts_the_least_recently_used_and_the_expired() {
         in_progress_expiry: None,
         data: Some("1".into()),
         validation: None,
+        claim: None,
     };
     let (_, runner) = runner();
     let runner = runner.with_local_cache(2);

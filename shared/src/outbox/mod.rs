@@ -2,9 +2,16 @@
 //!
 //! Producers only append to the store; the table's stream (view type `NEW_IMAGE`) is the outbox,
 //! and [`Outbox`] is the one place that publishes. Records are published in stream order with a
-//! [`Publisher`]; the first record that cannot be published (the topic refused it, or its item is
-//! not a readable event) is reported as the batch item failure, so Lambda retries the shard from
-//! exactly there and nothing after it is skipped.
+//! [`Publisher`]. The outbox never gives up on an event:
+//! - a record that fails for a reason that can pass (throttling, an outage of SNS, KMS or IAM) is
+//!   reported as the batch item failure, so Lambda retries the shard from exactly there; the
+//!   stream mapping is configured to retry for as long as it takes (`MaximumRetryAttempts: -1`,
+//!   `MaximumRecordAgeInSeconds: -1`, `BisectBatchOnFunctionError`), so nothing after it is
+//!   skipped;
+//! - a record that can never be published (not a readable event; refused by SNS for what it is)
+//!   is isolated alone in a [`quarantine`] with its key and reason, and its neighbours go on;
+//! - whatever the stream no longer holds (it keeps 24 hours) is published again from the store
+//!   itself, by time range ([`republish()`]), since every event is in the store's time index.
 //!
 //! ```
 //! use aws_lambda_events::event::dynamodb::Event;
@@ -22,6 +29,7 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), lambda_runtime::Error> {
+//! // .with_quarantine(SqsQuarantine::new(client, queue_url)) in Lambda
 //! let outbox = Outbox::new(Printer);
 //! let response = outbox.handle(LambdaEvent::new(Event::default(), Context::default())).await?;
 //! assert!(response.batch_item_failures.is_empty());
@@ -29,76 +37,58 @@
 //! # }
 //! ```
 
+mod image;
+pub mod quarantine;
+pub mod republish;
+
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use lambda_runtime::LambdaEvent;
 
 use crate::batch::stream_failure_at;
-use crate::envelope::{Envelope, EnvelopeError};
-use crate::publish::Publisher;
-use crate::store::{KIND_EVENT, attr};
+use crate::envelope::Envelope;
+use crate::publish::{FailedPublish, Publisher};
 use crate::telemetry::{Metrics, Unit, metrics_namespace};
+use image::{Record, classify};
+use quarantine::{NoQuarantine, Quarantine, Quarantined};
+
+pub use republish::{RepublishReport, republish};
 
 /// The stream handler that publishes an event store's new events.
-pub struct Outbox<P> {
+pub struct Outbox<P, Q = NoQuarantine> {
     publisher: P,
+    quarantine: Q,
     metrics: Metrics,
 }
 
-/// What a stream record holds for the outbox.
-#[derive(Debug)]
-enum Record {
-    /// An event to publish.
-    Publish(Box<Envelope>),
-    /// Not an event (a dedupe marker, a TTL removal, an update): nothing to do.
-    Skip,
-    /// An event item that cannot be read: it can only fail.
-    Corrupt(String),
-}
-
-fn classify(record: &EventRecord) -> Record {
-    // Events are immutable: only inserts are new events. TTL removes dedupe markers (REMOVE).
-    if record.event_name != "INSERT" {
-        return Record::Skip;
-    }
-    match envelope_from_stream_image(&record.change.new_image) {
-        Ok(Some(envelope)) => Record::Publish(Box::new(envelope)),
-        Ok(None) => Record::Skip,
-        Err(err) => Record::Corrupt(err.to_string()),
-    }
-}
-
-/// The envelope in a stream image (`NewImage`), or `None` for an item that is not an event (a
-/// dedupe marker): only events are published.
-fn envelope_from_stream_image(
-    image: &serde_dynamo::Item,
-) -> Result<Option<Envelope>, EnvelopeError> {
-    use serde_dynamo::AttributeValue as StreamValue;
-    match image.get(attr::KIND) {
-        Some(StreamValue::S(kind)) if kind == KIND_EVENT => {}
-        Some(_) => return Ok(None),
-        None => {
-            return Err(EnvelopeError::Invalid(
-                "stream image has no `kind` attribute (is the stream view NEW_IMAGE?)".into(),
-            ));
-        }
-    }
-    match image.get(attr::ENVELOPE) {
-        Some(StreamValue::S(text)) => Envelope::from_json(text).map(Some),
-        _ => Err(EnvelopeError::Invalid(
-            "event item has no string `envelope` attribute".into(),
-        )),
-    }
+/// An event of the batch, with the stream record it came in.
+struct Pending<'r> {
+    index: usize,
+    record: &'r EventRecord,
+    event: Envelope,
 }
 
 impl<P: Publisher> Outbox<P> {
-    /// The outbox publishing through `publisher`; metrics in the
+    /// The outbox publishing through `publisher`, without a quarantine (a record that can never
+    /// be published holds its shard); metrics in the
     /// [namespace](crate::telemetry::metrics_namespace) of the environment, with the service
     /// dimension `outbox-publisher`.
     pub fn new(publisher: P) -> Self {
         Outbox {
             publisher,
+            quarantine: NoQuarantine,
             metrics: Metrics::new(&metrics_namespace(), "outbox-publisher"),
+        }
+    }
+}
+
+impl<P: Publisher, Q: Quarantine> Outbox<P, Q> {
+    /// Isolates records that can never be published in `quarantine` instead of retrying them.
+    pub fn with_quarantine<R: Quarantine>(self, quarantine: R) -> Outbox<P, R> {
+        Outbox {
+            publisher: self.publisher,
+            quarantine,
+            metrics: self.metrics,
         }
     }
 
@@ -107,18 +97,32 @@ impl<P: Publisher> Outbox<P> {
         &self.publisher
     }
 
-    /// Publishes a batch of stream records; reports the first one that could not be published.
+    /// The quarantine.
+    pub fn quarantine(&self) -> &Q {
+        &self.quarantine
+    }
+
+    /// Publishes a batch of stream records; reports the first one to retry from.
     pub async fn handle(
         &self,
         event: LambdaEvent<Event>,
     ) -> Result<DynamoDbEventResponse, lambda_runtime::Error> {
         let records = event.payload.records;
-        let mut to_publish: Vec<(usize, Envelope)> = Vec::new();
-        let mut first_failed: Option<usize> = None;
+        let mut retry_from: Option<usize> = None;
+        let mut pending = Vec::new();
         for (index, record) in records.iter().enumerate() {
             match classify(record) {
-                Record::Publish(envelope) => to_publish.push((index, *envelope)),
+                Record::Publish(event) => pending.push(Pending {
+                    index,
+                    record,
+                    event: *event,
+                }),
                 Record::Skip => {}
+                Record::Imageless(reason) => {
+                    tracing::error!(event_id = %record.event_id, reason = %reason, "stream record cannot be judged; it waits for the stream to be fixed");
+                    retry_from = Some(index);
+                    break;
+                }
                 Record::Corrupt(reason) => {
                     tracing::error!(
                         event_id = %record.event_id,
@@ -126,37 +130,83 @@ impl<P: Publisher> Outbox<P> {
                         reason = %reason,
                         "stream record is not a readable event"
                     );
-                    first_failed = Some(index);
-                    // Everything after it is retried with it, in order.
-                    break;
+                    if !self.isolate(&Quarantined::unreadable(record, reason)).await {
+                        // Everything after it is retried with it, in order.
+                        retry_from = Some(index);
+                        break;
+                    }
                 }
             }
         }
-        let envelopes: Vec<Envelope> = to_publish.iter().map(|(_, e)| e.clone()).collect();
-        let report = self.publisher.publish(&envelopes).await;
-        for failure in &report.failed {
-            tracing::error!(event_id = %failure.event_id, code = %failure.code, reason = %failure.reason, permanent = failure.permanent, "publish failed");
+        if let Some(index) = self.publish(pending).await {
+            retry_from = Some(retry_from.map_or(index, |r| r.min(index)));
         }
-        if let Some((index, _)) = to_publish.iter().find(|(_, e)| report.needs_retry(&e.id)) {
-            first_failed = Some(first_failed.map_or(*index, |f| f.min(*index)));
-        }
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        for envelope in envelopes.iter().filter(|e| !report.needs_retry(&e.id)) {
-            let latency_ms = (now_ms - envelope.time.timestamp_millis()).max(0);
-            tracing::info!(event_id = %envelope.id, r#type = %envelope.event_type, correlation_id = %envelope.correlationid, "published");
-            self.metrics
-                .add("StoreToTopicLatency", Unit::Milliseconds, latency_ms as f64);
-        }
-        self.metrics.add(
-            "EventsPublished",
-            Unit::Count,
-            report.published.len() as f64,
-        );
-        if first_failed.is_some() {
+        if retry_from.is_some() {
             self.metrics.count("PublishFailures");
         }
         self.metrics.flush();
-        Ok(stream_failure_at(&records, first_failed))
+        Ok(stream_failure_at(&records, retry_from))
+    }
+
+    /// Publishes `pending` in order, isolating what SNS refuses for good and going on after it;
+    /// the index of the first event to retry, if one failed for a reason that can pass.
+    async fn publish(&self, mut pending: Vec<Pending<'_>>) -> Option<usize> {
+        while !pending.is_empty() {
+            let events: Vec<Envelope> = pending.iter().map(|p| p.event.clone()).collect();
+            let report = self.publisher.publish(&events).await;
+            self.count_published(&pending, &report.published);
+            for failure in &report.failed {
+                tracing::error!(event_id = %failure.event_id, code = %failure.code, reason = %failure.reason, permanent = failure.permanent, "publish failed");
+                let Some(failed) = pending.iter().find(|p| p.event.id == failure.event_id) else {
+                    return pending.first().map(|p| p.index);
+                };
+                if !(failure.permanent && self.isolate_refused(failed, failure).await) {
+                    return Some(failed.index);
+                }
+            }
+            let progressed = !report.published.is_empty() || !report.failed.is_empty();
+            pending.retain(|p| report.not_attempted.contains(&p.event.id));
+            if !progressed {
+                return pending.first().map(|p| p.index);
+            }
+        }
+        None
+    }
+
+    async fn isolate_refused(&self, failed: &Pending<'_>, failure: &FailedPublish) -> bool {
+        let quarantined = Quarantined::unpublishable(&failed.event, failure, failed.record);
+        self.isolate(&quarantined).await
+    }
+
+    /// Keeps `record` in the quarantine; false when it could not, and the record stays failed.
+    async fn isolate(&self, record: &Quarantined) -> bool {
+        match self.quarantine.isolate(record).await {
+            Ok(()) => {
+                self.metrics.count("EventsQuarantined");
+                tracing::error!(stream = ?record.stream, sequence = ?record.sequence, event_id = ?record.event_id, code = %record.code, reason = %record.reason, "QUARANTINED: this event can never be published as it is; the shard goes on without it");
+                true
+            }
+            Err(err) => {
+                tracing::error!(error = %crate::telemetry::error_chain(&err), "record not quarantined; it holds its shard until it is");
+                false
+            }
+        }
+    }
+
+    fn count_published(&self, pending: &[Pending<'_>], published: &[String]) {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        for event in pending
+            .iter()
+            .map(|p| &p.event)
+            .filter(|e| published.contains(&e.id))
+        {
+            let latency_ms = (now_ms - event.time.timestamp_millis()).max(0);
+            tracing::info!(event_id = %event.id, r#type = %event.event_type, correlation_id = %event.correlationid, "published");
+            self.metrics
+                .add("StoreToTopicLatency", Unit::Milliseconds, latency_ms as f64);
+        }
+        self.metrics
+            .add("EventsPublished", Unit::Count, published.len() as f64);
     }
 }
 
@@ -173,10 +223,12 @@ mod tests {
     use lambda_runtime::Context;
     use std::sync::Mutex;
 
-    /// A publisher that records what it is given and refuses the event ids it is told to.
+    /// A publisher that records what it is given and refuses the event ids it is told to (for
+    /// good, those in `refuse_for_good`), stopping at the first refusal like SNS.
     #[derive(Default)]
     struct Recording {
         refuse: Vec<String>,
+        refuse_for_good: Vec<String>,
         published: Mutex<Vec<String>>,
     }
 
@@ -187,13 +239,13 @@ mod tests {
             for e in events {
                 if failed {
                     report.not_attempted.push(e.id.clone());
-                } else if self.refuse.contains(&e.id) {
+                } else if self.refuse.contains(&e.id) || self.refuse_for_good.contains(&e.id) {
                     failed = true;
                     report.failed.push(FailedPublish {
                         event_id: e.id.clone(),
                         code: "X".into(),
                         reason: "refused".into(),
-                        permanent: false,
+                        permanent: self.refuse_for_good.contains(&e.id),
                     });
                 } else {
                     self.published.lock().unwrap().push(e.id.clone());
@@ -230,7 +282,24 @@ mod tests {
         (stream, ids)
     }
 
-    async fn run(outbox: &Outbox<Recording>, event: Event) -> Vec<String> {
+    /// A quarantine that keeps what it is given, or fails when told to.
+    #[derive(Default)]
+    struct Kept {
+        fails: bool,
+        kept: Mutex<Vec<Quarantined>>,
+    }
+
+    impl Quarantine for Kept {
+        async fn isolate(&self, record: &Quarantined) -> Result<(), quarantine::QuarantineError> {
+            if self.fails {
+                return Err(quarantine::QuarantineError::Backend("queue down".into()));
+            }
+            self.kept.lock().unwrap().push(record.clone());
+            Ok(())
+        }
+    }
+
+    async fn run<Q: Quarantine>(outbox: &Outbox<Recording, Q>, event: Event) -> Vec<String> {
         outbox
             .handle(LambdaEvent::new(event, Context::default()))
             .await
@@ -283,27 +352,94 @@ mod tests {
         );
     }
 
-    #[test]
-    fn stream_images_give_events_and_skip_markers() {
+    #[tokio::test]
+    async fn an_event_refused_for_good_is_quarantined_alone_and_its_neighbours_go_on() {
+        let (event, ids) = batch(4);
+        let outbox = Outbox::new(Recording {
+            refuse_for_good: vec![ids[1].clone()],
+            ..Default::default()
+        })
+        .with_quarantine(Kept::default());
+        assert!(run(&outbox, event).await.is_empty(), "the shard goes on");
+        let published = outbox.publisher.published.lock().unwrap().clone();
+        assert_eq!(
+            published,
+            vec![ids[0].clone(), ids[2].clone(), ids[3].clone()]
+        );
+        let kept = outbox.quarantine().kept.lock().unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].event_id.as_deref(), Some(ids[1].as_str()));
+        assert_eq!(kept[0].stream.as_deref(), Some("Thing#t-1"));
+        assert_eq!(kept[0].stream_sequence_number.as_deref(), Some("101"));
+        assert_eq!(
+            (kept[0].code.as_str(), kept[0].reason.as_str()),
+            ("X", "refused")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_item_is_quarantined_with_its_key_and_the_rest_is_published() {
         use serde_dynamo::AttributeValue as V;
-        use std::collections::HashMap as Map;
-        let e = event("a", 1);
-        let image: serde_dynamo::Item = Map::from([
-            ("kind".to_owned(), V::S("event".into())),
-            ("envelope".to_owned(), V::S(e.to_json())),
-        ])
-        .into();
-        assert_eq!(envelope_from_stream_image(&image).unwrap(), Some(e));
-        let marker: serde_dynamo::Item =
-            Map::from([("kind".to_owned(), V::S("dedupe".into()))]).into();
-        assert_eq!(envelope_from_stream_image(&marker).unwrap(), None);
-        let keys_only: serde_dynamo::Item = Map::from([("pk".to_owned(), V::S("x".into()))]).into();
-        assert!(envelope_from_stream_image(&keys_only).is_err());
-        let corrupt: serde_dynamo::Item = Map::from([
-            ("kind".to_owned(), V::S("event".into())),
-            ("envelope".to_owned(), V::S("{".into())),
-        ])
-        .into();
-        assert!(envelope_from_stream_image(&corrupt).is_err());
+        let (mut event, ids) = batch(3);
+        let record = &mut event.records[1];
+        record
+            .change
+            .new_image
+            .insert("envelope".into(), V::S("{oops".into()));
+        record
+            .change
+            .keys
+            .insert("pk".into(), V::S("Thing#t-1".into()));
+        record.change.keys.insert("sk".into(), V::N("1".into()));
+        let outbox = Outbox::new(Recording::default()).with_quarantine(Kept::default());
+        assert!(run(&outbox, event).await.is_empty());
+        assert_eq!(
+            *outbox.publisher.published.lock().unwrap(),
+            vec![ids[0].clone(), ids[2].clone()]
+        );
+        let kept = outbox.quarantine().kept.lock().unwrap();
+        assert_eq!(
+            (
+                kept[0].stream.as_deref(),
+                kept[0].sequence,
+                kept[0].code.as_str()
+            ),
+            (Some("Thing#t-1"), Some(1), "Unreadable")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failure_that_can_pass_is_retried_and_never_quarantined() {
+        let (event, ids) = batch(3);
+        let outbox = Outbox::new(Recording {
+            refuse: vec![ids[1].clone()],
+            ..Default::default()
+        })
+        .with_quarantine(Kept::default());
+        assert_eq!(run(&outbox, event).await, vec!["101"]);
+        assert!(outbox.quarantine().kept.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_record_the_quarantine_cannot_keep_stays_failed() {
+        let (event, ids) = batch(3);
+        let outbox = Outbox::new(Recording {
+            refuse_for_good: vec![ids[1].clone()],
+            ..Default::default()
+        })
+        .with_quarantine(Kept {
+            fails: true,
+            ..Default::default()
+        });
+        assert_eq!(run(&outbox, event).await, vec!["101"]);
+    }
+
+    #[tokio::test]
+    async fn a_record_without_an_image_is_a_misconfigured_stream_and_is_never_quarantined() {
+        let (mut event, _) = batch(2);
+        event.records[1].change.new_image = Default::default();
+        let outbox = Outbox::new(Recording::default()).with_quarantine(Kept::default());
+        assert_eq!(run(&outbox, event).await, vec!["101"]);
+        assert!(outbox.quarantine().kept.lock().unwrap().is_empty());
     }
 }

@@ -65,3 +65,68 @@ pub trait Publisher: Send + Sync {
     /// not attempted, so a caller that retries from the first failure keeps the order.
     fn publish(&self, events: &[Envelope]) -> impl Future<Output = PublishReport> + Send;
 }
+
+/// Publishes every event once, in order: unlike [`Publisher::publish`], a failed chunk does not
+/// stop the rest, which is sent after it. What an operator's republish wants (each event tried,
+/// every failure listed); a stream handler wants to stop at the first failure instead.
+pub async fn publish_each<P: Publisher>(publisher: &P, events: &[Envelope]) -> PublishReport {
+    let mut report = PublishReport::default();
+    let mut pending: Vec<Envelope> = events.to_vec();
+    while !pending.is_empty() {
+        let round = publisher.publish(&pending).await;
+        let progressed = !round.published.is_empty() || !round.failed.is_empty();
+        report.published.extend(round.published);
+        report.failed.extend(round.failed);
+        pending.retain(|e| round.not_attempted.contains(&e.id));
+        if !progressed {
+            report.not_attempted = pending.iter().map(|e| e.id.clone()).collect();
+            break;
+        }
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::event;
+
+    /// Refuses `refuse`, then stops like SNS at a failed chunk of one.
+    struct OneAtATime {
+        refuse: String,
+    }
+
+    impl Publisher for OneAtATime {
+        async fn publish(&self, events: &[Envelope]) -> PublishReport {
+            let mut report = PublishReport::default();
+            let Some((first, rest)) = events.split_first() else {
+                return report;
+            };
+            if first.id == self.refuse {
+                report.failed.push(FailedPublish {
+                    event_id: first.id.clone(),
+                    code: "X".into(),
+                    reason: "refused".into(),
+                    permanent: false,
+                });
+            } else {
+                report.published.push(first.id.clone());
+            }
+            report.not_attempted = rest.iter().map(|e| e.id.clone()).collect();
+            report
+        }
+    }
+
+    #[tokio::test]
+    async fn publish_each_goes_on_after_a_failure() {
+        let events: Vec<_> = (1..=4).map(|i| event(&format!("t-{i}"), 1)).collect();
+        let publisher = OneAtATime {
+            refuse: events[1].id.clone(),
+        };
+        let report = publish_each(&publisher, &events).await;
+        assert_eq!(report.published.len(), 3);
+        assert_eq!(report.failed.len(), 1);
+        assert_eq!(report.failed[0].event_id, events[1].id);
+        assert!(report.not_attempted.is_empty());
+    }
+}

@@ -62,6 +62,17 @@ fn batch_entry_id(event_id: &str) -> String {
         .collect()
 }
 
+/// True for a per-entry code that refuses the message itself, which no retry can change. Every
+/// other failure, sender faults included, is an outage of the path (KMS disabled or throttled,
+/// an authorization or topic policy error, throttling) that passes once it is fixed: those are
+/// retried however long it takes, never given up on.
+fn refuses_the_message(code: &str) -> bool {
+    matches!(
+        code,
+        "InvalidParameter" | "InvalidParameterValue" | "ValidationException" | "ValidationError"
+    )
+}
+
 /// The bytes an entry counts against the request limit: body plus attribute names and values.
 fn entry_size(event: &Envelope, body: &str) -> usize {
     body.len()
@@ -155,7 +166,8 @@ impl Publisher for SnsPublisher {
                                     event_id: event.id.clone(),
                                     code: failure.code().to_owned(),
                                     reason: failure.message().unwrap_or_default().to_owned(),
-                                    permanent: failure.sender_fault(),
+                                    permanent: failure.sender_fault()
+                                        && refuses_the_message(failure.code()),
                                 });
                             }
                             None => report.published.push(event.id.clone()),
@@ -208,6 +220,19 @@ mod tests {
     #[test]
     fn no_events_no_chunks() {
         assert!(chunk_by_size(&[]).is_empty());
+    }
+
+    #[test]
+    fn only_a_refusal_of_the_message_itself_is_permanent() {
+        assert!(refuses_the_message("InvalidParameter"));
+        for outage in [
+            "KMSDisabled",
+            "KMSAccessDenied",
+            "AuthorizationError",
+            "Throttled",
+        ] {
+            assert!(!refuses_the_message(outage), "{outage}");
+        }
     }
 
     #[test]

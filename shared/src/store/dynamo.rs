@@ -130,6 +130,15 @@ where
                 stream: "transaction".into(),
             };
         }
+        // A hot partition: the items are fine, the transaction must wait and go again.
+        if reasons.iter().any(|r| {
+            matches!(
+                r.code(),
+                Some("ThrottlingError" | "ProvisionedThroughputExceeded")
+            )
+        }) {
+            return StoreError::Throttled;
+        }
     }
     StoreError::Backend(Box::new(err))
 }
@@ -181,5 +190,6 @@ impl EventStore for DynamoEventStore {
     }
 }
 
+mod by_time;
 #[cfg(test)]
 mod sdk_tests;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{DEDUPE_RETENTION, DedupeMarker, KIND_EVENT, attr};
+use super::{DEDUPE_RETENTION, DedupeMarker, KIND_EVENT, attr, time_bucket, time_key};
 
 /// `kind` of a dedupe marker.
 const KIND_DEDUPE: &str = "dedupe";
@@ -25,6 +25,11 @@ pub(crate) fn event_item(event: &Envelope) -> HashMap<String, AttributeValue> {
             AttributeValue::S(event.event_type.clone()),
         ),
         (attr::ENVELOPE.into(), AttributeValue::S(event.to_json())),
+        (
+            attr::TIME_BUCKET.into(),
+            AttributeValue::S(time_bucket(&event.stream_key(), event.time)),
+        ),
+        (attr::TIME_KEY.into(), AttributeValue::S(time_key(event))),
     ])
 }
 
@@ -69,6 +74,8 @@ mod tests {
         assert_eq!(item["pk"], AttributeValue::S("Thing#a".into()));
         assert_eq!(item["sk"], AttributeValue::N("3".into()));
         assert_eq!(item["kind"], AttributeValue::S("event".into()));
+        assert!(matches!(&item["time_bucket"], AttributeValue::S(b) if b.contains('#')));
+        assert_eq!(item["time_key"], AttributeValue::S(time_key(&e)));
         assert_eq!(envelope_from_item(&item).unwrap(), e);
     }
 
@@ -76,6 +83,10 @@ mod tests {
     fn dedupe_items_expire_after_the_retention() {
         let item = dedupe_item(&DedupeMarker::new("inventory", "e-1"), 1_000);
         assert_eq!(item["pk"], AttributeValue::S("dedupe#inventory#e-1".into()));
+        assert!(
+            !item.contains_key("time_bucket"),
+            "markers stay out of the time index"
+        );
         assert_eq!(item["sk"], AttributeValue::N("0".into()));
         assert_eq!(
             item["expires_at"],

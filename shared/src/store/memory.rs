@@ -4,7 +4,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
-use super::{Append, EventStore, StoreError, collision};
+use super::{
+    Append, EventKey, EventStore, KeysPage, StoreError, TimeCursor, TimeIndexed, TimeRange,
+    collision,
+};
 use crate::envelope::{Envelope, stream_key};
 
 /// An event store in memory with the same atomicity and conflict rules as DynamoDB.
@@ -89,6 +92,50 @@ impl EventStore for InMemoryEventStore {
             .get(&stream_key(aggregate_type, aggregate_id))
             .map(|s| s.range(from..).map(|(_, e)| e.clone()).collect())
             .unwrap_or_default())
+    }
+}
+
+impl TimeIndexed for InMemoryEventStore {
+    /// Every key in one page, in time order.
+    async fn keys_in(
+        &self,
+        range: &TimeRange,
+        cursor: &TimeCursor,
+    ) -> Result<KeysPage, StoreError> {
+        if *cursor != TimeCursor::start() {
+            return Ok(KeysPage::default());
+        }
+        let mut found: Vec<_> = self
+            .all_events()
+            .into_iter()
+            .filter(|e| range.contains(e.time))
+            .collect();
+        found.sort_by(|a, b| (a.time, &a.id).cmp(&(b.time, &b.id)));
+        Ok(KeysPage {
+            keys: found
+                .into_iter()
+                .map(|e| EventKey {
+                    stream: e.stream_key(),
+                    sequence: e.sequence,
+                })
+                .collect(),
+            next: None,
+        })
+    }
+
+    async fn all_keys_in(&self, range: &TimeRange) -> Result<Vec<EventKey>, StoreError> {
+        Ok(self.keys_in(range, &TimeCursor::start()).await?.keys)
+    }
+
+    async fn events_at(&self, keys: &[EventKey]) -> Result<Vec<Envelope>, StoreError> {
+        let state = self
+            .state
+            .lock()
+            .map_err(|_| StoreError::Backend("in-memory store poisoned".into()))?;
+        Ok(keys
+            .iter()
+            .filter_map(|k| state.streams.get(&k.stream)?.get(&k.sequence).cloned())
+            .collect())
     }
 }
 

@@ -4,12 +4,14 @@
 //! puts each new event with `attribute_not_exists`, all in one `TransactWriteItems`, so two writers
 //! at the same version cannot both win: the loser gets [`StoreError::Conflict`] and retries with
 //! [`retry_on_conflict`]. A consumer's dedupe marker rides in the same transaction, which makes
-//! "apply this message's effects" and "remember this message" one atomic step.
+//! "apply this message's effects" and "remember this message" one atomic step. Every event is
+//! also findable by its time ([`TimeIndexed`]), so that a range can be published again from the
+//! store itself, whatever became of the stream.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::aggregate::{Aggregate, Loaded};
 use crate::envelope::{Envelope, EnvelopeError};
@@ -20,11 +22,17 @@ mod dynamo;
 pub(crate) mod item;
 #[cfg(any(test, feature = "test-twins"))]
 mod memory;
+mod time_index;
 
 #[cfg(feature = "store-dynamodb")]
 pub use dynamo::DynamoEventStore;
 #[cfg(any(test, feature = "test-twins"))]
 pub use memory::InMemoryEventStore;
+pub use time_index::{
+    EventKey, KeysPage, TIME_INDEX, TIME_INDEX_SHARDS, TimeCursor, TimeIndexed, TimeRange,
+};
+#[cfg(feature = "store-dynamodb")]
+pub(crate) use time_index::{time_bucket, time_key};
 
 /// Attribute names of the events table.
 // The outbox reads `kind` and `envelope` from stream images even without the DynamoDB adapter.
@@ -44,6 +52,10 @@ pub(crate) mod attr {
     pub(crate) const ENVELOPE: &str = "envelope";
     /// Epoch seconds after which DynamoDB's TTL may delete the item (dedupe markers only).
     pub(crate) const EXPIRES_AT: &str = "expires_at";
+    /// Partition key of the time index: the event's hour and shard (events only).
+    pub(crate) const TIME_BUCKET: &str = "time_bucket";
+    /// Sort key of the time index: the event's time and id (events only).
+    pub(crate) const TIME_KEY: &str = "time_key";
 }
 
 /// `kind` of an event item.
@@ -144,6 +156,11 @@ pub enum StoreError {
         /// The stream whose position was taken (or `transaction` when DynamoDB won't say).
         stream: String,
     },
+    /// DynamoDB cancelled the transaction because one of its items was throttled (a hot
+    /// aggregate): back off and retry, like a conflict. The SDK retries throttled single calls
+    /// itself, but not a cancelled transaction.
+    #[error("an item of the transaction was throttled")]
+    Throttled,
     /// The dedupe marker exists: this source event's effects were appended before.
     #[error("source event {source_event_id} was already handled by {consumer}")]
     Duplicate {
@@ -170,9 +187,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True for a lost race that a reload-and-retry resolves.
+    /// True for a lost race, or a throttled hot item, that a backoff, reload and retry resolves.
     pub fn is_conflict(&self) -> bool {
-        matches!(self, StoreError::Conflict { .. })
+        matches!(self, StoreError::Conflict { .. } | StoreError::Throttled)
     }
 }
 
@@ -305,7 +322,25 @@ impl Conflicting for StoreError {
 
 /// Runs `attempt` (load, decide, append) until it does not end in a conflict, at most
 /// `policy.max_attempts` times, sleeping a jittered, growing delay between tries.
-pub async fn retry_on_conflict<T, E, F, Fut>(policy: &RetryPolicy, mut attempt: F) -> Result<T, E>
+pub async fn retry_on_conflict<T, E, F, Fut>(policy: &RetryPolicy, attempt: F) -> Result<T, E>
+where
+    E: Conflicting,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_on_conflict_until(policy, None, attempt).await
+}
+
+/// [`retry_on_conflict`] that also gives up when the next try would start after `until`.
+///
+/// A queue consumer retries a hot aggregate's conflicts for as long as its invocation allows
+/// (`until` a margin before the deadline) rather than a fixed number of times: every receive
+/// that ends in a lost race brings a healthy message one step closer to its DLQ.
+pub async fn retry_on_conflict_until<T, E, F, Fut>(
+    policy: &RetryPolicy,
+    until: Option<SystemTime>,
+    mut attempt: F,
+) -> Result<T, E>
 where
     E: Conflicting,
     F: FnMut() -> Fut,
@@ -315,8 +350,13 @@ where
     loop {
         match attempt().await {
             Err(err) if err.is_conflict() && tries < policy.max_attempts => {
+                let delay = policy.delay(tries);
+                if until.is_some_and(|until| SystemTime::now() + delay >= until) {
+                    tracing::info!(attempt = tries, "conflict, and no time left to retry it");
+                    return Err(err);
+                }
                 tracing::debug!(attempt = tries, "conflict, retrying");
-                tokio::time::sleep(policy.delay(tries)).await;
+                tokio::time::sleep(delay).await;
                 tries += 1;
             }
             other => return other,
@@ -362,6 +402,30 @@ mod tests {
         .await;
         assert!(result.unwrap_err().is_conflict());
         assert_eq!(calls, 3);
+    }
+
+    #[tokio::test]
+    async fn retry_on_conflict_until_stops_when_the_time_is_up() {
+        let policy = RetryPolicy {
+            max_attempts: u32::MAX,
+            base: Duration::from_millis(20),
+            cap: Duration::from_millis(20),
+        };
+        let mut calls = 0;
+        let until = SystemTime::now() + Duration::from_millis(300);
+        let result: Result<(), StoreError> = retry_on_conflict_until(&policy, Some(until), || {
+            calls += 1;
+            async { Err(StoreError::Conflict { stream: "s".into() }) }
+        })
+        .await;
+        assert!(result.unwrap_err().is_conflict());
+        // No try starts once the next wait would end past `until` (a sleep may overrun it a
+        // little on a busy machine, never by a whole retry loop).
+        assert!(
+            SystemTime::now() < until + Duration::from_secs(1),
+            "stopped at the time limit"
+        );
+        assert!(calls > 1, "retried while there was time: {calls}");
     }
 
     #[test]

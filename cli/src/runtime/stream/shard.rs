@@ -1,6 +1,8 @@
 //! One shard read from its start position to its end: pages handed to the function batch by
-//! batch, a failed batch retried from its first failed record with a backoff, and a range given
-//! up on once the retries are used up.
+//! batch, a failed batch retried from its first failed record with a backoff (in halves after a
+//! failed invocation, with `BisectBatchOnFunctionError`), and a range given up on once the
+//! retries are used up or its first record is older than `MaximumRecordAgeInSeconds` (never,
+//! with -1 for both: then a record is retried until it passes).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -49,6 +51,8 @@ struct Position {
     /// The last sequence number handled.
     done: Option<String>,
     retry: RetryState,
+    /// A batch size halved by `BisectBatchOnFunctionError`, until a batch succeeds.
+    bisected: Option<usize>,
 }
 
 impl ShardReader {
@@ -200,7 +204,8 @@ impl ShardReader {
     ) -> Pass {
         let m = &self.mapping;
         let stats = m.function.stats();
-        let batch_size = m.source.batch_size.max(1) as usize;
+        let configured = m.source.batch_size.max(1) as usize;
+        let batch_size = position.bisected.map_or(configured, |b| b.min(configured));
         let first_fresh = records.len() - fresh;
         for (chunk_index, batch) in records.chunks(batch_size).enumerate() {
             let offset = chunk_index * batch_size;
@@ -223,6 +228,7 @@ impl ShardReader {
             let Some(failed_at) = outcome else {
                 add(&stats.stream_succeeded, passed.len());
                 position.retry.reset();
+                position.bisected = None;
                 position.done = last_of_batch;
                 continue;
             };
@@ -233,11 +239,23 @@ impl ShardReader {
             } else if offset > 0 {
                 position.done = records[offset - 1].change.sequence_number.clone();
             }
+            // A failed invocation (not a reported record) splits the batch, as Lambda does;
+            // the split is not a retry attempt.
+            if response.is_err() && m.source.bisect_on_function_error && passed.len() > 1 {
+                position.bisected = Some(passed.len() / 2);
+                tracing::info!(function = %m.function.logical_id, shard = %self.shard_id, batch = passed.len(), "stream batch failed; retrying it in halves");
+                return Pass::RetryFrom(failed_seq);
+            }
             let attempts = position.retry.failed(&failed_seq);
-            let exhausted = m
-                .source
-                .maximum_retry_attempts
-                .is_some_and(|max| attempts > max);
+            let too_old = m.source.maximum_record_age.is_some_and(|max| {
+                let age =
+                    chrono::Utc::now() - passed[failed_at].change.approximate_creation_date_time;
+                age.to_std().is_ok_and(|age| age > max)
+            });
+            let exhausted = too_old
+                || m.source
+                    .maximum_retry_attempts
+                    .is_some_and(|max| attempts > max);
             if exhausted {
                 let rest: Vec<EventRecord> =
                     passed[failed_at..].iter().map(|r| (*r).clone()).collect();

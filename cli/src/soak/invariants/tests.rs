@@ -27,10 +27,14 @@ struct Run {
 }
 
 fn notification(order_id: &str, outcome: &str, message_id: &str) -> String {
+    worded(order_id, outcome, message_id, "...")
+}
+
+fn worded(order_id: &str, outcome: &str, message_id: &str, text: &str) -> String {
     json!({
         "Type": "Notification",
         "MessageId": message_id,
-        "Message": "...",
+        "Message": text,
         "MessageAttributes": {
             "type": {"Type": "String", "Value": outcome},
             "order_id": {"Type": "String", "Value": order_id},
@@ -200,17 +204,32 @@ fn a_refund_of_an_order_that_stays_confirmed_is_refused() {
 }
 
 #[test]
-fn a_customer_told_twice_is_a_violation_but_a_tap_reading_twice_is_not() {
+fn a_customer_told_two_things_is_a_violation_but_a_copy_of_one_message_is_not() {
     let mut run = healthy();
     run.customer_messages
         .push(notification(ORDER, "order.confirmed", "sns-1"));
-    assert_eq!(broken(&run), Vec::<&str>::new(), "the same SNS message");
+    assert_eq!(
+        broken(&run),
+        Vec::<&str>::new(),
+        "the tap read one message twice"
+    );
     run.customer_messages
         .push(notification(ORDER, "order.confirmed", "sns-2"));
+    assert_eq!(
+        broken(&run),
+        Vec::<&str>::new(),
+        "a Publish retried after its answer was lost: the same message under another SNS id"
+    );
+    assert_eq!(customer_message_copies(&run.customer_messages), 1);
+    run.customer_messages
+        .push(worded(ORDER, "order.confirmed", "sns-5", "something else"));
     assert_eq!(broken(&run), ["one customer message per outcome"]);
     let mut wrong = healthy();
     wrong.customer_messages = vec![notification(ORDER, "order.cancelled", "sns-3")];
     assert_eq!(broken(&wrong), ["one customer message per outcome"]);
+    let mut untold = healthy();
+    untold.customer_messages.clear();
+    assert_eq!(broken(&untold), ["one customer message per outcome"]);
 }
 
 #[test]

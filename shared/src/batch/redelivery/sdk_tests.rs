@@ -1,7 +1,7 @@
 //! `Redelivery`: failed SQS records get a visibility timeout that grows with their receive count.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::batch::{
     FailedRedelivery, QueueKind, Redelivery, RedeliveryBackoff, process_sqs_with_backoff,
@@ -26,6 +26,10 @@ fn record(id: &str, receive_count: u32) -> SqsMessage {
     m.attributes
         .insert("ApproximateReceiveCount".into(), receive_count.to_string());
     m
+}
+
+fn later() -> SystemTime {
+    SystemTime::now() + Duration::from_secs(60)
 }
 
 fn backoff() -> RedeliveryBackoff {
@@ -179,16 +183,21 @@ async fn process_with_backoff_delays_only_the_failed_records() {
     let mut event = SqsEvent::default();
     event.records = vec![record("ok", 1), record("bad", 2), record("ok2", 1)];
 
-    let response =
-        process_sqs_with_backoff(event, QueueKind::default(), &redelivery, |m| async move {
+    let response = process_sqs_with_backoff(
+        event,
+        QueueKind::default(),
+        later(),
+        &redelivery,
+        |m| async move {
             if m.body.as_deref() == Some("bad") {
                 Err("poison")
             } else {
                 Ok(())
             }
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(response.batch_item_failures.len(), 1);
     assert_eq!(response.batch_item_failures[0].item_identifier, "bad");
     assert_eq!(*seen.lock().unwrap(), vec![("rh-bad".into(), 20)]);
@@ -204,14 +213,55 @@ async fn a_batch_that_failed_whole_delays_every_record() {
     let mut event = SqsEvent::default();
     event.records = vec![record("a", 1), record("b", 4)];
 
-    let err = process_sqs_with_backoff(event, QueueKind::default(), &redelivery, |_| async {
-        Err("down")
-    })
+    let err = process_sqs_with_backoff(
+        event,
+        QueueKind::default(),
+        later(),
+        &redelivery,
+        |_| async { Err("down") },
+    )
     .await
     .unwrap_err();
     assert_eq!(err.count, 2);
     assert_eq!(
         *seen.lock().unwrap(),
         vec![("rh-a".into(), 10), ("rh-b".into(), 80)]
+    );
+}
+
+#[tokio::test]
+async fn released_records_are_visible_again_at_once() {
+    let seen = Seen::default();
+    let url = queue_url();
+    let change = change_visibility(seen.clone(), &[]);
+    let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&url, &change]);
+    let redelivery = Redelivery::new(client, backoff());
+
+    let report = redelivery.release(&[record("poison", 7)]).await;
+    assert_eq!(*seen.lock().unwrap(), vec![("rh-poison".into(), 0)]);
+    assert_eq!(report.delayed, vec![("poison".into(), Duration::ZERO)]);
+}
+
+#[tokio::test]
+async fn records_that_never_started_back_off_like_failures() {
+    let seen = Seen::default();
+    let url = queue_url();
+    let change = change_visibility(seen.clone(), &[]);
+    let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&url, &change]);
+    let redelivery = Redelivery::new(client, backoff());
+    let mut event = SqsEvent::default();
+    event.records = vec![record("a", 1), record("b", 3)];
+
+    // One second left: "a" is still running at the cut-off and "b" is never started.
+    let soon = SystemTime::now() + Duration::from_secs(1);
+    let err = process_sqs_with_backoff(event, QueueKind::default(), soon, &redelivery, |_| async {
+        std::future::pending::<Result<(), String>>().await
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err.count, 2);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![("rh-a".into(), 10), ("rh-b".into(), 40)]
     );
 }

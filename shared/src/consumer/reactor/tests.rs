@@ -114,6 +114,97 @@ impl EventStore for Racing {
     }
 }
 
+/// A store whose appends at `Tally#hot` lose to a rival the first `losses` times.
+struct Hot {
+    store: InMemoryEventStore,
+    losses: usize,
+    tries: AtomicUsize,
+}
+
+impl EventStore for Hot {
+    async fn append(&self, append: Append) -> Result<(), StoreError> {
+        let hot = append.events.iter().any(|e| e.subject == "hot");
+        if hot && self.tries.fetch_add(1, Ordering::SeqCst) < self.losses {
+            return Err(StoreError::Conflict {
+                stream: "Tally#hot".into(),
+            });
+        }
+        self.store.append(append).await
+    }
+
+    async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from: u64,
+    ) -> Result<Vec<Envelope>, StoreError> {
+        self.store
+            .read_stream(aggregate_type, aggregate_id, from)
+            .await
+    }
+}
+
+fn hot(losses: usize) -> Hot {
+    Hot {
+        store: InMemoryEventStore::new(),
+        losses,
+        tries: AtomicUsize::new(0),
+    }
+}
+
+async fn deliver_by<S: EventStore>(
+    consumer: &EventSourced<Tallier, S>,
+    event: &Envelope,
+    deadline: SystemTime,
+) -> Result<Handled, ConsumerError> {
+    let metrics = Metrics::new("Test", "tallier");
+    let delivery = Delivery {
+        event,
+        deadline,
+        metrics: &metrics,
+    };
+    consumer.consume(&delivery).await
+}
+
+/// The default policy's shape (unbounded tries) with millisecond waits.
+fn until_the_deadline() -> RetryPolicy {
+    RetryPolicy {
+        base: Duration::from_millis(1),
+        cap: Duration::from_millis(2),
+        ..EventSourced::<Tallier, InMemoryEventStore>::RETRY
+    }
+}
+
+#[tokio::test]
+async fn a_hot_aggregate_is_fought_for_while_the_invocation_lasts_not_a_fixed_number_of_times() {
+    // Thirty lost races in a row: far more than a fixed budget of eight attempts allows.
+    let consumer = EventSourced::new(Tallier::default(), hot(30)).retry(until_the_deadline());
+    let deadline = SystemTime::now() + Duration::from_secs(30);
+    let handled = deliver_by(&consumer, &event("hot", 1), deadline)
+        .await
+        .unwrap();
+    assert_eq!(handled, Handled::Applied("tally.added"));
+    assert_eq!(consumer.reactor().reactions.load(Ordering::SeqCst), 31);
+}
+
+#[tokio::test]
+async fn a_race_still_lost_when_the_time_is_up_fails_the_message_before_its_deadline() {
+    let consumer =
+        EventSourced::new(Tallier::default(), hot(usize::MAX)).retry(until_the_deadline());
+    let deadline = SystemTime::now() + Duration::from_millis(2500);
+    let err = deliver_by(&consumer, &event("hot", 1), deadline)
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert!(SystemTime::now() < deadline, "gave up before the deadline");
+}
+
+#[test]
+fn event_sourced_consumers_retry_conflicts_as_long_as_the_deadline_allows_by_default() {
+    let retry = EventSourced::<Tallier, InMemoryEventStore>::RETRY;
+    assert_eq!(retry.max_attempts, u32::MAX);
+}
+
 fn fast_retry() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 3,

@@ -122,3 +122,121 @@ async fn a_batch_in_which_every_record_failed_is_an_error_so_lambda_retries_it()
         .await;
     assert!(result.is_err());
 }
+
+/// Never finishes with a `slow` subject.
+struct Stuck;
+
+impl Consumer for Stuck {
+    const NAME: &'static str = "stuck";
+    type Error = TestError;
+
+    async fn consume(&self, delivery: &Delivery<'_>) -> Result<Handled, TestError> {
+        if delivery.event.subject == "slow" {
+            std::future::pending::<()>().await;
+        }
+        Ok(Handled::Applied("thing.counted"))
+    }
+}
+
+fn invocation(records: Vec<SqsMessage>, deadline: SystemTime) -> LambdaEvent<SqsEvent> {
+    let mut batch = SqsEvent::default();
+    batch.records = records;
+    let mut context = Context::default();
+    context.deadline = deadline
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    LambdaEvent::new(batch, context)
+}
+
+#[tokio::test]
+async fn the_invocations_deadline_bounds_the_batch_and_what_did_not_run_is_reported() {
+    let consumer = SqsConsumer::new(Stuck).concurrency(1);
+    // Five seconds: a one-second margin, half a second of it left to answer in.
+    let deadline = SystemTime::now() + std::time::Duration::from_secs(5);
+    let records = vec![carrying("fine"), carrying("slow"), carrying("later")];
+    // Without the cut-off the stuck record would hold the batch until Lambda killed it.
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        consumer.handle(invocation(records, deadline)),
+    )
+    .await;
+    let response = answered.expect("the batch answers on its own").unwrap();
+    assert!(SystemTime::now() < deadline, "answered before the deadline");
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(failed, ["slow", "later"]);
+}
+
+#[cfg(feature = "redelivery-sqs")]
+mod redelivery {
+    use std::sync::{Arc, Mutex};
+
+    use aws_sdk_sqs::operation::change_message_visibility_batch::ChangeMessageVisibilityBatchOutput;
+    use aws_sdk_sqs::operation::get_queue_url::GetQueueUrlOutput;
+    use aws_smithy_mocks::{RuleMode, mock, mock_client};
+
+    use super::*;
+    use crate::batch::{Redelivery, RedeliveryBackoff};
+
+    const ARN: &str = "arn:aws:sqs:us-east-1:123456789012:scripted";
+
+    fn on_queue(mut record: SqsMessage, receive_count: u32) -> SqsMessage {
+        record.receipt_handle = record.message_id.clone();
+        record.event_source_arn = Some(ARN.into());
+        record
+            .attributes
+            .insert("ApproximateReceiveCount".into(), receive_count.to_string());
+        record
+    }
+
+    #[tokio::test]
+    async fn an_unusable_message_comes_back_at_once_and_a_failed_one_backs_off() {
+        let seen: Arc<Mutex<Vec<(String, i32)>>> = Arc::default();
+        let url = mock!(aws_sdk_sqs::Client::get_queue_url)
+            .then_output(|| GetQueueUrlOutput::builder().queue_url("https://q").build());
+        let recorded = seen.clone();
+        let change = mock!(aws_sdk_sqs::Client::change_message_visibility_batch)
+            .then_compute_output(move |req| {
+                for entry in req.entries() {
+                    recorded.lock().unwrap().push((
+                        entry.receipt_handle().to_owned(),
+                        entry.visibility_timeout().unwrap(),
+                    ));
+                }
+                ChangeMessageVisibilityBatchOutput::builder()
+                    .set_successful(Some(vec![]))
+                    .set_failed(Some(vec![]))
+                    .build()
+                    .unwrap()
+            });
+        let client = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, [&url, &change]);
+        let backoff = RedeliveryBackoff {
+            base: std::time::Duration::from_secs(10),
+            cap: std::time::Duration::from_secs(300),
+            jitter: false,
+        };
+        let consumer =
+            SqsConsumer::new(Scripted::default()).with_redelivery(Redelivery::new(client, backoff));
+        let records = vec![
+            on_queue(carrying("applied"), 1),
+            on_queue(message("poison", "{not json".into()), 3),
+            on_queue(carrying("refused"), 3),
+        ];
+        let response = consumer
+            .handle(invocation(
+                records,
+                SystemTime::now() + std::time::Duration::from_secs(30),
+            ))
+            .await
+            .unwrap();
+        assert_eq!(response.batch_item_failures.len(), 2);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [("poison".to_owned(), 0), ("refused".to_owned(), 40)]
+        );
+    }
+}

@@ -3,18 +3,20 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::{DynamoIdempotencyStore, record_to_item};
 use crate::idempotency::key::{hash_json, idempotency_key};
 use crate::idempotency::{
-    Idempotency, IdempotencyError, IdempotencyRecord, IdempotencyStoreError, Status,
+    Idempotency, IdempotencyError, IdempotencyRecord, IdempotencyStore, IdempotencyStoreError,
+    Status,
 };
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::operation::delete_item::DeleteItemOutput;
+use aws_sdk_dynamodb::operation::delete_item::{DeleteItemError, DeleteItemOutput};
 use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
-use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
 use aws_sdk_dynamodb::types::error::{ConditionalCheckFailedException, ResourceNotFoundException};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
@@ -63,6 +65,7 @@ fn stored(status: Status, payload: &Value) -> HashMap<String, AttributeValue> {
         in_progress_expiry: Some((T0 * 1000 + 5_000) as i64),
         data: (status == Status::Completed).then(|| r#"{"message_id":"m-first"}"#.to_owned()),
         validation: Some(hash_json(payload)),
+        claim: Some("another call".into()),
     })
 }
 
@@ -368,6 +371,135 @@ async fn a_malformed_item_in_the_refusal_is_a_store_error() {
             err,
             IdempotencyError::Store(IdempotencyStoreError::Malformed { .. })
         ),
+        "{err:?}"
+    );
+}
+
+fn condition_failed(
+    item: Option<HashMap<String, AttributeValue>>,
+) -> ConditionalCheckFailedException {
+    ConditionalCheckFailedException::builder()
+        .message("The conditional request failed")
+        .set_item(item)
+        .build()
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_finds_itself_in_the_way_and_holds_the_key() {
+    // First attempt: stored, answered with a 500. The SDK sends the same put again, meets the
+    // condition, and DynamoDB returns the item in the way: the claim the first attempt stored.
+    let first_attempt: Arc<Mutex<Option<Item>>> = Arc::default();
+    let stored = first_attempt.clone();
+    let in_the_way = first_attempt.clone();
+    let put = mock!(Client::put_item)
+        .match_requests(move |req| {
+            *stored.lock().unwrap() = req.item().cloned();
+            true
+        })
+        .sequence()
+        .http_status(500, None)
+        .error(move || {
+            PutItemError::ConditionalCheckFailedException(condition_failed(
+                in_the_way.lock().unwrap().clone(),
+            ))
+        })
+        .build();
+    let complete = completed();
+    let idempotency = runner(&[&put, &complete]);
+    let calls = AtomicUsize::new(0);
+
+    let outcome = idempotency
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap();
+    assert_eq!(outcome.value.message_id, "m-new");
+    assert!(!outcome.replayed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the effect ran once");
+    assert_eq!(put.num_calls(), 2, "the SDK retried the put");
+    assert_eq!(complete.num_calls(), 1);
+    let claim = first_attempt.lock().unwrap().clone().unwrap();
+    assert!(claim["claim"].as_s().is_ok_and(|t| !t.is_empty()));
+}
+
+#[tokio::test]
+async fn a_completion_names_its_claim_so_its_own_retry_passes_the_same_condition() {
+    let token: Arc<Mutex<Option<AttributeValue>>> = Arc::default();
+    let seen = token.clone();
+    let claim = mock!(Client::put_item).then_compute_output(move |req| {
+        *seen.lock().unwrap() = req.item().and_then(|i| i.get("claim")).cloned();
+        PutItemOutput::builder().build()
+    });
+    let named = token.clone();
+    // First attempt stored and answered with a 500; the retry carries the same condition,
+    // which the stored record (still under its claim) meets.
+    let complete = mock!(Client::update_item)
+        .match_requests(move |req| {
+            let claim = named.lock().unwrap().clone();
+            req.condition_expression() == Some("#claim = :claim")
+                && req.expression_attribute_names().unwrap()["#claim"] == "claim"
+                && claim.is_some()
+                && req.expression_attribute_values().unwrap().get(":claim") == claim.as_ref()
+        })
+        .sequence()
+        .http_status(500, None)
+        .output(|| UpdateItemOutput::builder().build())
+        .build();
+    let idempotency = runner(&[&claim, &complete]);
+    let calls = AtomicUsize::new(0);
+
+    idempotency
+        .run(&key_material(), &payload(), deadline(), || send(&calls))
+        .await
+        .unwrap();
+    assert_eq!(complete.num_calls(), 2, "the SDK retried the completion");
+}
+
+fn our_claim() -> IdempotencyRecord {
+    IdempotencyRecord {
+        key: key(),
+        status: Status::InProgress,
+        expiration: (T0 + 3000) as i64,
+        in_progress_expiry: Some((T0 * 1000 + 5_000) as i64),
+        data: None,
+        validation: Some(hash_json(&payload())),
+        claim: Some("our call".into()),
+    }
+}
+
+#[tokio::test]
+async fn a_delete_whose_answer_was_lost_finds_the_record_gone_and_is_done() {
+    let delete = mock!(Client::delete_item)
+        .match_requests(|req| {
+            req.condition_expression() == Some("#claim = :claim")
+                && req.expression_attribute_values().unwrap()[":claim"]
+                    == AttributeValue::S("our call".into())
+        })
+        .sequence()
+        .http_status(500, None)
+        .error(|| DeleteItemError::ConditionalCheckFailedException(condition_failed(None)))
+        .build();
+    let client = mock_client!(aws_sdk_dynamodb, [&delete]);
+    let store = DynamoIdempotencyStore::new(client, "idempotency");
+
+    store.delete(&our_claim()).await.unwrap();
+    assert_eq!(delete.num_calls(), 2, "the SDK retried the delete");
+}
+
+#[tokio::test]
+async fn a_completion_of_a_claim_taken_over_meanwhile_writes_nothing_and_says_so() {
+    let refused = mock!(Client::update_item)
+        .then_error(|| UpdateItemError::ConditionalCheckFailedException(condition_failed(None)));
+    let client = mock_client!(aws_sdk_dynamodb, [&refused]);
+    let store = DynamoIdempotencyStore::new(client, "idempotency");
+    let mut done = our_claim();
+    done.status = Status::Completed;
+    done.data = Some("{}".into());
+
+    let err = store.complete(&done).await.unwrap_err();
+    assert!(
+        matches!(err, IdempotencyStoreError::NotOurs { ref key } if *key == self::key()),
         "{err:?}"
     );
 }

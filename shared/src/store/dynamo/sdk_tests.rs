@@ -163,7 +163,7 @@ async fn several_items_are_one_transaction_with_the_marker_last() {
 
 #[tokio::test]
 async fn cancellation_reasons_tell_conflict_from_duplicate_from_race() {
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["None", "ConditionalCheckFailed", "None"],
             "conflict on Thing#b",
@@ -178,6 +178,8 @@ async fn cancellation_reasons_tell_conflict_from_duplicate_from_race() {
             &["TransactionConflict", "None", "None"],
             "conflict on transaction",
         ),
+        // A throttled hot item is retried like a race, not raised as a fault.
+        (&["None", "ThrottlingError", "None"], "throttled"),
     ];
     for (codes, expected) in cases {
         let codes: Vec<String> = codes.iter().map(|c| (*c).to_owned()).collect();
@@ -200,6 +202,7 @@ async fn cancellation_reasons_tell_conflict_from_duplicate_from_race() {
                 );
                 "duplicate".to_owned()
             }
+            StoreError::Throttled => "throttled".to_owned(),
             other => format!("{other:?}"),
         };
         assert_eq!(got, expected);
@@ -298,4 +301,153 @@ async fn a_corrupt_item_makes_the_stream_corrupt() {
         matches!(err, StoreError::Corrupt { ref stream, .. } if stream == "Thing#a"),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn a_transaction_whose_answer_was_lost_is_retried_under_its_token_and_its_marker_reads_as_handled()
+ {
+    // The first attempt committed and its answer was lost (a 500). The SDK sends the same
+    // request again: under the same client request token DynamoDB answers success for ten
+    // minutes; should the retry ever meet the committed items instead, the taken marker says
+    // what happened: this message's effects are stored (a duplicate, never a failure).
+    let first = event("a", 1);
+    let token = first.id.clone();
+    let transact = mock!(Client::transact_write_items)
+        .match_requests(move |req| req.client_request_token() == Some(token.as_str()))
+        .sequence()
+        .http_status(500, None)
+        .error(|| cancelled(&["ConditionalCheckFailed", "ConditionalCheckFailed"]))
+        .build();
+    let client = mock_client!(aws_sdk_dynamodb, [&transact]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let append =
+        Append::events(vec![first]).deduplicated_by(DedupeMarker::new("inventory", "src-1"));
+    let err = store.append(append).await.unwrap_err();
+    assert_eq!(transact.num_calls(), 2, "the SDK retried the transaction");
+    assert!(matches!(err, StoreError::Duplicate { .. }), "{err:?}");
+}
+
+mod by_time {
+    use super::*;
+    use crate::store::{EventKey, TimeCursor, TimeIndexed, TimeRange};
+    use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    use chrono::{DateTime, Utc};
+
+    fn hour() -> TimeRange {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc);
+        TimeRange::new(at("2026-05-01T13:00:00Z"), at("2026-05-01T14:00:00Z"))
+    }
+
+    fn index_item(stream: &str, sequence: u64) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), AttributeValue::S(stream.into())),
+            ("sk".to_owned(), AttributeValue::N(sequence.to_string())),
+            (
+                "time_bucket".to_owned(),
+                AttributeValue::S("2026-05-01T13#03".into()),
+            ),
+            (
+                "time_key".to_owned(),
+                AttributeValue::S(format!("2026-05-01T13:30:00.000Z#e-{sequence}")),
+            ),
+        ])
+    }
+
+    #[tokio::test]
+    async fn a_range_is_read_bucket_by_bucket_and_page_by_page() {
+        let in_bucket = |req: &aws_sdk_dynamodb::operation::query::QueryInput| {
+            req.index_name() == Some("by-time")
+                && req.expression_attribute_values().unwrap()[":bucket"]
+                    == AttributeValue::S("2026-05-01T13#03".into())
+                && req.expression_attribute_values().unwrap()[":from"]
+                    == AttributeValue::S("2026-05-01T13:00:00.000Z".into())
+        };
+        let first = mock!(Client::query)
+            .match_requests(move |req| in_bucket(req) && req.exclusive_start_key().is_none())
+            .then_output(|| {
+                QueryOutput::builder()
+                    .items(index_item("Order#o-1", 1))
+                    .set_last_evaluated_key(Some(index_item("Order#o-1", 1)))
+                    .build()
+            });
+        let second = mock!(Client::query)
+            .match_requests(move |req| {
+                in_bucket(req) && req.exclusive_start_key() == Some(&index_item("Order#o-1", 1))
+            })
+            .then_output(|| {
+                QueryOutput::builder()
+                    .items(index_item("Order#o-1", 2))
+                    .build()
+            });
+        let empty = mock!(Client::query).then_output(|| QueryOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::MatchAny,
+            [&first, &second, &empty]
+        );
+        let store = DynamoEventStore::new(client, "events");
+
+        let mut keys = Vec::new();
+        let mut cursor = Some(TimeCursor::start());
+        while let Some(at) = cursor {
+            let page = store.keys_in(&hour(), &at).await.unwrap();
+            keys.extend(page.keys);
+            cursor = page.next;
+        }
+        let order = |sequence| EventKey {
+            stream: "Order#o-1".into(),
+            sequence,
+        };
+        assert_eq!(keys, vec![order(1), order(2)]);
+        assert_eq!((first.num_calls(), second.num_calls()), (1, 1));
+        assert_eq!(
+            empty.num_calls(),
+            15,
+            "every other shard of the hour was asked once"
+        );
+    }
+
+    #[tokio::test]
+    async fn events_are_read_by_key_and_unprocessed_keys_asked_again() {
+        let (a, b) = (event("a", 1), event("b", 1));
+        let (item_a, item_b) = (event_item(&a), event_item(&b));
+        let key_b = HashMap::from([
+            ("pk".to_owned(), AttributeValue::S("Thing#b".into())),
+            ("sk".to_owned(), AttributeValue::N("1".into())),
+        ]);
+        let partly = mock!(Client::batch_get_item)
+            .match_requests(|req| {
+                req.request_items()
+                    .and_then(|r| r.get("events"))
+                    .is_some_and(|k| k.keys().len() == 2 && k.consistent_read() == Some(true))
+            })
+            .then_output(move || {
+                BatchGetItemOutput::builder()
+                    .responses("events", vec![item_a.clone()])
+                    .unprocessed_keys(
+                        "events",
+                        KeysAndAttributes::builder()
+                            .keys(key_b.clone())
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+            });
+        let rest = mock!(Client::batch_get_item).then_output(move || {
+            BatchGetItemOutput::builder()
+                .responses("events", vec![item_b.clone()])
+                .build()
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&partly, &rest]);
+        let store = DynamoEventStore::new(client, "events");
+
+        let keys = [a.stream_key(), b.stream_key()].map(|stream| EventKey {
+            stream,
+            sequence: 1,
+        });
+        let events = store.events_at(&keys).await.unwrap();
+        assert_eq!(events, vec![a, b]);
+    }
 }
