@@ -28,10 +28,13 @@ SOAK_ORDERS      ?= 10000
 # runs proptest's default of 256 per test.
 SOAK_PROPTEST_CASES ?= 1000000
 
-# Python-packaged tools, pinned so lint results do not change under our feet.
-CFN_LINT_REQ     := cfn-lint==1.58.0
-SAM_CLI_REQ      := aws-sam-cli==1.170.0
-CARGO_LAMBDA_REQ := cargo-lambda==1.9.2
+# Python-packaged tools (cfn-lint, SAM CLI, cargo-lambda; moto for the emulator), locked with the
+# sha256 of every file pip may fetch (requirements/*.txt, made from requirements/*.in by
+# `make requirements`): a release replaced or tampered with fails the install instead of running.
+# Each lock file is the tool's whole dependency closure, so pip installs exactly it (--no-deps).
+PIP_INSTALL := $(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps
+# cargo-deny, installed with cargo (its Cargo.lock) when missing.
+CARGO_DENY_VERSION := 0.20.2
 
 # `cargo lambda` and `sam` find the venv's tools (cargo-lambda, zig) on PATH.
 WITH_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
@@ -40,7 +43,7 @@ export SAM_CLI_TELEMETRY := 0
 # Fn::ForEach of AWS::LanguageExtensions; SAM CLI expands it locally only when asked.
 export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 
-.PHONY: help dev test soak emulator-up emulator-down emulator-status lint build invoke stack-down deploy bench clean-emulator
+.PHONY: help dev test soak emulator-up emulator-down emulator-status lint deny requirements build invoke stack-down deploy bench clean-emulator
 
 help: ## List the targets
 	@echo "Ripple: event-driven order pipeline on AWS Lambda in Rust. The two commands: make dev, make test."
@@ -83,7 +86,7 @@ clean-emulator: ## Stop the emulators and delete .emulator/ (logs, DynamoDB Loca
 # ----------------------------------------------------------------------------------------------
 # Quality
 # ----------------------------------------------------------------------------------------------
-lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy, the kit's features/docs/package, cfn-lint, sam validate
+lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam deny ## rustfmt, clippy, the kit's features/docs/package, cargo deny, cfn-lint, sam validate
 	@command -v cargo >/dev/null || { echo "lint: cargo not found (install Rust with rustup)"; exit 1; }
 	@cargo fmt --version >/dev/null 2>&1 || { echo "lint: rustfmt is missing (rustup component add rustfmt)"; exit 1; }
 	@cargo clippy --version >/dev/null 2>&1 || { echo "lint: clippy is missing (rustup component add clippy)"; exit 1; }
@@ -100,25 +103,52 @@ lint: $(VENV)/bin/cfn-lint $(VENV)/bin/sam ## rustfmt, clippy, the kit's feature
 	$(VENV)/bin/sam validate --lint --region us-east-1
 	$(VENV)/bin/sam validate --region us-east-1
 
+# Supply chain (deny.toml): licences, banned crates and sources always; RustSec advisories when
+# the advisory database (a git repository on GitHub) can be fetched, and said so when it cannot.
+deny: ## cargo deny: licences, bans, sources, and advisories when the database is reachable
+	@command -v cargo-deny >/dev/null || { \
+		echo "installing cargo-deny $(CARGO_DENY_VERSION) with cargo install --locked"; \
+		cargo install --locked cargo-deny@$(CARGO_DENY_VERSION) \
+			|| { echo "deny: cannot install cargo-deny (is crates.io reachable?)"; exit 1; }; }
+	cargo deny check --hide-inclusion-graph licenses bans sources
+	@if timeout 120 cargo deny fetch db >/dev/null 2>&1; then \
+		cargo deny check --disable-fetch advisories; \
+	else \
+		echo "deny: the RustSec advisory database cannot be fetched from here; advisories NOT checked"; \
+	fi
+
+# Re-resolves requirements/*.txt from requirements/*.in (all tools together, then each tool's
+# subset at the same versions), with the hashes of every file of each pinned release.
+requirements: ## Re-lock the Python tools (requirements/*.txt) with their hashes
+	@python3 -m venv .venv-requirements
+	@.venv-requirements/bin/pip install -q --disable-pip-version-check pip-tools==7.6.2
+	cd requirements && for lock in all cfn-lint sam cargo-lambda moto; do \
+		../.venv-requirements/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+			--no-emit-index-url --no-emit-find-links --upgrade --output-file $$lock.txt $$lock.in; \
+	done
+
 $(VENV)/bin/python:
 	@command -v python3 >/dev/null || { echo "python3 not found: install Python 3.9+"; exit 1; }
 	@echo "creating the project venv in $(VENV)"
 	@python3 -m venv $(VENV) || { echo "python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 1; }
 
-$(VENV)/bin/cfn-lint: | $(VENV)/bin/python
-	@echo "installing $(CFN_LINT_REQ) into $(VENV)"
-	@$(VENV)/bin/pip install -q --disable-pip-version-check '$(CFN_LINT_REQ)' \
-		|| { echo "could not install $(CFN_LINT_REQ) with pip"; exit 1; }
+$(VENV)/bin/cfn-lint: requirements/cfn-lint.txt | $(VENV)/bin/python
+	@echo "installing cfn-lint (requirements/cfn-lint.txt, hashes checked) into $(VENV)"
+	@$(PIP_INSTALL) -r requirements/cfn-lint.txt \
+		|| { echo "could not install requirements/cfn-lint.txt with pip"; exit 1; }
+	@touch $@
 
-$(VENV)/bin/sam: | $(VENV)/bin/python
-	@echo "installing $(SAM_CLI_REQ) into $(VENV)"
-	@$(VENV)/bin/pip install -q --disable-pip-version-check '$(SAM_CLI_REQ)' '$(CFN_LINT_REQ)' \
-		|| { echo "could not install $(SAM_CLI_REQ) with pip"; exit 1; }
+$(VENV)/bin/sam: requirements/sam.txt | $(VENV)/bin/python
+	@echo "installing the SAM CLI (requirements/sam.txt, hashes checked) into $(VENV)"
+	@$(PIP_INSTALL) -r requirements/sam.txt \
+		|| { echo "could not install requirements/sam.txt with pip"; exit 1; }
+	@touch $@
 
-$(VENV)/bin/cargo-lambda: | $(VENV)/bin/python
-	@echo "installing $(CARGO_LAMBDA_REQ) (with zig, for cross-compiling) into $(VENV)"
-	@$(VENV)/bin/pip install -q --disable-pip-version-check '$(CARGO_LAMBDA_REQ)' \
-		|| { echo "could not install $(CARGO_LAMBDA_REQ) with pip"; exit 1; }
+$(VENV)/bin/cargo-lambda: requirements/cargo-lambda.txt | $(VENV)/bin/python
+	@echo "installing cargo-lambda, with zig for cross-compiling (requirements/cargo-lambda.txt, hashes checked) into $(VENV)"
+	@$(PIP_INSTALL) -r requirements/cargo-lambda.txt \
+		|| { echo "could not install requirements/cargo-lambda.txt with pip"; exit 1; }
+	@touch $@
 
 # ----------------------------------------------------------------------------------------------
 # Lambda packages
@@ -142,11 +172,12 @@ build: $(VENV)/bin/cargo-lambda ## Build every function for Lambda (arm64, relea
 # ----------------------------------------------------------------------------------------------
 # FN is a function's binary (or logical id); EVENT defaults to its sample in events/ (for
 # orders-api, the POST /orders one). payments and order-saga act on an order the event store
-# must hold: GIVEN defaults for them to the sample order, appended to the store first. STACK is
-# provisioned if it does not exist; `make dev ARGS=--keep` leaves one under the same name.
+# must hold: GIVEN defaults for them to the sample order, appended to the store first; orders-api
+# prices its sample from the catalog, so GIVEN defaults for it to the sample sku's price. STACK
+# is provisioned if it does not exist; `make dev ARGS=--keep` leaves one under the same name.
 FN       ?=
 EVENT    ?= $(firstword $(wildcard events/$(FN)-post-*.json events/$(FN)-*.json))
-GIVEN    ?= $(if $(filter payments order-saga,$(FN)),events/inventory-order-placed.json)
+GIVEN    ?= $(if $(filter payments order-saga,$(FN)),events/inventory-order-placed.json,$(if $(filter orders-api,$(FN)),events/catalog-sku-1-priced.json))
 STACK    ?= ripple
 TEMPLATE ?= template.yaml
 RIPPLE   ?= cargo run -q --bin ripple --

@@ -19,16 +19,14 @@ use aws_config::SdkConfig;
 use indicatif::ProgressBar;
 use ripple_kit::StoreError;
 
-use crate::connect::{
-    ConnectError, Connection, DEFAULT_STACK, EMULATOR_HINT, connect, template_path,
-};
+use crate::connect::{ConnectError, Connection, DEFAULT_STACK, connect, template_path};
 use crate::functions::{self, FunctionsError};
 use crate::provision::{self, Clients, Deployment, ProvisionError};
-use crate::runtime::{NotQuiet, RunOptions, Runtime, RuntimeError};
+use crate::runtime::{self, NotQuiet, RunOptions, Runtime, RuntimeError};
 use crate::template::{EventSource, Template, TemplateError};
 
 pub use render::{render, render_json};
-pub use sample::sample_orders;
+pub use sample::{SampleOrder, sample_orders};
 pub use summary::{FunctionSummary, OrderOutcomes, QueueSummary, StockLevel, Summary};
 
 /// Options of `ripple dev`.
@@ -53,6 +51,13 @@ pub struct DevArgs {
     /// Port of the local HTTP API (0: any free port).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
+    /// Port of the local token issuer (0: any free port).
+    #[arg(long, default_value_t = 0)]
+    pub issuer_port: u16,
+    /// After the sample orders, keep the API and the token issuer up until Ctrl-C (for curl; see
+    /// the README), then report.
+    #[arg(long)]
+    pub serve: bool,
     /// Seconds to wait for the pipeline to go quiet.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
@@ -85,6 +90,21 @@ pub enum DevError {
         #[source]
         source: StoreError,
     },
+    /// The catalogue could not be seeded.
+    #[error("cannot price {sku}")]
+    Price {
+        /// The sku.
+        sku: String,
+        /// Why.
+        #[source]
+        source: orders_api::catalog::SetPriceError,
+    },
+    /// The API's routes need tokens and no issuer runs to mint them.
+    #[error("the HTTP API needs tokens but the local issuer did not start")]
+    NoIssuer,
+    /// A token could not be minted.
+    #[error("cannot mint a token")]
+    Token(#[from] crate::runtime::issuer::IssuerError),
     /// Interrupted (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
@@ -115,7 +135,7 @@ impl DevError {
     /// What to do about it, when there is something to do.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            DevError::Connect(_) => Some(EMULATOR_HINT),
+            DevError::Connect(e) => Some(e.hint()),
             _ => None,
         }
     }
@@ -163,17 +183,10 @@ async fn run_deployment(
     deployment: &Deployment,
 ) -> Result<(Summary, Option<NotQuiet>), DevError> {
     let handlers = functions::handlers(deployment, aws)?;
-    let stock = functions::inventory_store(deployment, aws)?;
-    for item in sample::CATALOGUE {
-        inventory::restock(&stock, item.sku, item.stock)
-            .await
-            .map_err(|source| DevError::Seed {
-                sku: item.sku.to_owned(),
-                source,
-            })?;
-    }
+    seed(&functions::inventory_store(deployment, aws)?).await?;
     let options = RunOptions {
         http_port: Some(args.port),
+        issuer_port: args.issuer_port,
     };
     let runtime = Runtime::start(clients, deployment, handlers, options).await?;
     let result = tokio::select! {
@@ -181,8 +194,33 @@ async fn run_deployment(
         // Ctrl-C still stops the functions and removes the stack.
         _ = tokio::signal::ctrl_c() => Err(DevError::Interrupted),
     };
+    if args.serve
+        && result.is_ok()
+        && let (Some(api), Some(issuer)) = (runtime.http_url(), runtime.issuer())
+    {
+        serve_until_interrupted(&api, issuer.url()).await;
+    }
     runtime.stop().await;
     result
+}
+
+/// The sample catalogue: its prices (the system's, in the store) and its stock.
+async fn seed(store: &ripple_kit::store::DynamoEventStore) -> Result<(), DevError> {
+    for item in sample::CATALOGUE {
+        orders_api::catalog::set_price(store, item.sku, sample::CURRENCY, item.unit_price_cents)
+            .await
+            .map_err(|source| DevError::Price {
+                sku: item.sku.to_owned(),
+                source,
+            })?;
+        inventory::restock(store, item.sku, item.stock)
+            .await
+            .map_err(|source| DevError::Seed {
+                sku: item.sku.to_owned(),
+                source,
+            })?;
+    }
+    Ok(())
 }
 
 async fn drive(
@@ -207,10 +245,20 @@ async fn drive(
         "{spinner} placing orders {pos}/{len} {wide_bar}",
     );
     let orders = sample_orders(args.orders);
+    let issuer = runtime.issuer().ok_or(DevError::NoIssuer)?;
+    // Minted up front, one per customer, for the whole run.
+    let mut tokens = std::collections::BTreeMap::new();
+    for order in &orders {
+        if !tokens.contains_key(&order.customer) {
+            let token = issuer.token(&order.customer, &runtime::issuer::CUSTOMER_SCOPES)?;
+            tokens.insert(order.customer.clone(), token);
+        }
+    }
     let placed = orders::place_all(
         &format!("{base}/orders"),
         &deployment.stack_name,
         orders,
+        |customer| tokens.get(customer).cloned(),
         || bar.inc(1),
     )
     .await;
@@ -221,6 +269,17 @@ async fn drive(
     summary.quiet = not_quiet.is_none();
     summary.elapsed_ms = millis(elapsed);
     Ok((summary, not_quiet))
+}
+
+/// `--serve`: says where the API and the issuer are and how to call them, and waits for Ctrl-C.
+async fn serve_until_interrupted(api: &str, issuer: &str) {
+    eprintln!(
+        "\nServing until Ctrl-C.\n  API:    {api}\n  issuer: {issuer} (keys at {issuer}/.well-known/jwks.json)\n\n  \
+         TOKEN=$(curl -s -X POST {issuer}/token -d sub=c-1 | jq -r .access_token)\n  \
+         curl -s -X POST {api}/orders -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n    \
+         -d '{{\"currency\":\"EUR\",\"lines\":[{{\"sku\":\"SKU-TEE\",\"quantity\":1}}]}}'\n"
+    );
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 /// Waits for the pipeline to go quiet within `--timeout`, showing what still moves.

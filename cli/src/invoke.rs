@@ -8,10 +8,14 @@
 //! of this process's environment reaches it but the emulator's endpoints and credentials, so a
 //! variable the template forgot fails the function here as it would in Lambda, at once, with
 //! its log.
+//!
+//! The event envelopes of an SQS event are sent as if just published (`time` set to now):
+//! consumers refuse events older than their replay window, and a sample is written once.
 
 mod build;
 mod runtime_api;
 
+use aws_sdk_dynamodb::config::ProvideCredentials as _;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
@@ -114,7 +118,7 @@ pub async fn run(args: &InvokeArgs) -> Result<Answer, InvocationError> {
     let session = Session::open(&args.stack).await?;
     let deployment = session.lookup_or_provision().await?;
     let function = stack::function(&deployment, &args.function)?;
-    let event = read_json(&args.event)?;
+    let event = sent_now(read_json(&args.event)?);
     if let Some(given) = &args.given {
         let table = deployment
             .events_table()
@@ -142,7 +146,30 @@ pub async fn run(args: &InvokeArgs) -> Result<Answer, InvocationError> {
         .get(&function.binary)
         .ok_or_else(|| InvocationError::NoBinary(function.binary.clone()))?;
     tracing::info!(function = %function.logical_id, stack = %deployment.stack_name, "invoking");
-    Ok(runtime_api::invoke(program, function, event, !args.quiet).await?)
+    // Lambda hands a function its role's credentials in its environment; the runner hands it the
+    // ones it signs with itself (which may be the conventional ones it assumed for the emulator).
+    let credentials = match session.connection.aws.credentials_provider() {
+        Some(provider) => provider.provide_credentials().await.ok(),
+        None => None,
+    };
+    Ok(runtime_api::invoke(program, function, credentials.as_ref(), event, !args.quiet).await?)
+}
+
+/// `event` with the `time` of every event envelope its SQS records carry set to now; any other
+/// payload unchanged.
+fn sent_now(mut event: Value) -> Value {
+    let now = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3);
+    let records = event.get_mut("Records").and_then(Value::as_array_mut);
+    for record in records.into_iter().flatten() {
+        let Some(body) = record["body"].as_str() else {
+            continue;
+        };
+        if let Ok(mut envelope) = Envelope::from_json(body) {
+            envelope.time = now;
+            record["body"] = Value::String(envelope.to_json());
+        }
+    }
+    event
 }
 
 fn read_json(path: &Path) -> Result<Value, InvocationError> {
@@ -183,4 +210,25 @@ fn envelopes(path: &Path, event: &Value) -> Result<Vec<Envelope>, InvocationErro
                 .map_err(|e| given(format!("record {i} is not an event envelope: {e}")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_envelopes_are_sent_as_if_just_published() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../events/inventory-order-placed.json"
+        );
+        let sample = read_json(Path::new(path)).unwrap();
+        let sent = sent_now(sample.clone());
+        let before = Envelope::from_json(sample["Records"][0]["body"].as_str().unwrap()).unwrap();
+        let after = Envelope::from_json(sent["Records"][0]["body"].as_str().unwrap()).unwrap();
+        assert!(after.time > before.time);
+        assert_eq!((after.id, after.data), (before.id, before.data));
+        let not_sqs = serde_json::json!({"version": "2.0", "body": "{}"});
+        assert_eq!(sent_now(not_sqs.clone()), not_sqs);
+    }
 }

@@ -4,7 +4,10 @@
 //! stream keeps records for 24 hours and an outage outlasted it, or the outbox quarantined an
 //! event whose cause is now fixed. This reads the range from the store's time index and
 //! publishes it to the topic the outbox publishes to, as the outbox would
-//! ([`ripple_kit::outbox::republish`]). Consumers deduplicate, so publishing an event they
+//! ([`ripple_kit::outbox::republish`]): only events found at their own stream position and
+//! written by a source [`domain::producers`] lets write them. In AWS the topic takes messages
+//! only from the outbox's role and the stack's `RepublishRole`: run the command with the
+//! latter's credentials. Consumers deduplicate, so publishing an event they
 //! already have changes nothing: a range may be given generously.
 //!
 //! `--stack` names the stack's resources the way `ripple dev` names them; on a terminal the
@@ -123,7 +126,8 @@ pub async fn republish_range(
 ) -> Result<RepublishReport, StoreError> {
     let store = DynamoEventStore::new(clients.dynamodb.clone(), &outbox.table);
     let publisher = SnsPublisher::new(clients.sns.clone(), &outbox.topic_arn);
-    republish(&store, &publisher, range, progress).await
+    let producers = domain::producers();
+    republish(&store, &publisher, range, Some(&producers), progress).await
 }
 
 /// Runs `ripple republish`: the report, as text or JSON, and whether every event was published.

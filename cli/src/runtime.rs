@@ -14,6 +14,8 @@
 pub mod filter;
 mod function;
 pub mod http;
+pub mod issuer;
+mod listen;
 pub mod schedule;
 pub mod sqs;
 mod stats;
@@ -53,6 +55,12 @@ pub enum RuntimeError {
         /// The missing resource.
         resource: String,
     },
+    /// The local issuer could not make its key.
+    #[error("cannot start the local token issuer")]
+    Issuer(#[source] issuer::IssuerError),
+    /// The HTTP API could not read the local issuer's keys.
+    #[error("the HTTP API cannot check tokens")]
+    Discovery(#[from] http::auth::DiscoveryError),
     /// The HTTP API could not listen.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -69,11 +77,17 @@ pub enum RuntimeError {
 pub struct RunOptions {
     /// Port of the HTTP API on 127.0.0.1 (0: any free port); `None` starts no HTTP server.
     pub http_port: Option<u16>,
+    /// Port of the local token issuer on 127.0.0.1 (0: any free port), started with an HTTP
+    /// server whose routes need tokens.
+    pub issuer_port: u16,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { http_port: Some(0) }
+        RunOptions {
+            http_port: Some(0),
+            issuer_port: 0,
+        }
     }
 }
 
@@ -154,6 +168,7 @@ pub struct Runtime {
     stats: Arc<Stats>,
     functions: BTreeMap<String, Arc<LocalFunction>>,
     http_addr: Option<SocketAddr>,
+    issuer: Option<Arc<issuer::LocalIssuer>>,
     consumed_queues: Vec<(String, String)>,
     streams: Vec<Arc<stream::Progress>>,
     stop: CancellationToken,
@@ -188,6 +203,7 @@ impl Runtime {
             stats: stats.clone(),
             functions,
             http_addr: None,
+            issuer: None,
             consumed_queues: Vec::new(),
             streams: Vec::new(),
             stop,
@@ -206,13 +222,36 @@ impl Runtime {
         if let Some(port) = options.http_port
             && !routes.is_empty()
         {
-            let api = http::HttpApi::new(routes, deployment, stats);
+            let authorizer = runtime.start_issuer(&routes, options.issuer_port).await?;
+            let api = http::HttpApi::new(routes, deployment, authorizer, stats);
             let (addr, task) = api.serve(port, runtime.stop.clone()).await?;
             tracing::info!(url = %format!("http://{addr}"), "HTTP API listening");
             runtime.http_addr = Some(addr);
             runtime.tasks.push(task);
         }
         Ok(runtime)
+    }
+
+    /// The local issuer, when a route needs tokens, and the authorizer that trusts it in place of
+    /// the template's issuer (which, like Cognito, is not emulated).
+    async fn start_issuer(
+        &mut self,
+        routes: &[(HttpRoute, Arc<LocalFunction>)],
+        port: u16,
+    ) -> Result<Option<http::JwtAuthorizer>, RuntimeError> {
+        let protected = routes
+            .iter()
+            .any(|(route, _)| route.authorization != crate::template::Authorization::None);
+        if !protected {
+            return Ok(None);
+        }
+        let (issuer, task) = issuer::LocalIssuer::start(port, self.stop.clone()).await?;
+        self.tasks.push(task);
+        let audiences = vec![issuer::LOCAL_AUDIENCE.to_owned()];
+        let authorizer = http::JwtAuthorizer::discover(issuer.url(), audiences).await?;
+        tracing::info!(url = %issuer.url(), "local token issuer listening");
+        self.issuer = Some(issuer);
+        Ok(Some(authorizer))
     }
 
     fn start_source(
@@ -341,6 +380,11 @@ impl Runtime {
     /// The HTTP API's base URL (`http://127.0.0.1:<port>`).
     pub fn http_url(&self) -> Option<String> {
         self.http_addr.map(|a| format!("http://{a}"))
+    }
+
+    /// The local token issuer, when the HTTP API has routes that need tokens.
+    pub fn issuer(&self) -> Option<&Arc<issuer::LocalIssuer>> {
+        self.issuer.as_ref()
     }
 
     /// What is moving now. A stream counts as caught up only if every shard had an empty

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::connect::{ConnectError, Connection, EMULATOR_HINT, connect, template_path};
 use crate::functions::{self, FunctionsError};
 use crate::provision::{self, Clients, Deployment, ProvisionError};
+use crate::runtime::issuer::{CUSTOMER_SCOPES, LocalIssuer};
 use crate::runtime::{Invoke, RunOptions, Runtime, RuntimeError};
 use crate::template::{EventSource, Template, TemplateError};
 
@@ -188,6 +189,15 @@ pub enum SoakError {
     /// The template lacks something the soak drives or watches.
     #[error("the template has no {0}")]
     Missing(&'static str),
+    /// A price could not be seeded.
+    #[error("cannot price {sku}")]
+    Price {
+        /// The sku.
+        sku: String,
+        /// Why.
+        #[source]
+        source: orders_api::catalog::SetPriceError,
+    },
     /// Stock could not be seeded.
     #[error("cannot seed stock for {sku}")]
     Seed {
@@ -419,6 +429,7 @@ impl Soak<'_> {
             self.faulty_handlers(&plan)?,
             RunOptions {
                 http_port: Some(self.args.port),
+                issuer_port: 0,
             },
         )
         .await?;
@@ -501,6 +512,14 @@ impl Soak<'_> {
             .events_table()
             .ok_or(SoakError::Missing("events table"))?;
         let store = DynamoEventStore::new(self.clients.dynamodb.clone(), table);
+        for (sku, price) in &workload.prices {
+            orders_api::catalog::set_price(&store, sku, workload::CURRENCY, *price)
+                .await
+                .map_err(|source| SoakError::Price {
+                    sku: sku.clone(),
+                    source,
+                })?;
+        }
         for (sku, units) in &workload.stock {
             inventory::restock(&store, sku, *units)
                 .await
@@ -595,7 +614,10 @@ impl Soak<'_> {
             load_done.clone(),
         ));
         let started = Instant::now();
-        let (answers, cancels) = self.place(&api, workload, &placed, &held).await;
+        let issuer = runtime
+            .issuer()
+            .ok_or(SoakError::Missing("local token issuer"))?;
+        let (answers, cancels) = self.place(&api, issuer, workload, &placed, &held).await;
         load_done.cancel();
         let _ = tokio::join!(cues, pacer);
         let load = started.elapsed();
@@ -654,6 +676,7 @@ impl Soak<'_> {
     async fn place(
         &self,
         api: &ApiClient,
+        issuer: &LocalIssuer,
         workload: &Workload,
         placed: &AtomicU32,
         held: &AtomicBool,
@@ -671,14 +694,23 @@ impl Soak<'_> {
                     while held.load(Ordering::SeqCst) {
                         tokio::time::sleep(PACE_CHECK).await;
                     }
-                    let answer = api.place(&order.body, &key).await;
+                    // Minted as the customer comes, so that no token outlives a long soak.
+                    let token = match issuer.token(&order.customer, &CUSTOMER_SCOPES) {
+                        Ok(token) => token,
+                        Err(err) => {
+                            tracing::error!(customer = %order.customer, error = %ripple_kit::telemetry::error_chain(&err), "no token: the order is not placed");
+                            placed.fetch_add(1, Ordering::SeqCst);
+                            return (order.index, Answer::none(), None);
+                        }
+                    };
+                    let answer = api.place(&token, &order.body, &key).await;
                     placed.fetch_add(1, Ordering::SeqCst);
                     let cancel = match (order.cancel_after, answer.order_id()) {
                         (Some(after), Some(id)) => {
                             let (api, id) = (api.clone(), id.to_owned());
                             Some(tokio::spawn(async move {
                                 tokio::time::sleep(after).await;
-                                api.cancel(&id).await
+                                api.cancel(&token, &id).await
                             }))
                         }
                         _ => None,

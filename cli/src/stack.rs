@@ -10,9 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use crate::connect::{
-    ConnectError, Connection, DEFAULT_STACK, EMULATOR_HINT, connect, template_path,
-};
+use crate::connect::{ConnectError, Connection, DEFAULT_STACK, connect, template_path};
 use crate::provision::{self, DeployedFunction, Deployment, ProvisionError};
 use crate::template::{Template, TemplateError};
 
@@ -63,7 +61,7 @@ impl StackError {
     /// What to do about it, when there is something to do.
     pub fn hint(&self) -> Option<String> {
         match self {
-            StackError::Connect(_) => Some(EMULATOR_HINT.to_owned()),
+            StackError::Connect(e) => Some(e.hint().to_owned()),
             StackError::Provision(ProvisionError::NotProvisioned { stack, .. }) => Some(format!(
                 "provision it with `ripple up --stack {stack}` (or keep one with `ripple dev --keep --stack {stack}`)"
             )),

@@ -36,9 +36,9 @@ pub use document::{Resource, Template};
 pub use error::TemplateError;
 pub use intrinsic::target_of;
 pub use model::{
-    AttributeDefinition, EventSource, Function, HttpRoute, Ignored, KeyElement, Queue, Redrive,
-    ScheduleSource, SecondaryIndex, SqsSource, Stack, StartingPosition, StreamSource, Subscription,
-    Table, Topic,
+    AttributeDefinition, Authorization, EventSource, Function, HttpRoute, Ignored, KeyElement,
+    Queue, Redrive, ScheduleSource, SecondaryIndex, SqsSource, Stack, StartingPosition,
+    StreamSource, Subscription, Table, Topic,
 };
 pub use pseudo::{PseudoParameters, api_id, validate_stack_name};
 pub use resolver::Resolver;
@@ -54,5 +54,7 @@ pub const REF: &str = "Ref";
 mod invariant_tests;
 #[cfg(test)]
 mod project_tests;
+#[cfg(test)]
+mod security_tests;
 #[cfg(test)]
 mod tests;

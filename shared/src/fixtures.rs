@@ -12,6 +12,16 @@ pub(crate) enum ThingEvent {
     Counted { n: u32 },
 }
 
+/// The aggregate of the `Thing#<id>` streams, for tests that need its type (an allowlist).
+#[derive(Default)]
+pub(crate) struct Thing;
+
+impl crate::Aggregate for Thing {
+    const TYPE: &'static str = "Thing";
+    type Event = ThingEvent;
+    fn apply(&mut self, _: &ThingEvent) {}
+}
+
 /// `thing.counted` as event `sequence` of the stream `Thing#<id>`.
 pub(crate) fn event(id: &str, sequence: u64) -> Envelope {
     Envelope::encode(

@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod lambda;
 pub mod outbox;
 pub mod parse;
+pub mod producers;
 pub mod publish;
 pub mod store;
 pub mod telemetry;

@@ -1,5 +1,10 @@
-//! Typed parsing of what a queue delivers: SQS record → (raw SNS delivery or SNS envelope) →
-//! CloudEvents [`Envelope`] → the consumer's own event type.
+//! Typed parsing of what a queue delivers: SQS record (raw SNS delivery) → CloudEvents
+//! [`Envelope`] → the consumer's own event type.
+//!
+//! Subscriptions deliver raw (`RawMessageDelivery: true`): the body is the envelope itself. A body
+//! that is an SNS notification wrapping one is refused ([`ParseError::SnsNotification`]): anyone
+//! allowed to send to the queue can write such a wrapper, and nothing here verifies its `TopicArn`
+//! or signature, so trusting it would let them speak for the topic.
 //!
 //! A record that fails to parse fails alone: the caller reports it as a batch item failure, the
 //! queue redelivers it and finally moves it to the DLQ, and the reason is logged each time.
@@ -9,8 +14,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::envelope::{Envelope, EnvelopeError, Upcaster};
+use crate::producers::Refused;
 
-/// Why a record is not an event this consumer can handle.
+/// Why a record is not an event this consumer can handle (or may trust).
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
     /// The record has no body.
@@ -19,36 +25,51 @@ pub enum ParseError {
     /// The body is not JSON.
     #[error("record body is not JSON")]
     NotJson(#[source] serde_json::Error),
-    /// An SNS notification whose `Message` is missing or not text.
-    #[error("SNS notification without a string Message")]
-    BadNotification,
+    /// The body is an SNS notification wrapping a message, not a raw delivery: its origin cannot
+    /// be verified, so it is refused (the subscription must set `RawMessageDelivery: true`).
+    #[error("SNS notification wrapper refused: subscriptions must deliver raw messages")]
+    SnsNotification,
     /// The JSON is not a valid envelope, or its data does not fit the expected type.
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    /// The event's producer may not write it (see [`crate::producers`]).
+    #[error("event {event_id} refused")]
+    Refused {
+        /// The event's id.
+        event_id: String,
+        /// Why.
+        #[source]
+        reason: Refused,
+    },
+    /// The event's `time` is outside the replay window: older than its dedupe marker could still
+    /// be kept, or further in the future than clocks drift (see [`crate::consumer::ReplayWindow`]).
+    #[error("event {event_id} at {time} is outside the replay window ({why})")]
+    OutsideReplayWindow {
+        /// The event's id.
+        event_id: String,
+        /// The event's `time`, RFC 3339.
+        time: String,
+        /// `too old` or `in the future`.
+        why: &'static str,
+    },
 }
 
-/// The envelope in an SQS record, whether SNS delivered it raw or wrapped in its own JSON.
+/// The envelope in an SQS record delivered raw by SNS.
 pub fn envelope_from_sqs(message: &SqsMessage) -> Result<Envelope, ParseError> {
     let body = message.body.as_deref().ok_or(ParseError::EmptyBody)?;
     envelope_from_body(body)
 }
 
-/// The envelope in a message body: raw, or inside an SNS notification (`RawMessageDelivery` off).
+/// The envelope a raw message body is.
 fn envelope_from_body(body: &str) -> Result<Envelope, ParseError> {
     let value: Value = serde_json::from_str(body).map_err(ParseError::NotJson)?;
-    let is_notification = value.get("Type").and_then(Value::as_str) == Some("Notification")
-        && value.get("TopicArn").is_some();
-    let envelope = if is_notification {
-        let message = value
-            .get("Message")
-            .and_then(Value::as_str)
-            .ok_or(ParseError::BadNotification)?;
-        Envelope::from_json(message)?
-    } else {
-        let envelope: Envelope = serde_json::from_value(value).map_err(EnvelopeError::Malformed)?;
-        envelope.validate()?;
-        envelope
-    };
+    if value.get("Type").and_then(Value::as_str) == Some("Notification")
+        && value.get("TopicArn").is_some()
+    {
+        return Err(ParseError::SnsNotification);
+    }
+    let envelope: Envelope = serde_json::from_value(value).map_err(EnvelopeError::Malformed)?;
+    envelope.validate()?;
     Ok(envelope)
 }
 
@@ -92,17 +113,21 @@ mod tests {
     }
 
     #[test]
-    fn raw_delivery_and_sns_envelope_give_the_same_event() {
+    fn a_raw_delivery_is_the_event_and_an_sns_wrapper_is_refused() {
         let e = envelope();
         let raw = message(Some(e.to_json()));
+        assert_eq!(envelope_from_sqs(&raw).unwrap(), e);
+        let (_, typed): (_, Ev) = typed_from_sqs(&raw, &NoUpcast).unwrap();
+        assert_eq!(typed, Ev::Done { n: 1 });
+        // Anyone who may send to the queue could write this wrapper: its TopicArn proves nothing.
         let wrapped = message(Some(
             json!({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": e.to_json()})
                 .to_string(),
         ));
-        assert_eq!(envelope_from_sqs(&raw).unwrap(), e);
-        assert_eq!(envelope_from_sqs(&wrapped).unwrap(), e);
-        let (_, typed): (_, Ev) = typed_from_sqs(&raw, &NoUpcast).unwrap();
-        assert_eq!(typed, Ev::Done { n: 1 });
+        assert!(matches!(
+            envelope_from_sqs(&wrapped),
+            Err(ParseError::SnsNotification)
+        ));
     }
 
     #[test]
@@ -119,7 +144,7 @@ mod tests {
             envelope_from_sqs(&message(Some(
                 json!({"Type": "Notification", "TopicArn": "a"}).to_string()
             ))),
-            Err(ParseError::BadNotification)
+            Err(ParseError::SnsNotification)
         ));
         assert!(matches!(
             envelope_from_sqs(&message(Some("[1,2]".into()))),

@@ -6,6 +6,7 @@
 // A fixture that cannot be built is a broken test: panicking says so at the right line.
 #![allow(clippy::expect_used)]
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::envelope::{Envelope, StreamPosition};
+use crate::idempotency::{Claim, IdempotencyRecord, IdempotencyStore, IdempotencyStoreError};
 use crate::parse::envelope_from_sqs;
 
 /// `event` as the `sequence`-th event of the stream `aggregate_type`/`aggregate_id`, from source
@@ -57,6 +59,16 @@ pub fn carrying(mut record: SqsMessage, envelope: &Envelope) -> SqsMessage {
     record
 }
 
+/// `record` with its event's `time` set to now, as if just published: a sample written on a
+/// fixed date would otherwise age out of the consumers' replay window.
+pub fn restamped(mut record: SqsMessage) -> SqsMessage {
+    let mut envelope =
+        envelope_from_sqs(&record).expect("the record holds an event envelope to restamp");
+    envelope.time = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3);
+    record.body = Some(envelope.to_json());
+    record
+}
+
 /// An SQS record, with no attributes, carrying `envelope` (see [`carrying`]).
 pub fn sqs_message(envelope: &Envelope) -> SqsMessage {
     carrying(SqsMessage::default(), envelope)
@@ -89,6 +101,63 @@ pub fn failed_message_ids(response: &SqsBatchResponse) -> Vec<&str> {
 /// An invocation deadline ten seconds from now.
 pub fn deadline() -> SystemTime {
     SystemTime::now() + Duration::from_secs(10)
+}
+
+/// A clock a test moves by hand; clones share the time.
+#[derive(Debug, Clone)]
+pub struct ManualClock(Arc<Mutex<SystemTime>>);
+
+impl ManualClock {
+    /// A clock showing `now`.
+    pub fn at(now: SystemTime) -> Self {
+        ManualClock(Arc::new(Mutex::new(now)))
+    }
+
+    /// The time it shows.
+    pub fn now(&self) -> SystemTime {
+        *self.0.lock().expect("the clock is not poisoned")
+    }
+
+    /// Moves it `by` forward.
+    pub fn advance(&self, by: Duration) {
+        *self.0.lock().expect("the clock is not poisoned") += by;
+    }
+
+    /// The clock as the function `with_clock` builders take.
+    pub fn reader(&self) -> impl Fn() -> SystemTime + Clone + Send + Sync + 'static {
+        let clock = self.clone();
+        move || clock.now()
+    }
+}
+
+/// An idempotency store over `S` whose completions never land, as if the process died right
+/// after the effect and before recording its result: the record stays in progress until its
+/// expiry, and a retry after that takes it over and runs the effect again.
+#[derive(Debug, Clone, Default)]
+pub struct DiesBeforeComplete<S>(pub S);
+
+impl<S: IdempotencyStore> IdempotencyStore for DiesBeforeComplete<S> {
+    async fn put_in_progress(
+        &self,
+        record: &IdempotencyRecord,
+        now: SystemTime,
+    ) -> Result<Claim, IdempotencyStoreError> {
+        self.0.put_in_progress(record, now).await
+    }
+
+    async fn complete(&self, _: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        Err(IdempotencyStoreError::Backend(
+            "the process died before completing the record".into(),
+        ))
+    }
+
+    async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        self.0.delete(claim).await
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<IdempotencyRecord>, IdempotencyStoreError> {
+        self.0.get(key).await
+    }
 }
 
 #[cfg(test)]

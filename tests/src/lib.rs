@@ -47,14 +47,28 @@ pub fn fixture(name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The envelope the first message of a sample SQS event in `events/` carries.
+/// The envelope the first message of a sample SQS event in `events/` carries, as if just
+/// published (`time` now: consumers refuse events older than their replay window).
 pub fn fixture_envelope(name: &str) -> Envelope {
     let event = fixture(name);
     let body = event["Records"][0]["body"]
         .as_str()
         .unwrap_or_else(|| panic!("{name} is not an SQS event"));
-    Envelope::from_json(body).unwrap_or_else(|e| panic!("{name}: {e}"))
+    let mut envelope = Envelope::from_json(body).unwrap_or_else(|e| panic!("{name}: {e}"));
+    envelope.time = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 3);
+    envelope
 }
+
+/// A sample SQS event from `events/` whose first message carries its envelope as if just
+/// published (see [`fixture_envelope`]).
+pub fn fixture_delivery(name: &str) -> Value {
+    let mut event = fixture(name);
+    event["Records"][0]["body"] = Value::String(fixture_envelope(name).to_json());
+    event
+}
+
+/// The price every sku of the tests' catalog has, in EUR cents.
+pub const UNIT_PRICE_CENTS: u64 = 1250;
 
 /// A short random suffix for names that must not collide between tests and runs.
 pub fn unique(prefix: &str) -> String {
@@ -186,6 +200,16 @@ impl TestStack {
         }
     }
 
+    /// Puts `skus` in the catalog at [`UNIT_PRICE_CENTS`] EUR a unit.
+    pub async fn price(&self, skus: &[&str]) {
+        let store = self.store();
+        for sku in skus {
+            orders_api::catalog::set_price(&store, sku, "EUR", UNIT_PRICE_CENTS)
+                .await
+                .expect("price");
+        }
+    }
+
     /// Messages in every dead-letter queue.
     pub async fn dead_lettered(&self) -> u64 {
         let mut total = 0;
@@ -250,16 +274,25 @@ impl TestStack {
 
     /// Starts the functions built from `binaries` behind their event sources (no HTTP server).
     pub async fn run(&self, binaries: &[&str]) -> Runtime {
+        let options = RunOptions {
+            http_port: None,
+            ..RunOptions::default()
+        };
+        self.start(binaries, options).await
+    }
+
+    async fn start(&self, binaries: &[&str], options: RunOptions) -> Runtime {
         let handlers = ripple::functions::handlers_for(&self.deployment, &self.aws, binaries)
             .expect("handlers");
-        Runtime::start(
-            &self.clients,
-            &self.deployment,
-            handlers,
-            RunOptions { http_port: None },
-        )
-        .await
-        .expect("runtime starts")
+        Runtime::start(&self.clients, &self.deployment, handlers, options)
+            .await
+            .expect("runtime starts")
+    }
+
+    /// Starts the functions built from `binaries` behind their event sources and the HTTP API,
+    /// with the local token issuer its routes need.
+    pub async fn serve(&self, binaries: &[&str]) -> Runtime {
+        self.start(binaries, RunOptions::default()).await
     }
 
     /// Every event of one stream.
@@ -298,6 +331,8 @@ impl RunningStack {
     pub async fn start_only(test: &str, stock: &[(&str, u64)], binaries: &[&str]) -> Self {
         let stack = TestStack::deploy(test).await;
         stack.restock(stock).await;
+        let skus: Vec<&str> = stock.iter().map(|(sku, _)| *sku).collect();
+        stack.price(&skus).await;
         let runtime = stack.run(binaries).await;
         RunningStack { stack, runtime }
     }
@@ -412,9 +447,17 @@ pub fn body(response: &Value) -> Value {
     serde_json::from_str(response["body"].as_str().expect("a text body")).expect("a JSON body")
 }
 
-/// An API Gateway v2 request to `method path`, built from the GET sample.
-pub fn api_request(method: &str, path: &str, query: &[(&str, &str)]) -> Value {
-    let mut r = fixture("orders-api-get-events.json");
+/// `request` as API Gateway passes it on for `customer`, verified with both scopes.
+pub fn as_customer(mut request: Value, customer: &str) -> Value {
+    let jwt = &mut request["requestContext"]["authorizer"]["jwt"];
+    jwt["claims"]["sub"] = Value::String(customer.to_owned());
+    jwt["claims"]["username"] = Value::String(customer.to_owned());
+    request
+}
+
+/// An API Gateway v2 request of `customer` to `method path`, built from the GET sample.
+pub fn api_request(customer: &str, method: &str, path: &str, query: &[(&str, &str)]) -> Value {
+    let mut r = as_customer(fixture("orders-api-get-events.json"), customer);
     r["rawPath"] = Value::String(path.to_owned());
     r["requestContext"]["http"]["method"] = Value::String(method.to_owned());
     r["requestContext"]["http"]["path"] = Value::String(path.to_owned());
@@ -432,16 +475,14 @@ pub fn api_request(method: &str, path: &str, query: &[(&str, &str)]) -> Value {
     r
 }
 
-/// A `POST /orders` request for `customer` and `lines` (sku, quantity), built from the sample.
+/// A `POST /orders` request of `customer` for `lines` (sku, quantity), built from the sample.
 pub fn place_order_request(customer: &str, lines: &[(&str, u32)]) -> Value {
-    let mut r = fixture("orders-api-post-order.json");
+    let mut r = as_customer(fixture("orders-api-post-order.json"), customer);
     let lines: Vec<Value> = lines
         .iter()
-        .map(|(sku, q)| serde_json::json!({"sku": sku, "quantity": q, "unit_price_cents": 1250}))
+        .map(|(sku, q)| serde_json::json!({"sku": sku, "quantity": q}))
         .collect();
-    r["body"] = Value::String(
-        serde_json::json!({"customer_id": customer, "currency": "EUR", "lines": lines}).to_string(),
-    );
+    r["body"] = Value::String(serde_json::json!({"currency": "EUR", "lines": lines}).to_string());
     if let Some(headers) = r["headers"].as_object_mut() {
         headers.remove("content-length");
     }

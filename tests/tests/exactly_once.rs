@@ -2,7 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use domain::order::{OrderEvent, OrderLine, OrderPlaced};
-use ripple_e2e::{TestStack, context, fixture, sqs_event};
+use ripple_e2e::{TestStack, context, fixture_delivery, sqs_event};
 use ripple_kit::store::{RetryPolicy, retry_on_conflict};
 use ripple_kit::{Append, DedupeMarker, Envelope, EventStore, StoreError, StreamPosition};
 
@@ -27,14 +27,19 @@ fn placed(order_id: &str, sku: &str, quantity: u32) -> Envelope {
         }],
         total_cents: 100 * u64::from(quantity),
     });
-    Envelope::encode("test", StreamPosition::new("Order", order_id, 1), &event).unwrap()
+    Envelope::encode(
+        domain::sources::ORDERS_API,
+        StreamPosition::new("Order", order_id, 1),
+        &event,
+    )
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_sqs_message_delivered_twice_reserves_once() {
     let stack = TestStack::deploy("twice").await;
     let inventory = stack.inventory();
-    let delivery = fixture("inventory-order-placed.json");
+    let delivery = fixture_delivery("inventory-order-placed.json");
     let body = delivery["Records"][0]["body"].as_str().unwrap();
     let source = Envelope::from_json(body).unwrap();
     let order_id = source.subject.clone();

@@ -7,26 +7,17 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::Utc;
+use domain::inventory::Stock;
+use domain::testing::{restocked, stored};
 use ripple::republish::{OutboxOf, republish_range};
 use ripple_e2e::{RunningStack, TestStack, eventually};
 use ripple_kit::store::TimeRange;
-use ripple_kit::{Append, Envelope, EventStore, StreamPosition};
+use ripple_kit::{Append, Envelope, EventStore};
 use serde_json::Value;
 
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(tag = "type", content = "data")]
-enum Probe {
-    #[serde(rename = "probe.sent")]
-    Sent { n: u32 },
-}
-
-fn probe(id: &str, n: u32) -> Envelope {
-    Envelope::encode(
-        "test/outbox",
-        StreamPosition::new("Probe", id, 1),
-        &Probe::Sent { n },
-    )
-    .unwrap()
+/// A stock change as inventory writes it: the outbox publishes only what a producer may write.
+fn probe(sku: &str, quantity: u64) -> Envelope {
+    stored::<Stock>(sku, 1, &restocked(sku, quantity))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -35,7 +26,7 @@ async fn an_unreadable_event_item_is_quarantined_alone_and_its_neighbours_are_pu
     let inbox = stack.inbox("DomainEventsTopic").await;
     let store = stack.store();
     store
-        .append(Append::events(vec![probe("before", 1)]))
+        .append(Append::events(vec![probe("probe-before", 1)]))
         .await
         .unwrap();
     // An event item that is not a readable event: it can never be published.
@@ -44,7 +35,7 @@ async fn an_unreadable_event_item_is_quarantined_alone_and_its_neighbours_are_pu
         .dynamodb
         .put_item()
         .table_name(stack.table("EventsTable"))
-        .item("pk", AttributeValue::S("Probe#broken".into()))
+        .item("pk", AttributeValue::S("Stock#probe-broken".into()))
         .item("sk", AttributeValue::N("1".into()))
         .item("kind", AttributeValue::S("event".into()))
         .item("envelope", AttributeValue::S("{not an envelope".into()))
@@ -52,7 +43,7 @@ async fn an_unreadable_event_item_is_quarantined_alone_and_its_neighbours_are_pu
         .await
         .unwrap();
     store
-        .append(Append::events(vec![probe("after", 2)]))
+        .append(Append::events(vec![probe("probe-after", 2)]))
         .await
         .unwrap();
 
@@ -85,11 +76,11 @@ async fn an_unreadable_event_item_is_quarantined_alone_and_its_neighbours_are_pu
     stack.teardown().await;
 
     assert_eq!(published.len(), 2, "{published:?}");
-    assert!(published.iter().all(|m| m.contains("probe.sent")));
+    assert!(published.iter().all(|m| m.contains("stock.restocked")));
     let kept = kept.messages();
     assert_eq!(kept.len(), 1, "the broken item alone is quarantined");
     let record: Value = serde_json::from_str(kept[0].body().unwrap()).unwrap();
-    assert_eq!(record["quarantined"]["stream"], "Probe#broken");
+    assert_eq!(record["quarantined"]["stream"], "Stock#probe-broken");
     assert_eq!(record["quarantined"]["sequence"], 1);
     assert_eq!(record["quarantined"]["code"], "Unreadable");
 }

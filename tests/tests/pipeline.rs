@@ -17,6 +17,7 @@ async fn an_order_posted_through_the_api_is_stored_published_consumed_and_reserv
             line["quantity"].as_u64().unwrap(),
         );
         inventory.restock(sku, quantity + 3).await.unwrap();
+        stack.price(&[sku]).await;
     }
     let runtime = stack
         .run(&["orders-api", "outbox-publisher", "inventory"])

@@ -23,10 +23,15 @@ async fn assert_cancelled(stack: &TestStack, order: &str, reason: &str) {
     assert_eq!(history[1].data["reason"], reason);
 }
 
-/// The view of `order` the API answers from the read model.
-async fn view(api: &OrdersApi<'_>, order: &str) -> serde_json::Value {
+/// The view of `customer`'s `order` the API answers from the read model.
+async fn view(api: &OrdersApi<'_>, customer: &str, order: &str) -> serde_json::Value {
     let (status, view) = api
-        .call(api_request("GET", &format!("/orders/{order}"), &[]))
+        .call(api_request(
+            customer,
+            "GET",
+            &format!("/orders/{order}"),
+            &[],
+        ))
         .await;
     assert_eq!(
         (status, view["source"].as_str()),
@@ -50,7 +55,10 @@ async fn an_order_with_stock_and_a_good_card_is_reserved_charged_and_confirmed()
     assert_eq!(stack.types("Payment", &order).await, ["payment.captured"]);
     let (level, _) = stack.inventory().stock("HAPPY").await.unwrap();
     assert_eq!((level.available, level.allocated), (3, 2));
-    assert_eq!(view(&api, &order).await["view"]["status"], "confirmed");
+    assert_eq!(
+        view(&api, "c-happy", &order).await["view"]["status"],
+        "confirmed"
+    );
     saga.finish().await;
 }
 
@@ -66,7 +74,10 @@ async fn an_order_without_enough_stock_is_cancelled_and_never_charged() {
         stack.types("Payment", &order).await.is_empty(),
         "no payment attempted"
     );
-    assert_eq!(view(&api, &order).await["view"]["status"], "cancelled");
+    assert_eq!(
+        view(&api, "c-scarce", &order).await["view"]["status"],
+        "cancelled"
+    );
     saga.finish().await;
 }
 
@@ -88,7 +99,10 @@ async fn a_declined_payment_cancels_the_order_and_gives_its_stock_back() {
         (3, 0),
         "back to its prior level"
     );
-    assert_eq!(view(&api, &order).await["view"]["status"], "cancelled");
+    assert_eq!(
+        view(&api, "declined-c-1", &order).await["view"]["status"],
+        "cancelled"
+    );
     saga.finish().await;
 }
 
@@ -126,6 +140,7 @@ async fn the_order_at_each_version_and_its_history_match_the_stored_events() {
         let version = (at + 1).to_string();
         let (_, state) = api
             .call(api_request(
+                "c-happy",
                 "GET",
                 &format!("/orders/{order}"),
                 &[("version", &version)],
@@ -140,7 +155,12 @@ async fn the_order_at_each_version_and_its_history_match_the_stored_events() {
         assert_eq!(state["order"]["status"], status);
     }
     let (_, events) = api
-        .call(api_request("GET", &format!("/orders/{order}/events"), &[]))
+        .call(api_request(
+            "c-happy",
+            "GET",
+            &format!("/orders/{order}/events"),
+            &[],
+        ))
         .await;
     assert_eq!(events["events"].as_array().unwrap().len(), history.len());
     saga.finish().await;
@@ -220,7 +240,7 @@ async fn an_order_cancelled_before_payment_gets_its_stock_back_and_is_never_char
         (!stack.types("Reservation", &order).await.is_empty()).then_some(())
     })
     .await;
-    let cancel = || api_request("POST", &format!("/orders/{order}/cancel"), &[]);
+    let cancel = || api_request("c-1", "POST", &format!("/orders/{order}/cancel"), &[]);
     let (code, reply) = api.call(cancel()).await;
     assert_eq!((code, &reply["changed"]), (202, &json!(true)), "{reply}");
     let (code, reply) = api.call(cancel()).await;

@@ -99,6 +99,7 @@ async fn a_view_that_missed_its_orders_events_is_rebuilt_from_the_store() {
     let (status, view) = saga
         .api()
         .call(ripple_e2e::api_request(
+            "c-1",
             "GET",
             &format!("/orders/{order}"),
             &[],

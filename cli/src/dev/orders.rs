@@ -1,4 +1,5 @@
-//! Placing the sample orders: POST /orders over real HTTP to the local API, a few at a time.
+//! Placing the sample orders: POST /orders over real HTTP to the local API, a few at a time, each
+//! with a bearer token of its customer.
 
 use bytes::Bytes;
 use futures::StreamExt as _;
@@ -6,6 +7,8 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use super::sample::SampleOrder;
 
 /// Orders in flight at once while loading the API.
 const CONCURRENT_ORDERS: usize = 4;
@@ -15,11 +18,13 @@ const CONCURRENT_ORDERS: usize = 4;
 pub type Placed = (u16, Option<String>);
 
 /// POSTs every order to `url`, [`CONCURRENT_ORDERS`] at a time, each with an idempotency key
-/// unique to the stack; `on_done` is called as each one is answered.
+/// unique to the stack and the token `token` gives for its customer (none: sent without one);
+/// `on_done` is called as each one is answered.
 pub(super) async fn place_all(
     url: &str,
     stack_name: &str,
-    orders: Vec<serde_json::Value>,
+    orders: Vec<SampleOrder>,
+    token: impl Fn(&str) -> Option<String>,
     on_done: impl Fn(),
 ) -> Vec<Placed> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
@@ -28,8 +33,9 @@ pub(super) async fn place_all(
             let client = &client;
             let on_done = &on_done;
             let key = format!("{stack_name}-order-{i}");
+            let bearer = token(&order.customer);
             async move {
-                let placed = post_order(client, url, &key, &order).await;
+                let placed = post_order(client, url, &key, bearer.as_deref(), &order.body).await;
                 on_done();
                 placed
             }
@@ -44,16 +50,20 @@ async fn post_order(
     client: &Client<HttpConnector, Full<Bytes>>,
     url: &str,
     idempotency_key: &str,
+    token: Option<&str>,
     order: &serde_json::Value,
 ) -> Placed {
-    let request = hyper::Request::post(url)
+    let mut request = hyper::Request::post(url)
         .header(hyper::header::CONTENT_TYPE, "application/json")
         .header("idempotency-key", idempotency_key)
         .header(
             hyper::header::USER_AGENT,
             concat!("ripple-dev/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(Bytes::from(order.to_string())));
+        );
+    if let Some(token) = token {
+        request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request.body(Full::new(Bytes::from(order.to_string())));
     let request = match request {
         Ok(request) => request,
         Err(err) => {

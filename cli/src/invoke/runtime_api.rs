@@ -16,6 +16,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_dynamodb::config::Credentials;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -148,6 +149,7 @@ enum Reported {
 pub async fn invoke(
     program: &Path,
     function: &DeployedFunction,
+    credentials: Option<&Credentials>,
     event: Value,
     echo: bool,
 ) -> Result<Answer, RunError> {
@@ -164,7 +166,7 @@ pub async fn invoke(
     });
     let stop = CancellationToken::new();
     let server = tokio::spawn(serve(listener, api, stop.clone()));
-    let mut child = command(program, function, addr)
+    let mut child = command(program, function, credentials, addr)
         .spawn()
         .map_err(|source| RunError::Spawn {
             program: program.display().to_string(),
@@ -217,11 +219,25 @@ enum Ended {
 }
 
 /// The function's process, with the environment Lambda gives it.
-fn command(program: &Path, function: &DeployedFunction, runtime_api: SocketAddr) -> Command {
+fn command(
+    program: &Path,
+    function: &DeployedFunction,
+    credentials: Option<&Credentials>,
+    runtime_api: SocketAddr,
+) -> Command {
     let mut command = Command::new(program);
     command.env_clear();
     command.envs(std::env::vars().filter(|(key, _)| passes_through(key)));
     command.envs(&function.environment);
+    if let Some(credentials) = credentials {
+        command
+            .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
+            .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
+            .env_remove("AWS_SESSION_TOKEN");
+        if let Some(token) = credentials.session_token() {
+            command.env("AWS_SESSION_TOKEN", token);
+        }
+    }
     // A developer's RUST_LOG wins over the template's, to look closer at one invocation.
     if let Ok(filter) = std::env::var("RUST_LOG") {
         command.env("RUST_LOG", filter);
@@ -432,6 +448,7 @@ fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn only_the_emulator_credentials_and_basics_pass_through() {
@@ -451,6 +468,39 @@ mod tests {
         ] {
             assert!(!passes_through(key), "{key}");
         }
+    }
+
+    #[test]
+    fn the_function_signs_with_the_credentials_the_runner_signs_with() {
+        let function = DeployedFunction {
+            logical_id: "F".into(),
+            name: "f".into(),
+            arn: "arn:aws:lambda:us-east-1:000000000000:function:f".into(),
+            binary: "f".into(),
+            timeout: Duration::from_secs(3),
+            environment: BTreeMap::from([("AWS_REGION".into(), "us-east-1".into())]),
+            events: Vec::new(),
+        };
+        let credentials = Credentials::new("test", "secret", None, None, "test");
+        let runtime_api = SocketAddr::from((Ipv4Addr::LOCALHOST, 9001));
+        let command = command(Path::new("f"), &function, Some(&credentials), runtime_api);
+        let env: BTreeMap<_, _> = command
+            .as_std()
+            .get_envs()
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.map(|v| v.to_string_lossy().into_owned()),
+                )
+            })
+            .collect();
+        assert_eq!(env["AWS_ACCESS_KEY_ID"].as_deref(), Some("test"));
+        assert_eq!(env["AWS_SECRET_ACCESS_KEY"].as_deref(), Some("secret"));
+        assert_eq!(env["AWS_REGION"].as_deref(), Some("us-east-1"));
+        assert!(
+            env.get("AWS_SESSION_TOKEN").is_none_or(Option::is_none),
+            "no session token but the credentials' own"
+        );
     }
 
     #[test]

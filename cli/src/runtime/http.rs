@@ -7,34 +7,36 @@
 //! parameters, and the function's response (or its failure) becomes the HTTP response exactly as
 //! API Gateway would write it.
 //!
-//! The server is here; matching a request to a route is in `routes`, and the event and response
-//! formats in `payload`.
+//! A route the template protects with a JWT authorizer gets its token checked as API Gateway
+//! checks it (`auth`), against the runner's local issuer, and the verified claims in
+//! `requestContext.authorizer.jwt`; a request that fails gets API Gateway's 401 or 403.
+//!
+//! The server is here; matching a request to a route is in `routes`, the token checks in `auth`,
+//! and the event and response formats in `payload`.
 
+pub mod auth;
 mod payload;
 mod routes;
 
-use std::convert::Infallible;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::{LocalFunction, RuntimeError, Stats};
 use crate::provision::Deployment;
-use crate::template::{self, HttpRoute};
+use crate::template::{self, Authorization, HttpRoute};
 
+pub use auth::{Denied, JwtAuthorizer, Verified};
 pub use payload::{ApiContext, IncomingRequest, OutgoingResponse, request_event, response_from};
+pub(crate) use routes::percent_decode;
 pub use routes::{RoutePattern, find_route};
 
 /// Lambda's synchronous payload limit.
@@ -44,16 +46,19 @@ const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 pub struct HttpApi {
     patterns: Vec<RoutePattern>,
     functions: Vec<Arc<LocalFunction>>,
+    authorizer: Option<JwtAuthorizer>,
     api_id: String,
     account_id: String,
     stats: Arc<Stats>,
 }
 
 impl HttpApi {
-    /// The routes and the functions behind them.
+    /// The routes and the functions behind them; `authorizer` checks the tokens of the routes
+    /// the template protects (every such route is refused without one).
     pub fn new(
         routes: Vec<(HttpRoute, Arc<LocalFunction>)>,
         deployment: &Deployment,
+        authorizer: Option<JwtAuthorizer>,
         stats: Arc<Stats>,
     ) -> Self {
         let api_logical_id = deployment
@@ -70,6 +75,7 @@ impl HttpApi {
         HttpApi {
             patterns,
             functions,
+            authorizer,
             api_id,
             account_id: template::DEFAULT_ACCOUNT_ID.to_owned(),
             stats,
@@ -82,46 +88,11 @@ impl HttpApi {
         port: u16,
         stop: CancellationToken,
     ) -> Result<(SocketAddr, JoinHandle<()>), RuntimeError> {
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| RuntimeError::Bind { addr, source })?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| RuntimeError::Bind { addr, source })?;
+        let (listener, bound) = super::listen::bind(port).await?;
         let api = Arc::new(self);
-        let task = tokio::spawn(async move {
-            let mut connections = JoinSet::new();
-            loop {
-                let accepted = tokio::select! {
-                    () = stop.cancelled() => break,
-                    accepted = listener.accept() => accepted,
-                };
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accept failed");
-                        continue;
-                    }
-                };
-                let api = api.clone();
-                connections.spawn(async move {
-                    let service = service_fn(move |request| {
-                        let api = api.clone();
-                        async move { Ok::<_, Infallible>(api.handle(request, peer, bound).await) }
-                    });
-                    if let Err(err) = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await
-                    {
-                        tracing::debug!(error = %err, "connection ended with an error");
-                    }
-                });
-                // Reap finished connections so the set does not grow without bound.
-                while connections.try_join_next().is_some() {}
-            }
-            // Open keep-alive connections are closed with the server.
-            connections.shutdown().await;
+        let task = super::listen::serve(listener, stop, move |request, peer| {
+            let api = api.clone();
+            async move { api.handle(request, peer, bound).await }
         });
         Ok((bound, task))
     }
@@ -178,9 +149,56 @@ impl HttpApi {
                 .and_then(|h| h.to_str().ok())
                 .map_or_else(|| bound.to_string(), str::to_owned),
         };
-        let event = request_event(&incoming, &self.patterns[index].route_key, &params, &api);
+        let verified = match self.authorize(&self.patterns[index], &incoming) {
+            Ok(verified) => verified,
+            Err(refused) => return write(refused),
+        };
+        let mut event = request_event(&incoming, &self.patterns[index].route_key, &params, &api);
+        if let Some(verified) = verified {
+            event["requestContext"]["authorizer"] = verified.authorizer_context();
+        }
         let output = function.invoke(event).await;
         write(response_from(output.as_ref()))
+    }
+
+    /// The verified identity a protected route needs, or API Gateway's refusal.
+    fn authorize(
+        &self,
+        pattern: &RoutePattern,
+        request: &IncomingRequest,
+    ) -> Result<Option<Verified>, OutgoingResponse> {
+        let Authorization::Jwt { scopes, .. } = &pattern.authorization else {
+            return Ok(None);
+        };
+        let Some(authorizer) = &self.authorizer else {
+            tracing::error!(route = %pattern.route_key, "the route needs a JWT authorizer and the runner has none");
+            return Err(OutgoingResponse::json(
+                500,
+                &json!({"message": "Internal Server Error"}),
+            ));
+        };
+        let header = request
+            .headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value.as_str());
+        match authorizer.verify(header, scopes) {
+            Ok(verified) => Ok(Some(verified)),
+            Err(Denied::Unauthorized(reason)) => {
+                tracing::info!(route = %pattern.route_key, %reason, "401: token refused");
+                Err(OutgoingResponse::json(
+                    401,
+                    &json!({"message": "Unauthorized"}),
+                ))
+            }
+            Err(Denied::Forbidden(reason)) => {
+                tracing::info!(route = %pattern.route_key, %reason, "403: scope missing");
+                Err(OutgoingResponse::json(
+                    403,
+                    &json!({"message": "Forbidden"}),
+                ))
+            }
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The soak's API client: a careful customer who retries, as real clients do, with the same
-//! `Idempotency-Key` and body, until the API answers for good.
+//! token, `Idempotency-Key` and body, until the API answers for good.
 //!
 //! A 5xx, a 409 "in progress" or no answer at all is retried with a growing pause; any other answer
 //! ends the request. What the API answered each order is kept for the report, but the invariants
@@ -31,10 +31,29 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// No answer: the request was never sent.
+    pub fn none() -> Self {
+        Answer {
+            status: 0,
+            body: Value::Null,
+            attempts: 0,
+            statuses: Vec::new(),
+        }
+    }
+
     /// The order id the answer names, if any.
     pub fn order_id(&self) -> Option<&str> {
         self.body["order_id"].as_str()
     }
+}
+
+/// One request as the client sends (and resends) it.
+struct Request<'a> {
+    path: &'a str,
+    /// The caller's access token.
+    token: &'a str,
+    idempotency_key: Option<&'a str>,
+    body: &'a Value,
 }
 
 /// A client of the local HTTP API.
@@ -56,31 +75,39 @@ impl ApiClient {
         }
     }
 
-    /// `POST /orders` with `body` under `idempotency_key`, retried until answered for good.
-    pub async fn place(&self, body: &Value, idempotency_key: &str) -> Answer {
-        self.send("/orders", Some(idempotency_key), body).await
-    }
-
-    /// `POST /orders/{id}/cancel`, retried until answered for good.
-    pub async fn cancel(&self, order_id: &str) -> Answer {
-        let path = format!("/orders/{order_id}/cancel");
-        self.send(&path, None, &Value::Null).await
-    }
-
-    async fn send(&self, path: &str, idempotency_key: Option<&str>, body: &Value) -> Answer {
-        let mut answer = Answer {
-            status: 0,
-            body: Value::Null,
-            attempts: 0,
-            statuses: Vec::new(),
+    /// `POST /orders` with `body` under `idempotency_key` as the customer of `token`, retried
+    /// until answered for good.
+    pub async fn place(&self, token: &str, body: &Value, idempotency_key: &str) -> Answer {
+        let request = Request {
+            path: "/orders",
+            token,
+            idempotency_key: Some(idempotency_key),
+            body,
         };
+        self.send(&request).await
+    }
+
+    /// `POST /orders/{id}/cancel` as the customer of `token`, retried until answered for good.
+    pub async fn cancel(&self, token: &str, order_id: &str) -> Answer {
+        let path = format!("/orders/{order_id}/cancel");
+        let request = Request {
+            path: &path,
+            token,
+            idempotency_key: None,
+            body: &Value::Null,
+        };
+        self.send(&request).await
+    }
+
+    async fn send(&self, request: &Request<'_>) -> Answer {
+        let mut answer = Answer::none();
         while answer.attempts < MAX_ATTEMPTS {
             if answer.attempts > 0 {
                 let doublings = (answer.attempts - 1).min(4);
                 tokio::time::sleep(self.pause * (1 << doublings)).await;
             }
             answer.attempts += 1;
-            let (status, reply) = self.post_once(path, idempotency_key, body).await;
+            let (status, reply) = self.post_once(request).await;
             answer.status = status;
             answer.body = reply;
             answer.statuses.push(status);
@@ -91,27 +118,26 @@ impl ApiClient {
         answer
     }
 
-    async fn post_once(
-        &self,
-        path: &str,
-        idempotency_key: Option<&str>,
-        body: &Value,
-    ) -> (u16, Value) {
-        let mut request = hyper::Request::post(format!("{}{path}", self.base))
+    async fn post_once(&self, request: &Request<'_>) -> (u16, Value) {
+        let mut http = hyper::Request::post(format!("{}{}", self.base, request.path))
             .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(
+                hyper::header::AUTHORIZATION,
+                format!("Bearer {}", request.token),
+            )
             .header(
                 hyper::header::USER_AGENT,
                 concat!("ripple-soak/", env!("CARGO_PKG_VERSION")),
             );
-        if let Some(key) = idempotency_key {
-            request = request.header("idempotency-key", key);
+        if let Some(key) = request.idempotency_key {
+            http = http.header("idempotency-key", key);
         }
-        let text = if body.is_null() {
+        let text = if request.body.is_null() {
             String::new()
         } else {
-            body.to_string()
+            request.body.to_string()
         };
-        let Ok(request) = request.body(Full::new(Bytes::from(text))) else {
+        let Ok(request) = http.body(Full::new(Bytes::from(text))) else {
             return (0, Value::Null);
         };
         match self.http.request(request).await {

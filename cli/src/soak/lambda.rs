@@ -11,6 +11,11 @@
 //!   counts as handled, so its receive count does not grow), overtaken by later messages;
 //! - shuffle: a batch is handed over in another order.
 //!
+//! Duplicates and delays strike a message on its first receive only: they are what SNS and SQS do
+//! to a delivery, not to each redelivery. Rolled on every receive, a message that fails all its
+//! `maxReceiveCount` receives (a poison message, 20 of them) would spawn more than one copy on
+//! average, each of them a message with 20 receives of its own: the copies would never end.
+//!
 //! Copies go through the harness's own SQS client, never through the fault plan.
 
 use std::collections::HashMap;
@@ -101,6 +106,10 @@ impl LambdaFaults {
         };
         let mut kept = Vec::with_capacity(records.len());
         for record in records.drain(..) {
+            if !first_receive(&record) {
+                kept.push(record);
+                continue;
+            }
             let key = format!("{function}:{}", event_key(&record));
             if self.plan.strikes(FaultKind::Duplicate, &key) {
                 let delay = self
@@ -179,6 +188,13 @@ impl LambdaFaults {
             }
         }
     }
+}
+
+/// Whether SQS delivers `record` for the first time (`ApproximateReceiveCount` 1 or absent).
+fn first_receive(record: &Value) -> bool {
+    record["attributes"]["ApproximateReceiveCount"]
+        .as_str()
+        .is_none_or(|count| count == "1")
 }
 
 /// What a record carries, for keying its rolls: the event's stream, sequence and type when the
@@ -300,6 +316,29 @@ mod tests {
         .unwrap();
         assert_eq!(out["Records"].as_array().unwrap().len(), 1);
         assert_eq!(delaying.plan.injected()[&FaultKind::Delay], 0);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_record_is_neither_duplicated_nor_delayed() {
+        let copying = faults(Rates {
+            delay: 1.0,
+            duplicate: 1.0,
+            ..quiet()
+        });
+        let invoke = wrap("inventory", echo(), copying.clone());
+        let mut again = record("m-1", "{}");
+        again["attributes"] = json!({"ApproximateReceiveCount": "2"});
+        let out = invoke(json!({"Records": [again]}), Context::default())
+            .await
+            .unwrap();
+        assert_eq!(out["Records"].as_array().unwrap().len(), 1);
+        assert_eq!(copying.plan.injected()[&FaultKind::Duplicate], 0);
+        let mut first = record("m-2", "{}");
+        first["attributes"] = json!({"ApproximateReceiveCount": "1"});
+        invoke(json!({"Records": [first]}), Context::default())
+            .await
+            .unwrap();
+        assert_eq!(copying.plan.injected()[&FaultKind::Duplicate], 1);
     }
 
     #[test]

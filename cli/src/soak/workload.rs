@@ -1,10 +1,12 @@
-//! The load a soak puts through the pipeline, drawn from its seed: the catalogue and the stock
-//! seeded, the orders (a share of them on one hot sku, some from customers whose card is declined,
+//! The load a soak puts through the pipeline, drawn from its seed: the catalogue (prices) and the
+//! stock seeded, the orders (a share of them on one hot sku, some from customers whose card is declined,
 //! some cancelled by their customer a little later), and the poison messages mixed into the
 //! queues.
 //!
-//! Each order's customer id carries the order's index (`soak-17`, `declined-soak-23`), so what the
-//! event store holds can be matched to what was asked for without trusting the API's answers.
+//! Each order is placed by a customer of its own whose id carries the order's index (`soak-17`,
+//! `declined-soak-23`): the subject of the token it is sent with, which the API makes the order's
+//! customer. What the event store holds can so be matched to what was asked for without trusting
+//! the API's answers. An order names skus and quantities; the API prices it from the catalogue.
 
 use std::time::Duration;
 
@@ -34,11 +36,16 @@ const CANCELLED_SHARE: f64 = 0.1;
 /// rejected, so the compensation path runs under contention too.
 const HOT_STOCK_SHARE: f64 = 0.8;
 
+/// The currency the catalogue is priced in and every order pays in.
+pub const CURRENCY: &str = "EUR";
+
 /// One order of the load.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OrderSpec {
     /// Its position in the load (and in its customer id).
     pub index: u32,
+    /// Who places it: the subject of its token.
+    pub customer: String,
     /// The `POST /orders` body.
     pub body: Value,
     /// Whether it has a line of the hot sku.
@@ -96,6 +103,8 @@ pub struct Workload {
     pub orders: Vec<OrderSpec>,
     /// Stock seeded before the orders: sku and units.
     pub stock: Vec<(String, u64)>,
+    /// Prices seeded before the orders: sku and unit price in [`CURRENCY`]'s cents.
+    pub prices: Vec<(String, u64)>,
     /// Poison messages.
     pub poison: Vec<Poison>,
 }
@@ -143,9 +152,17 @@ impl Workload {
         let poison = (0..shape.poison)
             .map(|n| draw_poison(&mut rng, n, shape))
             .collect();
+        let prices = PLENTIFUL
+            .iter()
+            .copied()
+            .chain(SCARCE.iter().map(|(sku, _, price)| (*sku, *price)))
+            .chain([(HOT_SKU, HOT_PRICE_CENTS)])
+            .map(|(sku, price)| (sku.to_owned(), price))
+            .collect();
         Workload {
             orders,
             stock,
+            prices,
             poison,
         }
     }
@@ -153,19 +170,19 @@ impl Workload {
 
 fn draw_order(rng: &mut fastrand::Rng, index: u32, shape: Shape) -> OrderSpec {
     let hot = rng.f64() < shape.hot_share;
-    let mut catalogue: Vec<(&str, u64)> = PLENTIFUL.to_vec();
-    catalogue.extend(SCARCE.iter().map(|(sku, _, price)| (*sku, *price)));
+    let mut catalogue: Vec<&str> = PLENTIFUL.iter().map(|(sku, _)| *sku).collect();
+    catalogue.extend(SCARCE.iter().map(|(sku, _, _)| *sku));
     rng.shuffle(&mut catalogue);
     let others = rng.usize(usize::from(!hot)..=2);
     let mut lines: Vec<Value> = catalogue
         .iter()
         .take(others)
-        .map(|(sku, price)| json!({"sku": sku, "quantity": rng.u32(1..=3), "unit_price_cents": price}))
+        .map(|sku| json!({"sku": sku, "quantity": rng.u32(1..=3)}))
         .collect();
     if hot {
         lines.insert(
             rng.usize(0..=lines.len()),
-            json!({"sku": HOT_SKU, "quantity": rng.u32(1..=2), "unit_price_cents": HOT_PRICE_CENTS}),
+            json!({"sku": HOT_SKU, "quantity": rng.u32(1..=2)}),
         );
     }
     let declined = rng.f64() < DECLINED_SHARE;
@@ -173,11 +190,8 @@ fn draw_order(rng: &mut fastrand::Rng, index: u32, shape: Shape) -> OrderSpec {
         (rng.f64() < CANCELLED_SHARE).then(|| shape.cancel_within.mul_f64(rng.f64()));
     OrderSpec {
         index,
-        body: json!({
-            "customer_id": OrderSpec::customer(index, declined),
-            "currency": "EUR",
-            "lines": lines,
-        }),
+        customer: OrderSpec::customer(index, declined),
+        body: json!({"currency": CURRENCY, "lines": lines}),
         hot,
         cancel_after,
     }
@@ -274,12 +288,20 @@ mod tests {
     #[test]
     fn every_order_is_valid_and_names_its_index() {
         let load = Workload::draw(3, shape());
+        let catalog: domain::catalog::Catalog = load
+            .prices
+            .iter()
+            .map(|(sku, price)| {
+                let product = domain::catalog::Product {
+                    prices: [(CURRENCY.to_owned(), *price)].into(),
+                };
+                (sku.clone(), product)
+            })
+            .collect();
         for order in &load.orders {
-            let command: domain::order::PlaceOrder =
-                serde_json::from_value(order.body.clone()).unwrap();
-            let customer = command.customer_id.clone();
-            domain::order::decide_place(command, "o-1").unwrap();
-            assert_eq!(OrderSpec::index_of(&customer), Some(order.index));
+            let command = domain::order::PlaceOrder::from_json(&order.body).unwrap();
+            domain::order::decide_place(command, &order.customer, "o-1", &catalog).unwrap();
+            assert_eq!(OrderSpec::index_of(&order.customer), Some(order.index));
         }
         assert_eq!(OrderSpec::index_of("declined-soak-9"), Some(9));
         assert_eq!(OrderSpec::index_of("c-1"), None);
@@ -306,12 +328,7 @@ mod tests {
         let declined = load
             .orders
             .iter()
-            .filter(|o| {
-                o.body["customer_id"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("declined-")
-            })
+            .filter(|o| o.customer.starts_with("declined-"))
             .count();
         assert!(declined > 10, "{declined}");
     }

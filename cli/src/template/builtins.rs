@@ -1,5 +1,5 @@
-//! The intrinsic functions that compute a value from their arguments: `Fn::Join`, `Fn::Select`,
-//! `Fn::If`, `Fn::Base64` and `Fn::FindInMap` (with the `DefaultValue` of
+//! The intrinsic functions that compute a value from their arguments: `Fn::Join`, `Fn::Split`,
+//! `Fn::Select`, `Fn::If`, `Fn::Base64` and `Fn::FindInMap` (with the `DefaultValue` of
 //! `AWS::LanguageExtensions`).
 
 use serde_json::Value as Json;
@@ -24,6 +24,23 @@ impl Resolver<'_> {
             .map(|v| json_string(v, at))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(strings.join(&delimiter))
+    }
+
+    pub(super) fn split(&self, arg: &Yaml, at: &str, depth: u8) -> Result<Json, TemplateError> {
+        let parts = arg
+            .as_sequence()
+            .filter(|p| p.len() == 2)
+            .ok_or_else(|| invalid(at, "!Split takes [delimiter, string]"))?;
+        let delimiter = self.string(&parts[0], at, depth)?;
+        if delimiter.is_empty() {
+            return Err(invalid(at, "!Split's delimiter must not be empty"));
+        }
+        let text = self.string(&parts[1], at, depth)?;
+        Ok(Json::Array(
+            text.split(delimiter.as_str())
+                .map(|part| Json::String(part.to_owned()))
+                .collect(),
+        ))
     }
 
     pub(super) fn select(&self, arg: &Yaml, at: &str, depth: u8) -> Result<Json, TemplateError> {

@@ -11,7 +11,8 @@ use super::document::{Resource, key_string};
 use super::error::{TemplateError, invalid};
 use super::intrinsic::target_of;
 use super::model::{
-    EventSource, Function, HttpRoute, ScheduleSource, SqsSource, StartingPosition, StreamSource,
+    Authorization, EventSource, Function, HttpRoute, ScheduleSource, SqsSource, StartingPosition,
+    StreamSource,
 };
 use super::resolver::Resolver;
 
@@ -203,7 +204,55 @@ impl EventProperties<'_, '_> {
                 method
             },
             path,
+            authorization: self.authorization()?,
         })
+    }
+
+    /// The route's `Auth`: its own `Authorizer` (`NONE` for none), else its API's
+    /// `Auth.DefaultAuthorizer`; only JWT authorizers are emulated.
+    fn authorization(&self) -> Result<Authorization, TemplateError> {
+        let auth = self.props.get("Auth");
+        let api = self
+            .props
+            .get("ApiId")
+            .and_then(target_of)
+            .and_then(|(id, _)| self.resolver.template.resource(&id));
+        let api_auth = api.and_then(|api| api.properties().get("Auth"));
+        let named = match auth.and_then(|a| a.get("Authorizer")) {
+            Some(name) => Some(self.string(name, "Auth.Authorizer")?),
+            None => match api_auth.and_then(|a| a.get("DefaultAuthorizer")) {
+                Some(name) => Some(self.string(name, "ApiId.Auth.DefaultAuthorizer")?),
+                None => None,
+            },
+        };
+        let Some(authorizer) = named.filter(|name| name != "NONE") else {
+            return Ok(Authorization::None);
+        };
+        let declared = api_auth
+            .and_then(|a| a.get("Authorizers"))
+            .and_then(|a| a.get(authorizer.as_str()));
+        if declared.and_then(|d| d.get("JwtConfiguration")).is_none() {
+            return Err(invalid(
+                &format!("{}.Auth", self.at),
+                format!(
+                    "authorizer {authorizer} is not a JWT authorizer of its API; only those are emulated"
+                ),
+            ));
+        }
+        let scopes = match auth.and_then(|a| a.get("AuthorizationScopes")) {
+            Some(Yaml::Sequence(scopes)) => scopes
+                .iter()
+                .map(|s| self.string(s, "Auth.AuthorizationScopes"))
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(_) => {
+                return Err(invalid(
+                    &format!("{}.Auth.AuthorizationScopes", self.at),
+                    "must be a list of scopes",
+                ));
+            }
+            None => Vec::new(),
+        };
+        Ok(Authorization::Jwt { authorizer, scopes })
     }
 
     /// The `Schedule` (`ScheduleExpression` for ScheduleV2) as a rate; `None` for a cron one.

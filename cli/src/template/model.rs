@@ -371,6 +371,24 @@ pub struct HttpRoute {
     pub method: String,
     /// Path template (`/orders/{id}`), or `$default`.
     pub path: String,
+    /// What a request must carry to be let through.
+    pub authorization: Authorization,
+}
+
+/// How API Gateway authorizes a route's requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub enum Authorization {
+    /// Anyone may call it.
+    #[default]
+    None,
+    /// A JWT the named authorizer verifies, holding at least one of `scopes` (any scope when
+    /// empty).
+    Jwt {
+        /// The authorizer's name in the API's `Auth.Authorizers`.
+        authorizer: String,
+        /// The route's `AuthorizationScopes`.
+        scopes: Vec<String>,
+    },
 }
 
 impl HttpRoute {

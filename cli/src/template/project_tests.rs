@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::*;
 
-fn project() -> (Template, Stack) {
+pub(super) fn project() -> (Template, Stack) {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
     let template = Template::from_file(path).unwrap();
     let stack = template

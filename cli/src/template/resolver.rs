@@ -203,6 +203,7 @@ impl<'t> Resolver<'t> {
             "Fn::Sub" => self.sub(arg, at, depth).map(|s| Some(Json::String(s))),
             "Fn::Join" => self.join(arg, at, depth).map(|s| Some(Json::String(s))),
             "Fn::Select" => self.select(arg, at, depth).map(Some),
+            "Fn::Split" => self.split(arg, at, depth).map(Some),
             "Fn::If" => self.choose(arg, at, depth),
             "Fn::Equals" | "Fn::Not" | "Fn::And" | "Fn::Or" | "Condition" => {
                 let value = Yaml::Tagged(Box::new(serde_norway::value::TaggedValue {

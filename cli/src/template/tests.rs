@@ -168,6 +168,15 @@ fn get_att_long_form_and_join() {
 }
 
 #[test]
+fn split_and_select_take_a_name_out_of_an_arn() {
+    let template = Template::parse(QUEUES).unwrap();
+    let r = resolver(&template);
+    let value = yaml(r#"!Select [5, !Split [":", !GetAtt Work.Arn]]"#);
+    assert_eq!(r.resolve(&value).unwrap(), Json::String("shop-work".into()));
+    assert!(r.resolve(&yaml(r#"!Split ["", "a"]"#)).is_err());
+}
+
+#[test]
 fn errors_name_the_place_and_the_problem() {
     let template = Template::parse(QUEUES).unwrap();
     let r = resolver(&template);

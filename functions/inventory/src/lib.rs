@@ -11,7 +11,7 @@
 use domain::inventory::{
     Decision, Reservation, Stock, StockEvent, Stocks, decide_release, decide_reservation,
 };
-use domain::order::{OrderEvent, OrderPlaced};
+use domain::order::{Order, OrderEvent, OrderPlaced};
 use ripple_kit::consumer::{Delivery, EventSourced, NewEvent};
 use ripple_kit::envelope::EnvelopeError;
 use ripple_kit::store::{DynamoEventStore, RetryPolicy, retry_on_conflict};
@@ -28,7 +28,14 @@ pub type Handler<S = DynamoEventStore> = SqsConsumer<EventSourced<Inventory, S>>
 
 /// The handler on the DynamoDB event store named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
-    SqsConsumer::on_dynamodb(Inventory, config, aws)
+    let client = aws_sdk_dynamodb::Client::new(aws);
+    handler_with(DynamoEventStore::new(client, config.events_table))
+}
+
+/// The handler over any event store (tests pass the in-memory one): it acts only on events the
+/// system's producers may write ([`domain::producers`]).
+pub fn handler_with<S: EventStore>(store: S) -> Handler<S> {
+    SqsConsumer::event_sourced(Inventory, store).with_producers(domain::producers())
 }
 
 /// Decides what an order event means for stock.
@@ -47,11 +54,14 @@ pub enum Input {
 
 impl<S: EventStore> Reactor<S> for Inventory {
     const NAME: &'static str = "inventory";
-    const SOURCE: &'static str = "ripple/inventory";
+    const SOURCE: &'static str = domain::sources::INVENTORY;
     type Input = Input;
     type Error = std::convert::Infallible;
 
     fn input(&self, event: &Envelope) -> Result<Option<Input>, EnvelopeError> {
+        if event.aggregatetype != Order::TYPE {
+            return Err(EnvelopeError::UnknownType(event.event_type.clone()));
+        }
         Ok(match event.decode::<OrderEvent>()? {
             OrderEvent::Placed(placed) => Some(Input::Placed(placed)),
             OrderEvent::Cancelled { order_id, .. } => Some(Input::Cancelled { order_id }),

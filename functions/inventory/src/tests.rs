@@ -6,13 +6,13 @@ use domain::testing::{SAMPLE_ORDER_PLACED, cancelled, placed_with, stored};
 use ripple_kit::consumer::Handled;
 use ripple_kit::store::InMemoryEventStore;
 use ripple_kit::testing::{
-    carrying, deadline, failed_message_ids, first_sqs_record, sqs_invocation,
+    carrying, deadline, failed_message_ids, first_sqs_record, restamped, sqs_invocation,
 };
 
 type TestHandler = Handler<InMemoryEventStore>;
 
 fn sample_message() -> aws_lambda_events::event::sqs::SqsMessage {
-    first_sqs_record(SAMPLE_ORDER_PLACED)
+    restamped(first_sqs_record(SAMPLE_ORDER_PLACED))
 }
 
 /// A delivery of `event`, the `sequence`-th of order `order_id`.
@@ -33,7 +33,7 @@ fn order(order_id: &str, lines: &[(&str, u32)]) -> OrderEvent {
 }
 
 fn handler() -> TestHandler {
-    SqsConsumer::event_sourced(Inventory, InMemoryEventStore::new())
+    handler_with(InMemoryEventStore::new())
 }
 
 fn store(h: &TestHandler) -> &InMemoryEventStore {
@@ -86,7 +86,7 @@ async fn given_stock_when_the_sample_order_arrives_then_it_is_reserved_exactly_o
         .read_stream(Reservation::TYPE, &order.order_id, 1)
         .await
         .unwrap()[0];
-    assert_eq!(reserved.source, "ripple/inventory");
+    assert_eq!(reserved.source, domain::sources::INVENTORY);
     assert_eq!(reserved.causationid.as_deref(), Some(source.id.as_str()));
     assert_eq!(reserved.correlationid, source.correlationid);
     for line in &order.lines {
@@ -191,4 +191,26 @@ async fn a_poison_message_fails_alone_and_the_rest_of_the_batch_is_applied() {
     assert_eq!(failed, vec!["poison", "unknown-type"]);
     assert_eq!(reservation_types(&h, "o-1").await, vec!["stock.reserved"]);
     assert_eq!(reservation_types(&h, "o-2").await, vec!["stock.reserved"]);
+}
+
+#[tokio::test]
+async fn an_order_event_from_outside_the_order_stream_reserves_nothing() {
+    let h = handler();
+    restock(store(&h), "A", 5).await.unwrap();
+    let mut misplaced = stored::<Order>("o-1", 1, &order("o-1", &[("A", 1)]));
+    misplaced.aggregatetype = "Stock".into();
+    assert!(
+        h.handle_message(&carrying(sample_message(), &misplaced), deadline())
+            .await
+            .is_err()
+    );
+    let mut forged = stored::<Order>("o-1", 1, &order("o-1", &[("A", 1)]));
+    forged.source = domain::sources::PAYMENTS.into();
+    assert!(
+        h.handle_message(&carrying(sample_message(), &forged), deadline())
+            .await
+            .is_err()
+    );
+    assert!(reservation_types(&h, "o-1").await.is_empty());
+    assert_eq!(levels(&h, "A").await, (5, 0));
 }

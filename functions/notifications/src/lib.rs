@@ -3,18 +3,23 @@
 //! `order.confirmed` / `order.cancelled` → one readable message (cancellations say why) to the
 //! notifications topic. Sending is a side effect outside the event store, so it runs under the
 //! idempotency utility ([`ripple_kit::idempotency`]) with the key `notifications` + order id + outcome:
-//! a redelivered event finds the completed record and sends nothing. The one window left is a
-//! send that succeeded just before the function died without recording it; the record then stays
-//! in progress until the invocation's deadline and the redelivery after that sends again (at
-//! least once, never lost).
+//! a redelivered event finds the completed record and sends nothing.
+//!
+//! A message to a person cannot be taken back, and the channel (SNS to e-mail) cannot recognise a
+//! repeat, so sends are at most once ([`Idempotency::at_most_once`]): a run that died after
+//! claiming the send and before recording it may have sent it, and its claim, once expired, is
+//! never taken over. That send is given up, logged and counted (`NotificationsAbandoned`, which
+//! the template alarms on), never repeated. A send that failed is released and retried as usual.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod notifier;
 
-use domain::order::OrderEvent;
+use domain::order::{Order, OrderEvent};
+use ripple_kit::Aggregate;
 use ripple_kit::batch::RedeliveryBackoff;
 use ripple_kit::config::{ConfigError, Env};
 use ripple_kit::consumer::{Delivery, Handled};
+use ripple_kit::envelope::EnvelopeError;
 use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
@@ -72,16 +77,32 @@ pub fn handler_with<N: Notifier, I: IdempotencyStore>(
     notifier: N,
     idempotency: I,
 ) -> Handler<N, I> {
-    SqsConsumer::new(Notifications {
-        notifier,
-        sends: Idempotency::for_consumer(idempotency, NOTIFY_KEY),
-    })
+    SqsConsumer::new(Notifications::new(notifier, idempotency)).with_producers(domain::producers())
 }
 
 /// Sends one customer message per order outcome.
 pub struct Notifications<N, I> {
     notifier: N,
     sends: Idempotency<I>,
+}
+
+impl<N: Notifier, I: IdempotencyStore> Notifications<N, I> {
+    /// Notifications through `notifier`, each send recorded in `idempotency`, at most once.
+    pub fn new(notifier: N, idempotency: I) -> Self {
+        Notifications {
+            notifier,
+            sends: Idempotency::for_consumer(idempotency, NOTIFY_KEY).at_most_once(),
+        }
+    }
+
+    /// Reads the time its records expire by from `clock` (for tests of an abandoned send).
+    pub fn with_clock(
+        mut self,
+        clock: impl Fn() -> std::time::SystemTime + Send + Sync + 'static,
+    ) -> Self {
+        self.sends = self.sends.with_clock(clock);
+        self
+    }
 }
 
 impl<N, I> Notifications<N, I> {
@@ -96,6 +117,9 @@ impl<N: Notifier, I: IdempotencyStore> Consumer for Notifications<N, I> {
     type Error = NotificationsError;
 
     async fn consume(&self, delivery: &Delivery<'_>) -> Result<Handled, NotificationsError> {
+        if delivery.event.aggregatetype != Order::TYPE {
+            return Err(EnvelopeError::UnknownType(delivery.event.event_type.clone()).into());
+        }
         let event: OrderEvent = delivery.event.decode()?;
         let Some(notification) = compose(&event) else {
             return Ok(Handled::Ignored);
@@ -104,13 +128,21 @@ impl<N: Notifier, I: IdempotencyStore> Consumer for Notifications<N, I> {
             "{}#{}",
             notification.order_id, notification.outcome
         ));
-        let sent = self
+        let sent = match self
             .sends
             .run(&key, &json!(notification), delivery.deadline, || {
                 self.notifier.notify(&notification)
             })
             .await
-            .map_err(ConsumerError::Own)?;
+        {
+            Ok(sent) => sent,
+            Err(IdempotencyError::Abandoned { key }) => {
+                delivery.metrics.count("NotificationsAbandoned");
+                tracing::error!(order_id = %notification.order_id, outcome = %notification.outcome, %key, "an earlier send died unrecorded and may have reached the customer; not sending again");
+                return Ok(Handled::Ignored);
+            }
+            Err(other) => return Err(ConsumerError::Own(other)),
+        };
         if sent.replayed {
             return Ok(Handled::Duplicate);
         }

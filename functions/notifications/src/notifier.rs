@@ -166,3 +166,13 @@ impl Notifier for RecordingNotifier {
         })
     }
 }
+
+/// A notifier shared between owners (a handler and a test) is the notifier.
+impl<N: Notifier> Notifier for std::sync::Arc<N> {
+    fn notify(
+        &self,
+        notification: &Notification,
+    ) -> impl Future<Output = Result<Sent, NotifyError>> + Send {
+        N::notify(self, notification)
+    }
+}

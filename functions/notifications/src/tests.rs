@@ -2,7 +2,7 @@
 //! adapter against mocked responses.
 
 use super::*;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsMessage;
 use domain::order::{CancelReason, Order};
 use domain::testing::{self as story, stored};
 use ripple_kit::idempotency::InMemoryIdempotencyStore;
@@ -109,11 +109,9 @@ async fn each_outcome_of_an_order_gets_its_own_message() {
 #[tokio::test]
 async fn a_placed_order_is_not_an_outcome() {
     let h = handler();
-    let placed: SqsEvent =
-        serde_json::from_str(include_str!("../../../events/inventory-order-placed.json")).unwrap();
-    let m = &placed.records[0];
+    let m = message("o-1", 1, &OrderEvent::Placed(story::placed("o-1")));
     assert_eq!(
-        h.handle_message(m, deadline()).await.unwrap(),
+        h.handle_message(&m, deadline()).await.unwrap(),
         Handled::Ignored
     );
     assert!(h.consumer().notifier().sent().is_empty());
@@ -180,6 +178,54 @@ async fn two_deliveries_at_the_same_moment_send_once() {
         Handled::Duplicate
     );
     assert_eq!(h.consumer().notifier().inner.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_send_whose_run_died_unrecorded_is_never_sent_again() {
+    use ripple_kit::testing::{DiesBeforeComplete, ManualClock};
+    use std::sync::Arc;
+    let records = Arc::new(InMemoryIdempotencyStore::new());
+    let clock = ManualClock::at(std::time::SystemTime::now());
+    let sent = Arc::new(RecordingNotifier::new());
+    // The message goes out; the process dies before it records the send.
+    let dying = SqsConsumer::new(
+        Notifications::new(sent.clone(), DiesBeforeComplete(records.clone()))
+            .with_clock(clock.reader()),
+    );
+    let m = confirmed("o-1");
+    assert_eq!(
+        dying.handle_message(&m, deadline()).await.unwrap(),
+        Handled::Applied("notification.sent")
+    );
+    // Its claim expires with the dead invocation; the redelivery finds it abandoned.
+    clock.advance(std::time::Duration::from_secs(11));
+    let later =
+        SqsConsumer::new(Notifications::new(sent.clone(), records).with_clock(clock.reader()));
+    assert_eq!(
+        later.handle_message(&m, deadline()).await.unwrap(),
+        Handled::Ignored
+    );
+    assert_eq!(sent.sent().len(), 1, "the customer hears once");
+}
+
+#[tokio::test]
+async fn an_event_not_of_an_order_stream_is_refused() {
+    let h = handler();
+    let mut event = stored::<Order>("o-1", 2, &story::confirmed("o-1"));
+    event.aggregatetype = "Payment".into();
+    assert!(
+        h.handle_message(&sqs_message(&event), deadline())
+            .await
+            .is_err()
+    );
+    let mut forged = stored::<Order>("o-1", 2, &story::confirmed("o-1"));
+    forged.source = domain::sources::ORDERS_API.into();
+    assert!(
+        h.handle_message(&sqs_message(&forged), deadline())
+            .await
+            .is_err()
+    );
+    assert!(h.consumer().notifier().sent().is_empty());
 }
 
 #[tokio::test]

@@ -28,7 +28,14 @@ pub type Handler<S = DynamoEventStore> = SqsConsumer<EventSourced<Saga, S>>;
 
 /// The handler on the DynamoDB event store named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
-    SqsConsumer::on_dynamodb(Saga, config, aws)
+    let client = aws_sdk_dynamodb::Client::new(aws);
+    handler_with(DynamoEventStore::new(client, config.events_table))
+}
+
+/// The handler over any event store (tests pass the in-memory one): it acts only on events the
+/// system's producers may write ([`domain::producers`]).
+pub fn handler_with<S: EventStore>(store: S) -> Handler<S> {
+    SqsConsumer::event_sourced(Saga, store).with_producers(domain::producers())
 }
 
 /// Decides how an order reacts to what inventory and payments decided.
@@ -36,7 +43,7 @@ pub struct Saga;
 
 impl<S: EventStore> Reactor<S> for Saga {
     const NAME: &'static str = "order-saga";
-    const SOURCE: &'static str = "ripple/order-saga";
+    const SOURCE: &'static str = domain::sources::ORDER_SAGA;
     type Input = SagaInput;
     type Error = std::convert::Infallible;
 

@@ -51,7 +51,7 @@ async fn handle<S: EventStore>(
 async fn given_a_placed_order() -> TestHandler {
     let store = InMemoryEventStore::new();
     store.append(Append::events(vec![placed()])).await.unwrap();
-    SqsConsumer::event_sourced(Saga, store)
+    handler_with(store)
 }
 
 async fn order_stream<S: EventStore>(h: &TestHandler<S>) -> Vec<Envelope> {
@@ -163,13 +163,10 @@ impl EventStore for CancelRacesTheSaga {
 async fn a_customer_cancel_racing_the_capture_wins_and_the_saga_backs_off() {
     let inner = InMemoryEventStore::new();
     inner.append(Append::events(vec![placed()])).await.unwrap();
-    let h = SqsConsumer::event_sourced(
-        Saga,
-        CancelRacesTheSaga {
-            inner,
-            cancel: Mutex::new(Some(customer_cancel(2))),
-        },
-    );
+    let h = handler_with(CancelRacesTheSaga {
+        inner,
+        cancel: Mutex::new(Some(customer_cancel(2))),
+    });
     // The saga loads version 1, loses position 2 to the customer, reloads and sees a cancelled order.
     assert_eq!(handle(&h, &captured()).await.unwrap(), Handled::Ignored);
     let order = order(&h).await;
@@ -195,7 +192,7 @@ async fn events_the_saga_does_not_act_on_change_nothing() {
 
 #[tokio::test]
 async fn an_event_for_an_unknown_order_fails_and_a_poison_message_fails_alone() {
-    let h = SqsConsumer::event_sourced(Saga, InMemoryEventStore::new());
+    let h = handler_with(InMemoryEventStore::new());
     let err = handle(&h, &captured()).await.unwrap_err();
     assert!(matches!(err, ConsumerError::NotFound { ref stream } if stream == "Order#o-1"));
 
@@ -215,4 +212,15 @@ fn config_needs_the_events_table() {
     assert!(Config::from_lookup(|_| None).is_err());
     let config = Config::from_lookup(|k| (k == "EVENTS_TABLE").then(|| "t".to_owned())).unwrap();
     assert_eq!(config.events_table, "t");
+}
+
+#[tokio::test]
+async fn a_capture_not_written_by_payments_confirms_nothing() {
+    let h = given_a_placed_order().await;
+    // Inventory's role may write events, but not a Payment's: a forged capture is refused.
+    let mut forged = captured();
+    forged.source = domain::sources::INVENTORY.into();
+    let err = handle(&h, &forged).await.unwrap_err();
+    assert!(matches!(err, ConsumerError::Parse(_)), "{err:?}");
+    assert_eq!(order_stream(&h).await.len(), 1, "still only placed");
 }

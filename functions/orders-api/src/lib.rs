@@ -1,36 +1,50 @@
 //! `orders-api`: the HTTP API (API Gateway HTTP API, payload v2) of the order pipeline.
 //!
-//! - `POST /orders` validates the body and appends `order.placed` to a new order stream;
+//! - `POST /orders` prices the body's lines from the catalog and appends `order.placed` to a new
+//!   order stream, owned by the caller;
 //! - `POST /orders/{id}/cancel` cancels an order until it is confirmed (a repeat is a no-op);
 //! - `GET /orders/{id}` returns the order's read model, `?version=N` the order rebuilt from the
 //!   store as it was after its N-th event;
 //! - `GET /orders/{id}/events` returns the order's history, paged with `?from=N&limit=M`.
 //!
+//! Every route needs a verified identity ([`identity`]): the customer is the token's subject,
+//! placing and cancelling need the write scope, reading the read scope, and an order of another
+//! customer answers exactly as an order that does not exist (404). `Idempotency-Key` records are
+//! the caller's own, and the order id follows from the caller and the key, so a retry that takes
+//! over a key whose first attempt died after its append lands on that order and answers it.
+//!
 //! Bad input gets a 4xx with a JSON body `{"code", "message", "field"?}` and nothing is written.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use aws_lambda_events::encodings::Body;
+pub mod catalog;
+pub mod identity;
+mod response;
+
 use aws_lambda_events::event::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use base64::Engine;
 use domain::order::{
-    CancelReason, CancelRefused, Order, OrderEvent, PlaceOrder, decide_cancel, decide_place,
+    CancelReason, CancelRefused, Order, OrderEvent, OrderPlaced, PlaceOrder, decide_cancel,
+    decide_place,
 };
 use domain::views::{DynamoViewStore, ViewStore};
 use http::HeaderValue;
-use http::header::{CONTENT_TYPE, LOCATION};
+use http::header::LOCATION;
 use lambda_runtime::{Error, LambdaEvent};
 use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
-use ripple_kit::store::{Conflicting, DynamoEventStore, RetryPolicy, retry_on_conflict};
+use ripple_kit::store::{DynamoEventStore, RetryPolicy, retry_on_conflict};
 use ripple_kit::telemetry::Metrics;
 use ripple_kit::{Aggregate, Append, Envelope, EventStore, Loaded, StoreError, StreamPosition};
 use serde_json::{Value, json};
+use uuid::Uuid;
+
+use identity::{Caller, scopes};
+use response::{Failure, header, json_response, parse_bounded, parse_json_body, query};
+
+pub use response::{ApiError, MAX_BODY_BYTES};
 
 /// The `source` of the events this function writes.
-pub const SOURCE: &str = "ripple/orders-api";
-/// The largest request body accepted, in bytes.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const SOURCE: &str = domain::sources::ORDERS_API;
 
 ripple_kit::settings! {
     /// Settings, from the variables template.yaml gives this function.
@@ -44,55 +58,23 @@ ripple_kit::settings! {
     }
 }
 
-/// A request the API refuses, as the client sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: u16,
-    /// Stable machine-readable code.
-    pub code: &'static str,
-    /// What is wrong, for people.
-    pub message: String,
-    /// The offending field, when there is one.
-    pub field: Option<String>,
-}
-
-impl ApiError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-        }
-    }
-
-    fn body(&self) -> Value {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if let Some(field) = &self.field {
-            body["field"] = json!(field);
-        }
-        body
-    }
-}
-
-impl From<domain::order::ValidationError> for ApiError {
-    fn from(err: domain::order::ValidationError) -> Self {
-        ApiError {
-            status: 422,
-            code: err.code,
-            message: err.message,
-            field: Some(err.field),
-        }
-    }
-}
-
 /// The name that prefixes `Idempotency-Key` records; never change it, or keys in flight are lost.
 pub const IDEMPOTENCY_NAME: &str = "orders-api.place-order";
 /// How long an `Idempotency-Key` replays its first response.
 pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// The namespace of order ids derived from a caller and an `Idempotency-Key` (UUID v5); never
+/// change it, or a retry in flight would place a second order.
+const ORDER_ID_NAMESPACE: Uuid = Uuid::from_u128(0xe0b7_29ee_b134_4c8d_909d_2c13_d272_6cc3);
+
+/// The id of the order `customer_id` places under `idempotency_key`: the same pair always gives
+/// the same id, and different pairs (another customer's same key) different ones.
+pub fn order_id_for(customer_id: &str, idempotency_key: &str) -> String {
+    // A JSON array keeps the two apart: ("a:b", "c") and ("a", "b:c") name different orders.
+    let name = json!([customer_id, idempotency_key]).to_string();
+    Uuid::new_v5(&ORDER_ID_NAMESPACE, name.as_bytes()).to_string()
+}
 
 /// The HTTP handler over an event store and an idempotency store.
 pub struct Handler<S = DynamoEventStore, I = DynamoIdempotencyStore, V = DynamoViewStore> {
@@ -116,18 +98,31 @@ pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
 impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
     /// The handler over any stores (tests pass the in-memory ones).
     pub fn with_stores(store: S, idempotency: I, views: V) -> Self {
+        Self::with_idempotency(
+            store,
+            Idempotency::new(idempotency, IDEMPOTENCY_NAME).expires_after(IDEMPOTENCY_WINDOW),
+            views,
+        )
+    }
+
+    /// The handler with its `Idempotency-Key` runner built by the caller (a test's clock).
+    pub fn with_idempotency(store: S, idempotency: Idempotency<I>, views: V) -> Self {
         Handler {
             store,
             views,
-            idempotency: Idempotency::new(idempotency, IDEMPOTENCY_NAME)
-                .expires_after(IDEMPOTENCY_WINDOW),
+            idempotency,
             retry: RetryPolicy::default(),
             metrics: Metrics::new("Ripple", "orders-api"),
         }
     }
 
+    /// The event store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
     /// Serves one request. Client mistakes become 4xx responses; only a failing store is an
-    /// error (a 500 from API Gateway, which the client may retry).
+    /// error (a 503, which the client may retry).
     pub async fn handle(
         &self,
         event: LambdaEvent<ApiGatewayV2httpRequest>,
@@ -137,12 +132,9 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         tracing::info!(request_id = %event.context.request_id, ?route, "request");
         let result = match route {
             Route::PlaceOrder => self.place_order(&request, event.context.deadline()).await,
-            Route::CancelOrder(id) => self.cancel_order(&id).await,
-            Route::GetOrder(id) => self.get_order(&id, query(&request, "version")).await,
-            Route::OrderEvents(id) => {
-                self.order_events(&id, query(&request, "from"), query(&request, "limit"))
-                    .await
-            }
+            Route::CancelOrder(id) => self.cancel_order(&request, &id).await,
+            Route::GetOrder(id) => self.get_order(&request, &id).await,
+            Route::OrderEvents(id) => self.order_events(&request, &id).await,
             Route::Unknown => Err(ApiError::new(404, "route_not_found", "no such route").into()),
         };
         self.metrics.flush();
@@ -167,66 +159,105 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         }
     }
 
-    /// `POST /orders`. With an `Idempotency-Key` header, the first response for that key is
-    /// stored and replayed for the same body; another body with the same key is refused.
+    /// `POST /orders`. With an `Idempotency-Key` header, the first response for that caller and
+    /// key is stored and replayed for the same body; another body with the same key is refused.
     async fn place_order(
         &self,
         request: &ApiGatewayV2httpRequest,
         deadline: std::time::SystemTime,
     ) -> Result<ApiGatewayV2httpResponse, Failure> {
+        let caller = Caller::of(request, scopes::WRITE)?;
         let body = parse_json_body(request)?;
-        let command: PlaceOrder = serde_json::from_value(body.clone())
-            .map_err(|e| ApiError::new(422, "invalid_request", e.to_string()))?;
-        let order_id = uuid::Uuid::now_v7().to_string();
-        let placed = decide_place(command, &order_id).map_err(ApiError::from)?;
-        let traceparent = ripple_kit::telemetry::traceparent(header(request, "traceparent"));
-        let append = || async {
-            let event = Envelope::encode(
-                SOURCE,
-                StreamPosition::new(Order::TYPE, &order_id, 1),
-                &OrderEvent::Placed(placed),
-            )
-            .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?
-            .with_traceparent(Some(traceparent));
-            let event_id = event.id.clone();
-            self.store.append(Append::events(vec![event])).await?;
-            self.metrics.count("OrdersPlaced");
-            tracing::info!(order_id = %order_id, event_id = %event_id, "order placed");
-            Ok::<_, Failure>(StoredResponse {
-                status: 201,
-                body: json!({"order_id": order_id, "status": "placed", "event_id": event_id}),
-            })
+        let command = PlaceOrder::from_json(&body).map_err(ApiError::from)?;
+        let key = idempotency_key(request)?;
+        let order_id = match key {
+            Some(key) => order_id_for(&caller.customer_id, key),
+            None => Uuid::now_v7().to_string(),
         };
-        // A key that is not visible ASCII reads as empty and is refused, never ignored: ignoring
-        // it would place a new order on every retry the client believes is protected.
-        let key = request
-            .headers
-            .get("idempotency-key")
-            .map(|value| value.to_str().unwrap_or_default());
+        let skus = command.lines.iter().map(|l| l.sku.as_str());
+        let catalog = catalog::load(&self.store, skus).await?;
+        let placed = decide_place(command, &caller.customer_id, &order_id, &catalog)
+            .map_err(ApiError::from)?;
+        let traceparent = ripple_kit::telemetry::traceparent(header(request, "traceparent"));
+        let append = || self.append_placed(&placed, traceparent);
         let (stored, replayed) = match key {
             None => (append().await?, false),
             Some(key) => {
-                if key.trim().is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
-                    return Err(ApiError {
-                        field: Some("Idempotency-Key".into()),
-                        ..ApiError::new(
-                            400,
-                            "invalid_idempotency_key",
-                            format!(
-                                "the key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
-                            ),
-                        )
-                    }
-                    .into());
-                }
                 let completed = self
                     .idempotency
-                    .run(&json!(key), &body, deadline, append)
+                    .run(&json!([caller.customer_id, key]), &body, deadline, append)
                     .await
                     .map_err(idempotency_failure)?;
                 (completed.value, completed.replayed)
             }
         };
+        Ok(self.placed_response(&stored, replayed))
+    }
+
+    /// Appends `order.placed` as the first event of its order.
+    async fn append_placed(
+        &self,
+        placed: &OrderPlaced,
+        traceparent: String,
+    ) -> Result<StoredResponse, Failure> {
+        let order_id = &placed.order_id;
+        let event = Envelope::encode(
+            SOURCE,
+            StreamPosition::new(Order::TYPE, order_id, 1),
+            &OrderEvent::Placed(placed.clone()),
+        )
+        .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?
+        .with_traceparent(Some(traceparent));
+        let event_id = event.id.clone();
+        match self.store.append(Append::events(vec![event])).await {
+            Ok(()) => {}
+            // Only an order id derived from an Idempotency-Key can be taken: an earlier attempt
+            // under the same key appended it and died before recording its answer.
+            Err(StoreError::Conflict { .. }) => return self.already_placed(placed).await,
+            Err(err) => return Err(err.into()),
+        }
+        self.metrics.count("OrdersPlaced");
+        tracing::info!(order_id = %order_id, event_id = %event_id, "order placed");
+        Ok(StoredResponse::placed(order_id, &event_id))
+    }
+
+    /// The answer for an order an earlier attempt under the same key placed: that order, if it
+    /// is the one asked for again; a refusal if the key was reused for another order.
+    async fn already_placed(&self, placed: &OrderPlaced) -> Result<StoredResponse, Failure> {
+        let history = self
+            .store
+            .read_stream(Order::TYPE, &placed.order_id, 1)
+            .await?;
+        let first = history.first().ok_or_else(|| StoreError::Conflict {
+            stream: ripple_kit::envelope::stream_key(Order::TYPE, &placed.order_id),
+        })?;
+        let stored = match first.decode::<OrderEvent>() {
+            Ok(OrderEvent::Placed(stored)) => stored,
+            Ok(_) => {
+                return Err(StoreError::Corrupt {
+                    stream: first.stream_key(),
+                    source: ripple_kit::envelope::EnvelopeError::Invalid(
+                        "the order does not start with order.placed".into(),
+                    ),
+                }
+                .into());
+            }
+            Err(source) => {
+                return Err(StoreError::Corrupt {
+                    stream: first.stream_key(),
+                    source,
+                }
+                .into());
+            }
+        };
+        if !stored.is_the_same_order_as(placed) {
+            return Err(key_reused().into());
+        }
+        tracing::info!(order_id = %placed.order_id, event_id = %first.id, "order already placed under this key; answering it");
+        Ok(StoredResponse::placed(&placed.order_id, &first.id))
+    }
+
+    fn placed_response(&self, stored: &StoredResponse, replayed: bool) -> ApiGatewayV2httpResponse {
         let mut response = json_response(stored.status, &stored.body);
         if let Some(location) = stored.body["order_id"]
             .as_str()
@@ -240,13 +271,21 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
                 .headers
                 .insert("idempotent-replayed", HeaderValue::from_static("true"));
         }
-        Ok(response)
+        response
     }
 
-    async fn cancel_order(&self, order_id: &str) -> Result<ApiGatewayV2httpResponse, Failure> {
+    async fn cancel_order(
+        &self,
+        request: &ApiGatewayV2httpRequest,
+        order_id: &str,
+    ) -> Result<ApiGatewayV2httpResponse, Failure> {
+        let caller = Caller::of(request, scopes::WRITE)?;
         check_order_id(order_id)?;
         let outcome: bool = retry_on_conflict(&self.retry, || async {
             let order: Loaded<Order> = self.store.load(order_id).await?;
+            if !order.state.is_owned_by(&caller.customer_id) {
+                return Err(ApiError::no_order(order_id).into());
+            }
             let cancelled = match decide_cancel(&order, CancelReason::CustomerRequest) {
                 Ok(Some(cancelled)) => cancelled,
                 Ok(None) => return Ok(false),
@@ -277,11 +316,12 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
     /// events. An order the projection has not caught up with yet is served from the store.
     async fn get_order(
         &self,
+        request: &ApiGatewayV2httpRequest,
         order_id: &str,
-        version: Option<&str>,
     ) -> Result<ApiGatewayV2httpResponse, Failure> {
+        let caller = Caller::of(request, scopes::READ)?;
         check_order_id(order_id)?;
-        let version = match version {
+        let version = match query(request, "version") {
             None => None,
             Some(v) => Some(v.parse::<u64>().ok().filter(|v| *v >= 1).ok_or_else(|| {
                 ApiError::new(
@@ -291,28 +331,16 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
                 )
             })?),
         };
-        if version.is_none() {
-            match self.views.view(order_id).await {
-                Ok(Some(view)) => {
-                    return Ok(json_response(
-                        200,
-                        &json!({"order_id": order_id, "source": "read_model", "view": view}),
-                    ));
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    // The store can still answer: a stale-free answer beats an error.
-                    tracing::warn!(error = %err, "order view unavailable; answering from the event store");
-                }
-            }
+        if version.is_none()
+            && let Some(view) = self.owned_view(&caller, order_id).await?
+        {
+            return Ok(json_response(
+                200,
+                &json!({"order_id": order_id, "source": "read_model", "view": view}),
+            ));
         }
-        let history = self.store.read_stream(Order::TYPE, order_id, 1).await?;
+        let history = self.owned_history(&caller, order_id).await?;
         let current = history.len() as u64;
-        if current == 0 {
-            return Err(
-                ApiError::new(404, "order_not_found", format!("no order {order_id}")).into(),
-            );
-        }
         let at = version.unwrap_or(current);
         if at > current {
             return Err(ApiError::new(
@@ -331,27 +359,17 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
 
     async fn order_events(
         &self,
+        request: &ApiGatewayV2httpRequest,
         order_id: &str,
-        from: Option<&str>,
-        limit: Option<&str>,
     ) -> Result<ApiGatewayV2httpResponse, Failure> {
+        let caller = Caller::of(request, scopes::READ)?;
         check_order_id(order_id)?;
-        let from = parse_bounded(from, "from", 1, u64::MAX, 1)?;
-        let limit = parse_bounded(limit, "limit", 1, MAX_PAGE, DEFAULT_PAGE)?;
-        let mut events = self.store.read_stream(Order::TYPE, order_id, from).await?;
+        let from = parse_bounded(query(request, "from"), "from", 1, u64::MAX, 1)?;
+        let limit = parse_bounded(query(request, "limit"), "limit", 1, MAX_PAGE, DEFAULT_PAGE)?;
+        let history = self.owned_history(&caller, order_id).await?;
         // An empty page past the end of an order is an answer; an order with no events is not.
-        if events.is_empty()
-            && (from == 1
-                || self
-                    .store
-                    .read_stream(Order::TYPE, order_id, 1)
-                    .await?
-                    .is_empty())
-        {
-            return Err(
-                ApiError::new(404, "order_not_found", format!("no order {order_id}")).into(),
-            );
-        }
+        let mut events: Vec<Envelope> =
+            history.into_iter().filter(|e| e.sequence >= from).collect();
         let next = (events.len() as u64 > limit).then(|| from + limit);
         events.truncate(limit as usize);
         Ok(json_response(
@@ -359,14 +377,69 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
             &json!({"order_id": order_id, "events": events, "next_from": next}),
         ))
     }
+
+    /// The order's read model, if it is projected and `caller` placed it: the same 404 as for no
+    /// order when another customer did; `None` when the store must answer (no view yet, a view
+    /// not projected from `order.placed` yet, or the views table failing).
+    async fn owned_view(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+    ) -> Result<Option<domain::view::OrderView>, Failure> {
+        match self.views.view(order_id).await {
+            Ok(Some(view)) => match view.customer_id.as_deref() {
+                Some(owner) if owner == caller.customer_id => Ok(Some(view)),
+                Some(_) => Err(ApiError::no_order(order_id).into()),
+                None => Ok(None),
+            },
+            Ok(None) => Ok(None),
+            Err(err) => {
+                // The store can still answer: a stale-free answer beats an error.
+                tracing::warn!(error = %err, "order view unavailable; answering from the event store");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every event of the order, if `caller` placed it; the same 404 for an order that does not
+    /// exist and for another customer's.
+    async fn owned_history(
+        &self,
+        caller: &Caller,
+        order_id: &str,
+    ) -> Result<Vec<Envelope>, Failure> {
+        let history = self.store.read_stream(Order::TYPE, order_id, 1).await?;
+        let placed = Loaded::<Order>::from_stored(order_id, history.iter().take(1))?;
+        if !placed.state.is_owned_by(&caller.customer_id) {
+            return Err(ApiError::no_order(order_id).into());
+        }
+        Ok(history)
+    }
+}
+
+/// The request's `Idempotency-Key`, if it sends one. A key that is not visible ASCII reads as
+/// empty and is refused, never ignored: ignoring it would place a new order on every retry the
+/// client believes is protected.
+fn idempotency_key(request: &ApiGatewayV2httpRequest) -> Result<Option<&str>, ApiError> {
+    let Some(value) = request.headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default();
+    if key.trim().is_empty() || key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+        return Err(ApiError::new(
+            400,
+            "invalid_idempotency_key",
+            format!("the key must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"),
+        )
+        .on("Idempotency-Key"));
+    }
+    Ok(Some(key))
 }
 
 /// What a refused cancellation tells the client.
 fn cancel_refused(order_id: &str, refused: CancelRefused) -> ApiError {
     match refused {
-        CancelRefused::NotFound => {
-            ApiError::new(404, "order_not_found", format!("no order {order_id}"))
-        }
+        CancelRefused::NotFound => ApiError::no_order(order_id),
         CancelRefused::Confirmed => ApiError::new(409, "order_confirmed", refused.to_string()),
     }
 }
@@ -387,35 +460,6 @@ fn check_order_id(order_id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A whole-number query parameter within `min..=max`, or `default` when absent.
-fn parse_bounded(
-    value: Option<&str>,
-    name: &str,
-    min: u64,
-    max: u64,
-    default: u64,
-) -> Result<u64, ApiError> {
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| ApiError {
-                field: Some(name.to_owned()),
-                ..ApiError::new(
-                    400,
-                    "invalid_query",
-                    format!("{name} must be a whole number from {min} to {max}"),
-                )
-            }),
-    }
-}
-
-fn query<'a>(request: &'a ApiGatewayV2httpRequest, name: &str) -> Option<&'a str> {
-    request.query_string_parameters.first(name)
-}
-
 /// A response kept under an `Idempotency-Key`.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct StoredResponse {
@@ -423,19 +467,29 @@ struct StoredResponse {
     body: Value,
 }
 
+impl StoredResponse {
+    fn placed(order_id: &str, event_id: &str) -> Self {
+        StoredResponse {
+            status: 201,
+            body: json!({"order_id": order_id, "status": "placed", "event_id": event_id}),
+        }
+    }
+}
+
+fn key_reused() -> ApiError {
+    ApiError::new(
+        422,
+        "idempotency_key_reused",
+        "this Idempotency-Key was used with a different body",
+    )
+    .on("Idempotency-Key")
+}
+
 /// What an idempotent `POST /orders` that did not complete tells the client.
 fn idempotency_failure(err: IdempotencyError<Failure>) -> Failure {
     match err {
         IdempotencyError::Effect(failure) => failure,
-        IdempotencyError::PayloadMismatch { .. } => ApiError {
-            field: Some("Idempotency-Key".into()),
-            ..ApiError::new(
-                422,
-                "idempotency_key_reused",
-                "this Idempotency-Key was used with a different body",
-            )
-        }
-        .into(),
+        IdempotencyError::PayloadMismatch { .. } => key_reused().into(),
         IdempotencyError::AlreadyInProgress { .. } | IdempotencyError::InconsistentState { .. } => {
             ApiError::new(
                 409,
@@ -448,30 +502,6 @@ fn idempotency_failure(err: IdempotencyError<Failure>) -> Failure {
             tracing::error!(error = %other, "idempotency store failed");
             Failure::Store(StoreError::Backend(other.to_string().into()))
         }
-    }
-}
-
-/// Why a request did not succeed.
-enum Failure {
-    Client(ApiError),
-    Store(StoreError),
-}
-
-impl From<ApiError> for Failure {
-    fn from(err: ApiError) -> Self {
-        Failure::Client(err)
-    }
-}
-
-impl Conflicting for Failure {
-    fn is_conflict(&self) -> bool {
-        matches!(self, Failure::Store(e) if e.is_conflict())
-    }
-}
-
-impl From<StoreError> for Failure {
-    fn from(err: StoreError) -> Self {
-        Failure::Store(err)
     }
 }
 
@@ -515,61 +545,6 @@ impl Route {
             _ => Route::Unknown,
         }
     }
-}
-
-fn header<'a>(request: &'a ApiGatewayV2httpRequest, name: &str) -> Option<&'a str> {
-    request.headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// The request body as JSON: 413 when too large, 415 for another content type, 400 when it is
-/// not JSON.
-fn parse_json_body(request: &ApiGatewayV2httpRequest) -> Result<Value, ApiError> {
-    if let Some(content_type) = header(request, CONTENT_TYPE.as_str())
-        && !content_type
-            .trim_start()
-            .to_ascii_lowercase()
-            .starts_with("application/json")
-    {
-        return Err(ApiError::new(
-            415,
-            "unsupported_media_type",
-            "send application/json",
-        ));
-    }
-    let raw = request.body.as_deref().unwrap_or_default();
-    let bytes = if request.is_base64_encoded {
-        base64::engine::general_purpose::STANDARD
-            .decode(raw)
-            .map_err(|_| ApiError::new(400, "malformed_body", "body is not valid base64"))?
-    } else {
-        raw.as_bytes().to_vec()
-    };
-    if bytes.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(
-            413,
-            "payload_too_large",
-            format!(
-                "body is {} bytes; the limit is {MAX_BODY_BYTES}",
-                bytes.len()
-            ),
-        ));
-    }
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(400, "empty_body", "a JSON body is required"));
-    }
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::new(400, "malformed_json", format!("body is not JSON: {e}")))
-}
-
-/// A JSON response.
-fn json_response(status: u16, body: &Value) -> ApiGatewayV2httpResponse {
-    let mut response = ApiGatewayV2httpResponse::default();
-    response.status_code = i64::from(status);
-    response
-        .headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.body = Some(Body::Text(body.to_string()));
-    response
 }
 
 #[cfg(test)]

@@ -1,9 +1,17 @@
 //! Handler tests over the in-memory event store, starting from the sample events in `events/`.
+//! Requests carry the identity API Gateway's authorizer verified (customer `c-1`, both scopes,
+//! in the samples); the catalog prices `SKU-1` and `A` at 12.50 EUR.
+
+use std::sync::Arc;
 
 use super::*;
+use aws_lambda_events::encodings::Body;
+use base64::Engine;
 use domain::views::InMemoryViewStore;
+use http::header::CONTENT_TYPE;
 use ripple_kit::idempotency::InMemoryIdempotencyStore;
 use ripple_kit::store::InMemoryEventStore;
+use ripple_kit::testing::{DiesBeforeComplete, ManualClock};
 
 type TestHandler = Handler<InMemoryEventStore, InMemoryIdempotencyStore, InMemoryViewStore>;
 
@@ -39,17 +47,60 @@ async fn call(handler: &TestHandler, r: ApiGatewayV2httpRequest) -> (i64, Value)
     (response.status_code, body)
 }
 
-fn handler() -> TestHandler {
+/// The catalog every test starts with.
+async fn seed_catalog<S: EventStore>(store: &S) {
+    for sku in ["SKU-1", "A", "B"] {
+        catalog::set_price(store, sku, "EUR", 1250).await.unwrap();
+    }
+}
+
+async fn handler() -> TestHandler {
+    let store = InMemoryEventStore::new();
+    seed_catalog(&store).await;
     Handler::with_stores(
-        InMemoryEventStore::new(),
+        store,
         InMemoryIdempotencyStore::new(),
         InMemoryViewStore::new(),
     )
 }
 
+/// Every Order event in the store.
+fn orders<I, V>(h: &Handler<InMemoryEventStore, I, V>) -> Vec<Envelope> {
+    h.store
+        .all_events()
+        .into_iter()
+        .filter(|e| e.aggregatetype == Order::TYPE)
+        .collect()
+}
+
+/// `r` as sent by `customer` with a token granting `scopes`.
+fn as_customer(
+    mut r: ApiGatewayV2httpRequest,
+    customer: &str,
+    scopes: &[&str],
+) -> ApiGatewayV2httpRequest {
+    let authorizer = r
+        .request_context
+        .authorizer
+        .get_or_insert_with(Default::default);
+    let jwt = authorizer.jwt.get_or_insert_with(Default::default);
+    jwt.claims.insert("sub".into(), customer.into());
+    jwt.claims.insert("scope".into(), scopes.join(" "));
+    jwt.scopes = Some(scopes.iter().map(|s| (*s).to_owned()).collect());
+    r
+}
+
+/// `r` with no identity at all, as a route without the authorizer would pass it.
+fn anonymous(mut r: ApiGatewayV2httpRequest) -> ApiGatewayV2httpRequest {
+    r.request_context.authorizer = None;
+    r
+}
+
+const BOTH: &[&str] = &[scopes::WRITE, scopes::READ];
+
 #[tokio::test]
-async fn posting_the_sample_order_stores_order_placed() {
-    let h = handler();
+async fn posting_the_sample_order_stores_order_placed_for_the_caller_at_catalog_prices() {
+    let h = handler().await;
     let (status, body) = call(&h, request(POST_ORDER)).await;
     assert_eq!(status, 201, "{body}");
     let order_id = body["order_id"].as_str().unwrap().to_owned();
@@ -57,13 +108,22 @@ async fn posting_the_sample_order_stores_order_placed() {
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].event_type, "order.placed");
     assert_eq!(stored[0].sequence, 1);
+    assert_eq!(stored[0].source, domain::sources::ORDERS_API);
     assert_eq!(stored[0].id, body["event_id"].as_str().unwrap());
     assert!(stored[0].traceparent.is_some());
+    let OrderEvent::Placed(placed) = stored[0].decode().unwrap() else {
+        panic!("not order.placed");
+    };
+    assert_eq!(placed.customer_id, "c-1", "the token's subject");
+    assert_eq!(
+        (placed.lines[0].unit_price_cents, placed.total_cents),
+        (1250, 2500)
+    );
 }
 
 #[tokio::test]
 async fn the_history_of_a_placed_order_is_served() {
-    let h = handler();
+    let h = handler().await;
     let (_, placed) = call(&h, request(POST_ORDER)).await;
     let order_id = placed["order_id"].as_str().unwrap();
     let (status, body) = call(&h, get_events(order_id)).await;
@@ -74,7 +134,7 @@ async fn the_history_of_a_placed_order_is_served() {
 
 #[tokio::test]
 async fn unknown_and_malformed_order_ids_are_refused() {
-    let h = handler();
+    let h = handler().await;
     assert_eq!(
         call(&h, get_events("no-such-order")).await.1["code"],
         "order_not_found"
@@ -88,38 +148,51 @@ async fn unknown_and_malformed_order_ids_are_refused() {
 
 #[tokio::test]
 async fn bad_input_of_every_kind_gets_a_clear_error_and_writes_nothing() {
-    let h = handler();
-    let valid = r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price_cents":5}]}"#;
+    let h = handler().await;
+    let valid = r#"{"currency":"EUR","lines":[{"sku":"A","quantity":1}]}"#;
     let cases: Vec<(ApiGatewayV2httpRequest, i64, &str)> = vec![
         (post("{not json"), 400, "malformed_json"),
         (post(""), 400, "empty_body"),
         (
-            post(
-                r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":"two","unit_price_cents":5}]}"#,
-            ),
+            post(r#"{"currency":"EUR","lines":[{"sku":"A","quantity":"two"}]}"#),
+            422,
+            "invalid_request",
+        ),
+        (post(r#"{"currency":"EUR"}"#), 422, "invalid_request"),
+        (post(r#"{"currency":"EUR","lines":[]}"#), 422, "no_lines"),
+        (
+            post(r#"{"currency":"EUR","lines":[{"sku":"A","quantity":-1}]}"#),
             422,
             "invalid_request",
         ),
         (
-            post(r#"{"customer_id":"c-1","currency":"EUR"}"#),
+            post(r#"{"currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price_cents":1}]}"#),
             422,
-            "invalid_request",
+            "price_not_accepted",
         ),
         (
-            post(r#"{"customer_id":"c-1","currency":"EUR","lines":[]}"#),
+            post(r#"{"customer_id":"c-2","currency":"EUR","lines":[{"sku":"A","quantity":1}]}"#),
             422,
-            "no_lines",
+            "customer_not_accepted",
         ),
         (
-            post(
-                r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":-1,"unit_price_cents":5}]}"#,
-            ),
+            post(r#"{"currency":"EUR","lines":[{"sku":"NOT-SOLD","quantity":1}]}"#),
             422,
-            "invalid_request",
+            "unknown_sku",
+        ),
+        (
+            post(r#"{"currency":"XTS","lines":[{"sku":"A","quantity":1}]}"#),
+            422,
+            "unsupported_currency",
+        ),
+        (
+            post(r#"{"currency":"USD","lines":[{"sku":"A","quantity":1}]}"#),
+            422,
+            "not_sold_in_currency",
         ),
         (
             post(&format!(
-                r#"{{"customer_id":"{}","currency":"EUR","lines":[]}}"#,
+                r#"{{"currency":"{}","lines":[]}}"#,
                 "x".repeat(MAX_BODY_BYTES)
             )),
             413,
@@ -154,18 +227,15 @@ async fn bad_input_of_every_kind_gets_a_clear_error_and_writes_nothing() {
         );
         assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
-    assert!(
-        h.store.all_events().is_empty(),
-        "nothing is written for bad input"
-    );
+    assert!(orders(&h).is_empty(), "nothing is written for bad input");
 }
 
 #[tokio::test]
 async fn validation_errors_name_the_field() {
-    let h = handler();
+    let h = handler().await;
     let (status, body) = call(
         &h,
-        post(r#"{"customer_id":"c-1","currency":"EUR","lines":[{"sku":"A","quantity":0,"unit_price_cents":5}]}"#),
+        post(r#"{"currency":"EUR","lines":[{"sku":"A","quantity":0}]}"#),
     )
     .await;
     assert_eq!(status, 422);
@@ -175,7 +245,7 @@ async fn validation_errors_name_the_field() {
 
 #[tokio::test]
 async fn a_base64_body_is_decoded() {
-    let h = handler();
+    let h = handler().await;
     let mut r = request(POST_ORDER);
     let raw = r.body.take().unwrap();
     r.body = Some(base64::engine::general_purpose::STANDARD.encode(raw));
@@ -204,7 +274,7 @@ async fn place(h: &TestHandler) -> String {
 
 #[tokio::test]
 async fn cancelling_twice_cancels_once_and_says_so() {
-    let h = handler();
+    let h = handler().await;
     let id = place(&h).await;
     let (status, body) = call(&h, to("POST", &format!("/orders/{id}/cancel"), &[])).await;
     assert_eq!((status, &body["changed"]), (202, &json!(true)));
@@ -227,10 +297,10 @@ async fn cancelling_twice_cancels_once_and_says_so() {
 
 #[tokio::test]
 async fn a_confirmed_order_cannot_be_cancelled() {
-    let h = handler();
+    let h = handler().await;
     let id = place(&h).await;
     let confirmed = Envelope::encode(
-        "test",
+        domain::sources::ORDER_SAGA,
         StreamPosition::new("Order", &id, 2),
         &OrderEvent::Confirmed {
             order_id: id.clone(),
@@ -250,7 +320,7 @@ async fn a_confirmed_order_cannot_be_cancelled() {
 
 #[tokio::test]
 async fn an_order_can_be_read_as_it_was_at_any_version() {
-    let h = handler();
+    let h = handler().await;
     let id = place(&h).await;
     call(&h, to("POST", &format!("/orders/{id}/cancel"), &[])).await;
     let path = format!("/orders/{id}");
@@ -276,7 +346,7 @@ async fn an_order_can_be_read_as_it_was_at_any_version() {
 
 #[tokio::test]
 async fn history_is_paged() {
-    let h = handler();
+    let h = handler().await;
     let id = place(&h).await;
     call(&h, to("POST", &format!("/orders/{id}/cancel"), &[])).await;
     let path = format!("/orders/{id}/events");
@@ -311,29 +381,27 @@ fn with_key(mut r: ApiGatewayV2httpRequest, key: &str) -> ApiGatewayV2httpReques
 
 #[tokio::test]
 async fn the_same_idempotency_key_and_body_replay_the_first_response() {
-    let h = handler();
+    let h = handler().await;
     let (s1, first) = call(&h, with_key(request(POST_ORDER), "k-1")).await;
     let (s2, second) = call(&h, with_key(request(POST_ORDER), "k-1")).await;
     assert_eq!((s1, s2), (201, 201));
     assert_eq!(first, second);
-    assert_eq!(h.store.all_events().len(), 1, "one order, not two");
+    assert_eq!(orders(&h).len(), 1, "one order, not two");
     let (_, other) = call(&h, with_key(request(POST_ORDER), "k-2")).await;
     assert_ne!(other["order_id"], first["order_id"]);
 }
 
 #[tokio::test]
 async fn the_same_idempotency_key_with_another_body_is_refused() {
-    let h = handler();
+    let h = handler().await;
     call(&h, with_key(request(POST_ORDER), "k-1")).await;
-    let other = post(
-        r#"{"customer_id":"c-2","currency":"EUR","lines":[{"sku":"A","quantity":1,"unit_price_cents":5}]}"#,
-    );
+    let other = post(r#"{"currency":"EUR","lines":[{"sku":"A","quantity":1}]}"#);
     let (status, body) = call(&h, with_key(other, "k-1")).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (422, Some("idempotency_key_reused"))
     );
-    assert_eq!(h.store.all_events().len(), 1);
+    assert_eq!(orders(&h).len(), 1);
     let (status, body) = call(&h, with_key(request(POST_ORDER), &"k".repeat(300))).await;
     assert_eq!(
         (status, body["code"].as_str()),
@@ -350,12 +418,12 @@ async fn the_same_idempotency_key_with_another_body_is_refused() {
         (status, body["code"].as_str()),
         (400, Some("invalid_idempotency_key"))
     );
-    assert_eq!(h.store.all_events().len(), 1);
+    assert_eq!(orders(&h).len(), 1);
 }
 
 #[tokio::test]
 async fn the_read_model_answers_once_the_projection_has_written_it() {
-    let h = handler();
+    let h = handler().await;
     let id = place(&h).await;
     let path = format!("/orders/{id}");
     let (_, before) = call(&h, to("GET", &path, &[])).await;
@@ -377,4 +445,244 @@ async fn the_read_model_answers_once_the_projection_has_written_it() {
         pinned["source"], "event_store",
         "a version is always rebuilt from the store"
     );
+}
+
+/// Every route of the API, for order `id`.
+fn every_route(id: &str) -> Vec<ApiGatewayV2httpRequest> {
+    vec![
+        request(POST_ORDER),
+        to("POST", &format!("/orders/{id}/cancel"), &[]),
+        to("GET", &format!("/orders/{id}"), &[]),
+        to("GET", &format!("/orders/{id}"), &[("version", "1")]),
+        to("GET", &format!("/orders/{id}/events"), &[]),
+    ]
+}
+
+#[tokio::test]
+async fn a_request_without_a_verified_identity_is_401_on_every_route() {
+    let h = handler().await;
+    let id = place(&h).await;
+    for r in every_route(&id) {
+        let (status, body) = call(&h, anonymous(r)).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{body}"
+        );
+    }
+    let mut no_subject = request(POST_ORDER);
+    if let Some(jwt) = no_subject
+        .request_context
+        .authorizer
+        .as_mut()
+        .and_then(|a| a.jwt.as_mut())
+    {
+        jwt.claims.remove("sub");
+    }
+    assert_eq!(call(&h, no_subject).await.0, 401);
+    assert_eq!(orders(&h).len(), 1, "nothing placed without an identity");
+}
+
+#[tokio::test]
+async fn a_token_without_the_routes_scope_is_403() {
+    let h = handler().await;
+    let id = place(&h).await;
+    let reader = |r| as_customer(r, "c-1", &[scopes::READ]);
+    let writer = |r| as_customer(r, "c-1", &[scopes::WRITE]);
+    let (status, body) = call(&h, reader(request(POST_ORDER))).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    let cancel = to("POST", &format!("/orders/{id}/cancel"), &[]);
+    assert_eq!(call(&h, reader(cancel)).await.0, 403);
+    for path in [format!("/orders/{id}"), format!("/orders/{id}/events")] {
+        assert_eq!(
+            call(&h, writer(to("GET", &path, &[]))).await.0,
+            403,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        h.store.read_stream("Order", &id, 1).await.unwrap().len(),
+        1,
+        "not cancelled"
+    );
+}
+
+#[tokio::test]
+async fn another_customers_order_is_not_found_on_every_route() {
+    let h = handler().await;
+    let id = place(&h).await;
+    let mut view = domain::view::OrderView::new(&id);
+    view.customer_id = Some("c-1".into());
+    for read_model in [false, true] {
+        if read_model {
+            h.views.put(&view, 0).await.unwrap();
+        }
+        for r in every_route(&id).into_iter().skip(1) {
+            let path = r.raw_path.clone();
+            let (status, body) = call(&h, as_customer(r, "c-2", BOTH)).await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (404, Some("order_not_found")),
+                "{path:?} {body}"
+            );
+            // The same answer as for an order that does not exist: no existence oracle.
+            assert_eq!(body["message"], format!("no order {id}"));
+        }
+    }
+    assert_eq!(
+        h.store.read_stream("Order", &id, 1).await.unwrap().len(),
+        1,
+        "not cancelled"
+    );
+    let (status, _) = call(&h, to("GET", &format!("/orders/{id}/events"), &[])).await;
+    assert_eq!(status, 200, "its owner still sees it");
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_from_two_customers_places_two_independent_orders() {
+    let h = handler().await;
+    let (s1, first) = call(
+        &h,
+        with_key(as_customer(request(POST_ORDER), "c-1", BOTH), "k-1"),
+    )
+    .await;
+    let (s2, second) = call(
+        &h,
+        with_key(as_customer(request(POST_ORDER), "c-2", BOTH), "k-1"),
+    )
+    .await;
+    assert_eq!((s1, s2), (201, 201));
+    assert_ne!(first["order_id"], second["order_id"]);
+    assert_eq!(orders(&h).len(), 2);
+    for (customer, body) in [("c-1", &first), ("c-2", &second)] {
+        let path = format!("/orders/{}", body["order_id"].as_str().unwrap());
+        let (status, order) = call(&h, as_customer(to("GET", &path, &[]), customer, BOTH)).await;
+        assert_eq!(
+            (status, order["order"]["placed"]["customer_id"].as_str()),
+            (200, Some(customer))
+        );
+    }
+    // Each key's replay is its own customer's order.
+    let (_, again) = call(
+        &h,
+        with_key(as_customer(request(POST_ORDER), "c-2", BOTH), "k-1"),
+    )
+    .await;
+    assert_eq!(again, second);
+}
+
+#[test]
+fn order_ids_follow_from_the_caller_and_the_key() {
+    assert_eq!(order_id_for("c-1", "k"), order_id_for("c-1", "k"));
+    assert_ne!(order_id_for("c-1", "k"), order_id_for("c-2", "k"));
+    assert_ne!(order_id_for("a:b", "c"), order_id_for("a", "b:c"));
+    assert!(domain::is_valid_id(&order_id_for("c-1", "k")));
+}
+
+/// The handler of a process whose idempotency records never complete, and one of a process
+/// started later, both over the same event and idempotency stores and the same clock.
+struct Takeover {
+    store: Arc<InMemoryEventStore>,
+    records: Arc<InMemoryIdempotencyStore>,
+    clock: ManualClock,
+}
+
+impl Takeover {
+    async fn new() -> Self {
+        let store = Arc::new(InMemoryEventStore::new());
+        seed_catalog(&store).await;
+        Takeover {
+            store,
+            records: Arc::new(InMemoryIdempotencyStore::new()),
+            clock: ManualClock::at(std::time::SystemTime::now()),
+        }
+    }
+
+    fn dying(
+        &self,
+    ) -> Handler<
+        Arc<InMemoryEventStore>,
+        DiesBeforeComplete<Arc<InMemoryIdempotencyStore>>,
+        InMemoryViewStore,
+    > {
+        let records = DiesBeforeComplete(self.records.clone());
+        let idempotency =
+            Idempotency::new(records, IDEMPOTENCY_NAME).with_clock(self.clock.reader());
+        Handler::with_idempotency(self.store.clone(), idempotency, InMemoryViewStore::new())
+    }
+
+    fn restarted(
+        &self,
+    ) -> Handler<Arc<InMemoryEventStore>, Arc<InMemoryIdempotencyStore>, InMemoryViewStore> {
+        let idempotency = Idempotency::new(self.records.clone(), IDEMPOTENCY_NAME)
+            .expires_after(IDEMPOTENCY_WINDOW)
+            .with_clock(self.clock.reader());
+        Handler::with_idempotency(self.store.clone(), idempotency, InMemoryViewStore::new())
+    }
+
+    fn orders(&self) -> Vec<Envelope> {
+        self.store
+            .all_events()
+            .into_iter()
+            .filter(|e| e.aggregatetype == Order::TYPE)
+            .collect()
+    }
+}
+
+async fn call_any<S: EventStore, I: IdempotencyStore, V: ViewStore>(
+    handler: &Handler<S, I, V>,
+    r: ApiGatewayV2httpRequest,
+) -> (i64, Value) {
+    let response = handler
+        .handle(LambdaEvent::new(r, lambda_runtime::Context::default()))
+        .await
+        .unwrap();
+    let Some(Body::Text(text)) = response.body else {
+        panic!("a text body");
+    };
+    (response.status_code, serde_json::from_str(&text).unwrap())
+}
+
+#[tokio::test]
+async fn a_retry_that_takes_over_an_expired_key_answers_the_order_already_placed() {
+    let takeover = Takeover::new().await;
+    // The append commits; the process dies before it completes the key's record.
+    let (status, first) = call_any(&takeover.dying(), with_key(request(POST_ORDER), "k-1")).await;
+    assert_eq!(status, 201);
+    // While the record is in progress, a retry is told to wait.
+    let (status, _) = call_any(&takeover.restarted(), with_key(request(POST_ORDER), "k-1")).await;
+    assert_eq!(status, 409);
+    // After the in-progress expiry (the longest Lambda run), a retry takes the key over...
+    takeover
+        .clock
+        .advance(ripple_kit::idempotency::MAX_LAMBDA_TIMEOUT + std::time::Duration::from_secs(1));
+    let (status, retried) =
+        call_any(&takeover.restarted(), with_key(request(POST_ORDER), "k-1")).await;
+    // ...and lands on the order the first attempt stored, which it answers.
+    assert_eq!(status, 201, "{retried}");
+    assert_eq!(retried["order_id"], first["order_id"]);
+    assert_eq!(retried["event_id"], first["event_id"]);
+    assert_eq!(takeover.orders().len(), 1, "one order, not two");
+    // The answer is recorded now: the next retry replays it.
+    let (_, replayed) = call_any(&takeover.restarted(), with_key(request(POST_ORDER), "k-1")).await;
+    assert_eq!(replayed, first);
+}
+
+#[tokio::test]
+async fn a_takeover_with_another_body_under_the_same_key_is_refused() {
+    let takeover = Takeover::new().await;
+    call_any(&takeover.dying(), with_key(request(POST_ORDER), "k-1")).await;
+    takeover
+        .clock
+        .advance(ripple_kit::idempotency::MAX_LAMBDA_TIMEOUT + std::time::Duration::from_secs(1));
+    let other = post(r#"{"currency":"EUR","lines":[{"sku":"SKU-1","quantity":3}]}"#);
+    let (status, body) = call_any(&takeover.restarted(), with_key(other, "k-1")).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("idempotency_key_reused"))
+    );
+    assert_eq!(takeover.orders().len(), 1);
 }

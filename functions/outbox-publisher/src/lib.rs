@@ -5,12 +5,14 @@
 //! in an SQS queue: records are published in stream order with `PublishBatch`; the first record
 //! that fails for a reason that can pass is the batch item failure, so Lambda retries the shard
 //! from exactly there (for as long as it takes); a record that can never be published is
-//! quarantined alone, with its key and reason, and the shard goes on.
+//! quarantined alone, with its key and reason, and the shard goes on. Only the store's own events
+//! leave: an item not at its envelope's stream position, or whose source may not write it by
+//! [`domain::producers`], is quarantined as `Refused` (logged, counted, alarmed), never published.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use ripple_kit::outbox::Outbox;
-use ripple_kit::outbox::quarantine::SqsQuarantine;
-use ripple_kit::publish::SnsPublisher;
+use ripple_kit::outbox::quarantine::{Quarantine, SqsQuarantine};
+use ripple_kit::publish::{Publisher, SnsPublisher};
 
 ripple_kit::settings! {
     /// Settings, from the variables template.yaml gives this function.
@@ -27,14 +29,18 @@ pub type Handler<P = SnsPublisher, Q = SqsQuarantine> = Outbox<P, Q>;
 
 /// The handler publishing to the topic, and quarantining in the queue, named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
-    Outbox::new(SnsPublisher::new(
-        aws_sdk_sns::Client::new(aws),
-        config.topic_arn,
-    ))
-    .with_quarantine(SqsQuarantine::new(
-        aws_sdk_sqs::Client::new(aws),
-        config.quarantine_queue_url,
-    ))
+    handler_with(
+        SnsPublisher::new(aws_sdk_sns::Client::new(aws), config.topic_arn),
+        SqsQuarantine::new(aws_sdk_sqs::Client::new(aws), config.quarantine_queue_url),
+    )
+}
+
+/// The outbox over any publisher and quarantine (tests pass recording ones), admitting only what
+/// the system's producers may write.
+pub fn handler_with<P: Publisher, Q: Quarantine>(publisher: P, quarantine: Q) -> Handler<P, Q> {
+    Outbox::new(publisher)
+        .with_producers(domain::producers())
+        .with_quarantine(quarantine)
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
 //! `payments`: charges an order once its stock is reserved, and refunds it if it is cancelled.
 //!
-//! `stock.reserved` → the gateway charges `total_cents` → `payment.captured` or `payment.declined`
+//! `stock.reserved` → the gateway charges the order → `payment.captured` or `payment.declined`
 //! on the order's `Payment` stream. `order.cancelled` after a capture → the gateway refunds →
 //! `payment.refunded`.
+//!
+//! What is charged, and to whom, is read from the order's own stream (`order.placed`, priced by
+//! the API from the catalog), never taken from the message that asked for the charge; the message
+//! only says when.
 //!
 //! Two mechanisms make each effect happen once:
 //! - the gateway call leaves the system, so it runs under the idempotency utility
@@ -11,6 +15,11 @@
 //!   not called again;
 //! - the event is appended at the Payment stream's next version with the dedupe marker
 //!   `dedupe#payments#<source event id>` in the same write (the kit's [`EventSourced`]).
+//!
+//! A run that died after the gateway call and before recording its answer leaves its claim in
+//! progress; once that expires, a redelivery calls the gateway again, with the same gateway-side
+//! idempotency key (`charge-<order id>`, `refund-<order id>`) and the same amount, so the provider
+//! answers the first charge or refund instead of making a second one.
 //!
 //! A customer may cancel while the charge is in flight: the `order.cancelled` message then finds
 //! no capture to refund. So after every capture the order is read again ([`Reactor::after`]), and
@@ -118,6 +127,7 @@ where
         Payments::new(gateway, idempotency),
         store,
     ))
+    .with_producers(domain::producers())
 }
 
 /// Decides what to charge and refund, and makes the gateway calls at most once each.
@@ -129,7 +139,7 @@ pub struct Payments<G, I> {
 
 /// What payments acts on.
 pub enum Trigger {
-    /// An order whose stock is reserved: charge it.
+    /// An order whose stock is reserved: charge it (the figures are the order's, not these).
     Reserved(StockReserved),
     /// An order that was cancelled: refund what it paid.
     Cancelled {
@@ -146,6 +156,18 @@ impl<G: PaymentGateway, I: IdempotencyStore + Clone> Payments<G, I> {
             refunds: Idempotency::for_consumer(idempotency, REFUND_KEY),
             gateway,
         }
+    }
+}
+
+impl<G, I: IdempotencyStore> Payments<G, I> {
+    /// Reads the time its idempotency records expire by from `clock` (for tests of a takeover).
+    pub fn with_clock(
+        mut self,
+        clock: impl Fn() -> SystemTime + Clone + Send + Sync + 'static,
+    ) -> Self {
+        self.charges = self.charges.with_clock(clock.clone());
+        self.refunds = self.refunds.with_clock(clock);
+        self
     }
 }
 
@@ -166,7 +188,7 @@ where
     I: IdempotencyStore,
 {
     const NAME: &'static str = "payments";
-    const SOURCE: &'static str = "ripple/payments";
+    const SOURCE: &'static str = domain::sources::PAYMENTS;
     type Input = Trigger;
     type Error = GatewayCallError;
 
@@ -226,10 +248,26 @@ impl<G: PaymentGateway, I: IdempotencyStore> Payments<G, I> {
     ) -> Result<Reaction, ConsumerError<GatewayCallError>> {
         let order_id = reserved.order_id.as_str();
         let payment: Loaded<Payment> = store.load(order_id).await?;
-        let Some(request) = decide_charge(reserved, &payment.state) else {
+        let order = load_order(store, order_id).await?;
+        let Some(placed) = &order.state.placed else {
+            return Err(ConsumerError::NotFound {
+                stream: stream_key(Order::TYPE, order_id),
+            });
+        };
+        let Some(request) = decide_charge(placed, &payment.state) else {
             return Ok(Reaction::AlreadyApplied);
         };
-        let order = load_order(store, order_id).await?;
+        if (
+            reserved.total_cents,
+            &reserved.customer_id,
+            &reserved.currency,
+        ) != (placed.total_cents, &placed.customer_id, &placed.currency)
+        {
+            tracing::warn!(
+                order_id,
+                "stock.reserved disagrees with the order; charging what the order says"
+            );
+        }
         // A charge that reached the gateway before the cancel (its event not stored: the append
         // failed) is finished here, recorded and refunded; only an order never charged is left
         // alone.

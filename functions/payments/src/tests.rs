@@ -9,7 +9,8 @@ use ripple_kit::envelope::event_type_of;
 use ripple_kit::idempotency::InMemoryIdempotencyStore;
 use ripple_kit::store::InMemoryEventStore;
 use ripple_kit::testing::{
-    deadline, failed_message_ids, raw_sqs_message, sqs_invocation, sqs_message as message,
+    DiesBeforeComplete, ManualClock, deadline, failed_message_ids, raw_sqs_message, sqs_invocation,
+    sqs_message as message,
 };
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,14 +21,31 @@ const ORDER: &str = "o-1";
 /// The event store shared between the handler and the test (and a gateway that cancels).
 type Store = Arc<InMemoryEventStore>;
 
-/// The simulated gateway, counting calls; it can fail, and can run something mid-charge.
+/// The simulated gateway, counting calls and keeping every request as a provider's ledger
+/// would; it can fail, and can run something mid-charge.
 #[derive(Default)]
 struct Recording {
     inner: SimulatedGateway,
     charges: AtomicUsize,
     refunds: AtomicUsize,
+    charge_requests: Mutex<Vec<ChargeRequest>>,
+    refund_requests: Mutex<Vec<RefundRequest>>,
     unavailable_once: AtomicBool,
     during_charge: Mutex<Option<(Store, Envelope)>>,
+}
+
+impl Recording {
+    /// Charges the provider made: a repeat of an idempotency key answers the first one.
+    fn distinct_charges(&self) -> usize {
+        let keys: std::collections::BTreeSet<_> = self
+            .charge_requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.idempotency_key.clone())
+            .collect();
+        keys.len()
+    }
 }
 
 impl PaymentGateway for Arc<Recording> {
@@ -36,6 +54,7 @@ impl PaymentGateway for Arc<Recording> {
             return Err(GatewayError::Unavailable("timeout".into()));
         }
         self.charges.fetch_add(1, Ordering::SeqCst);
+        self.charge_requests.lock().unwrap().push(request.clone());
         let during = self.during_charge.lock().unwrap().take();
         if let Some((store, event)) = during {
             store.append(Append::events(vec![event])).await.unwrap();
@@ -45,6 +64,7 @@ impl PaymentGateway for Arc<Recording> {
 
     async fn refund(&self, request: RefundRequest) -> Result<RefundReceipt, GatewayError> {
         self.refunds.fetch_add(1, Ordering::SeqCst);
+        self.refund_requests.lock().unwrap().push(request.clone());
         self.inner.refund(request).await
     }
 }
@@ -249,19 +269,9 @@ async fn a_charge_whose_event_was_not_stored_is_not_charged_again_on_redelivery(
     );
     assert_eq!(gateway.charges.load(Ordering::SeqCst), 1);
     let stream = payment_events(&store).await;
-    let expected_id = match SimulatedGateway::default().decide(
-        &decide_charge(
-            &StockReserved {
-                order_id: ORDER.into(),
-                customer_id: "c-1".into(),
-                total_cents: 2500,
-                currency: "EUR".into(),
-                lines: vec![],
-            },
-            &Payment::None,
-        )
-        .unwrap(),
-    ) {
+    let expected_id = match SimulatedGateway::default()
+        .decide(&decide_charge(&story::placed(ORDER), &Payment::None).unwrap())
+    {
         ChargeResult::Captured { payment_id } => payment_id,
         other => panic!("{other:?}"),
     };
@@ -467,4 +477,147 @@ fn config_reads_the_gateway_settings_and_rejects_a_bad_rate() {
         Err(ConfigError::Invalid { .. })
     ));
     assert!(Config::from_lookup(env(&[("EVENTS_TABLE", "e")])).is_err());
+}
+
+#[tokio::test]
+async fn the_charge_is_the_orders_total_and_customer_not_the_messages() {
+    let h = handler_over(SimulatedGateway::new(0.0, Some(1_000_000)));
+    given_a_reserved_order(store(&h), "c-1").await;
+    // A stock.reserved whose figures were tampered with: another payer, one cent.
+    let mut placed = story::placed(ORDER);
+    placed.customer_id = "declined-someone".into();
+    placed.total_cents = 1;
+    let tampered = stored::<Reservation>(ORDER, 1, &story::reserved(&placed));
+    assert_eq!(
+        h.handle_message(&message(&tampered), deadline())
+            .await
+            .unwrap(),
+        Handled::Applied("payment.captured")
+    );
+    let requests = gateway(&h).charge_requests.lock().unwrap().clone();
+    assert_eq!(
+        (requests[0].customer_id.as_str(), requests[0].amount_cents),
+        ("c-1", 2500),
+        "charged as the order was placed"
+    );
+}
+
+#[tokio::test]
+async fn an_event_its_source_may_not_write_charges_nothing() {
+    let h = handler_over(SimulatedGateway::default());
+    let reserved = given_a_reserved_order(store(&h), "c-1").await;
+    let mut forged = reserved.clone();
+    forged.id = "forged-1".into();
+    forged.source = domain::sources::ORDERS_API.into();
+    let err = h
+        .handle_message(&message(&forged), deadline())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConsumerError::Parse(_)), "{err:?}");
+    assert_eq!(charges(&h), 0);
+}
+
+/// A payments handler whose idempotency records never complete (the process dies after each
+/// gateway call), over `store`, on `clock`.
+fn dying(
+    store: Flaky,
+    gateway: Arc<Recording>,
+    records: Arc<InMemoryIdempotencyStore>,
+    clock: &ManualClock,
+) -> Handler<Flaky, Arc<Recording>, DiesBeforeComplete<Arc<InMemoryIdempotencyStore>>> {
+    SqsConsumer::new(EventSourced::new(
+        Payments::new(gateway, DiesBeforeComplete(records)).with_clock(clock.reader()),
+        store,
+    ))
+    .with_producers(domain::producers())
+}
+
+/// The payments handler of a process started later, over the same stores and clock.
+fn restarted(
+    store: Flaky,
+    gateway: Arc<Recording>,
+    records: Arc<InMemoryIdempotencyStore>,
+    clock: &ManualClock,
+) -> FlakyHandler {
+    SqsConsumer::new(EventSourced::new(
+        Payments::new(gateway, records).with_clock(clock.reader()),
+        store,
+    ))
+    .with_producers(domain::producers())
+}
+
+#[tokio::test]
+async fn a_rerun_that_takes_over_an_abandoned_charge_does_not_charge_twice() {
+    let (store, gateway, _, reserved) = given_a_flaky_store().await;
+    let records = Arc::new(InMemoryIdempotencyStore::new());
+    let clock = ManualClock::at(std::time::SystemTime::now());
+    // The gateway charges; the process dies before recording the answer or the event.
+    store.fail_next_payment_append.store(true, Ordering::SeqCst);
+    let first = dying(store.clone(), gateway.clone(), records.clone(), &clock);
+    first
+        .handle_message(&message(&reserved), deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(gateway.charges.load(Ordering::SeqCst), 1);
+
+    // The claim expires with the dead invocation; the redelivery takes it over.
+    clock.advance(std::time::Duration::from_secs(11));
+    let later = restarted(store.clone(), gateway.clone(), records, &clock);
+    assert_eq!(
+        later
+            .handle_message(&message(&reserved), deadline())
+            .await
+            .unwrap(),
+        Handled::Applied("payment.captured")
+    );
+    // The gateway was asked again, with the same key and amount: the provider charged once.
+    let requests = gateway.charge_requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0], requests[1]);
+    assert_eq!(gateway.distinct_charges(), 1);
+    let stream = payment_events(&store).await;
+    assert!(matches!(
+        &stream[..],
+        [PaymentEvent::Captured {
+            amount_cents: 2500,
+            ..
+        }]
+    ));
+}
+
+#[tokio::test]
+async fn a_rerun_that_takes_over_an_abandoned_refund_does_not_refund_twice() {
+    let (store, gateway, h, reserved) = given_a_flaky_store().await;
+    h.handle_message(&message(&reserved), deadline())
+        .await
+        .unwrap();
+    let cancel = given_a_cancellation(&store.inner).await;
+    let records = Arc::new(InMemoryIdempotencyStore::new());
+    let clock = ManualClock::at(std::time::SystemTime::now());
+    store.fail_next_payment_append.store(true, Ordering::SeqCst);
+    let first = dying(store.clone(), gateway.clone(), records.clone(), &clock);
+    first
+        .handle_message(&message(&cancel), deadline())
+        .await
+        .unwrap_err();
+    assert_eq!(gateway.refunds.load(Ordering::SeqCst), 1);
+
+    clock.advance(std::time::Duration::from_secs(11));
+    let later = restarted(store.clone(), gateway.clone(), records, &clock);
+    assert_eq!(
+        later
+            .handle_message(&message(&cancel), deadline())
+            .await
+            .unwrap(),
+        Handled::Applied("payment.refunded")
+    );
+    let requests = gateway.refund_requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    assert_eq!(requests[0], requests[1], "the same refund key and amount");
+    let types: Vec<_> = payment_events(&store)
+        .await
+        .iter()
+        .map(|e| event_type_of(e).unwrap())
+        .collect();
+    assert_eq!(types, vec!["payment.captured", "payment.refunded"]);
 }

@@ -112,6 +112,7 @@ pub fn handler_with<S: EventStore, V: ViewStore>(store: S, views: V) -> Handler<
         views,
         retry: RetryPolicy::default(),
     })
+    .with_producers(domain::producers())
 }
 
 /// Keeps the order views: applies each stream's next event, rebuilds a view on a gap.

@@ -238,3 +238,12 @@ fn config_needs_both_tables() {
     );
     assert_eq!(config.redelivery.base, std::time::Duration::from_secs(5));
 }
+
+#[tokio::test]
+async fn an_event_of_an_unknown_producer_changes_no_view() {
+    let h = handler();
+    let mut forged = confirmed_flow().remove(0);
+    forged.source = "someone/else".into();
+    assert!(handle(&h, &message(&forged)).await.is_err());
+    assert!(projection(&h).views.view(ORDER).await.unwrap().is_none());
+}

@@ -36,7 +36,7 @@ pub use cursor::{Cursors, DynamoCursors, InMemoryCursors, Pass};
 pub use sweep::{SweepError, SweepReport};
 
 /// The `source` of the events this function writes.
-pub const SOURCE: &str = "ripple/sweeper";
+pub const SOURCE: &str = domain::sources::SWEEPER;
 
 /// Settings, from the variables template.yaml gives this function.
 #[derive(Debug, Clone, PartialEq, Eq)]

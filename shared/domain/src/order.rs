@@ -5,28 +5,40 @@ use std::collections::HashSet;
 use ripple_kit::{Aggregate, Loaded};
 use serde::{Deserialize, Serialize};
 
-use crate::{is_valid_id, limits};
+use serde_json::Value;
 
-/// The body of `POST /orders`: what a client asks for, unchecked.
+use crate::catalog::Catalog;
+use crate::{is_valid_id, is_valid_subject, limits, money};
+
+/// The body of `POST /orders`: what a customer asks for. The customer is whoever the request is
+/// authenticated as, and the prices are the catalog's, so neither is part of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrder {
-    /// Who orders.
-    pub customer_id: String,
-    /// ISO 4217 code, e.g. `EUR`.
+    /// ISO 4217 code, one of [`money::CURRENCIES`].
     pub currency: String,
     /// What is ordered.
-    pub lines: Vec<OrderLine>,
+    pub lines: Vec<RequestedLine>,
 }
 
-/// One line of an order.
+/// One line of an order as asked for: a sku and how many.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestedLine {
+    /// Stock keeping unit.
+    pub sku: String,
+    /// Units, at least 1.
+    pub quantity: u32,
+}
+
+/// One line of a placed order, priced from the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderLine {
     /// Stock keeping unit.
     pub sku: String,
     /// Units, at least 1.
     pub quantity: u32,
-    /// Price of one unit in the currency's minor unit.
+    /// Price of one unit in the currency's minor unit, as the catalog had it.
     pub unit_price_cents: u64,
 }
 
@@ -59,14 +71,31 @@ fn invalid(
 pub struct OrderPlaced {
     /// The new order's id.
     pub order_id: String,
-    /// Who ordered.
+    /// Who ordered, and the only one who may see or cancel the order: the subject of the token
+    /// the order was placed with.
     pub customer_id: String,
     /// ISO 4217 code.
     pub currency: String,
     /// What was ordered.
     pub lines: Vec<OrderLine>,
-    /// Sum of quantity × unit price.
+    /// Sum of quantity × unit price, computed by [`decide_place`].
     pub total_cents: u64,
+}
+
+impl OrderPlaced {
+    /// True when `other` asks for the same order: the same customer, currency, skus and
+    /// quantities (prices are the catalog's at the time, so they may differ).
+    pub fn is_the_same_order_as(&self, other: &OrderPlaced) -> bool {
+        let asked = |p: &OrderPlaced| -> Vec<(String, u32)> {
+            p.lines
+                .iter()
+                .map(|l| (l.sku.clone(), l.quantity))
+                .collect()
+        };
+        self.customer_id == other.customer_id
+            && self.currency == other.currency
+            && asked(self) == asked(other)
+    }
 }
 
 /// Why an order was cancelled.
@@ -107,84 +136,158 @@ pub enum OrderEvent {
     },
 }
 
-/// Places `command` as the order `order_id`: checks every rule and gives the `order.placed`
-/// payload, totalled.
-pub fn decide_place(command: PlaceOrder, order_id: &str) -> Result<OrderPlaced, ValidationError> {
-    command.checked(order_id)
-}
+/// Fields of a `POST /orders` body that only the system may set: the customer is the caller and
+/// prices are the catalog's. A body that sends one is refused, never silently repriced.
+const SYSTEM_FIELDS: [(&str, &str, &str); 2] = [
+    (
+        "customer_id",
+        "customer_not_accepted",
+        "the customer is the authenticated caller; leave customer_id out",
+    ),
+    (
+        "total_cents",
+        "price_not_accepted",
+        "totals are computed from the catalog; leave total_cents out",
+    ),
+];
 
 impl PlaceOrder {
-    fn checked(self, order_id: &str) -> Result<OrderPlaced, ValidationError> {
-        if !is_valid_id(&self.customer_id) {
+    /// The command in a request body, refusing with its own code a field that is the system's to
+    /// set (the customer, a price, a total).
+    pub fn from_json(body: &Value) -> Result<PlaceOrder, ValidationError> {
+        for (field, code, message) in SYSTEM_FIELDS {
+            if body.get(field).is_some() {
+                return Err(invalid(code, field, message));
+            }
+        }
+        let lines = body.get("lines").and_then(Value::as_array);
+        for (i, line) in lines.into_iter().flatten().enumerate() {
+            if line.get("unit_price_cents").is_some() {
+                return Err(invalid(
+                    "price_not_accepted",
+                    format!("lines[{i}].unit_price_cents"),
+                    "prices come from the catalog; send sku and quantity only",
+                ));
+            }
+        }
+        serde_json::from_value(body.clone())
+            .map_err(|e| invalid("invalid_request", "body", e.to_string()))
+    }
+}
+
+/// Places `command` for `customer_id` as the order `order_id`, priced from `catalog` (the
+/// products of its skus): checks every rule and gives the `order.placed` payload, totalled with
+/// checked arithmetic.
+pub fn decide_place(
+    command: PlaceOrder,
+    customer_id: &str,
+    order_id: &str,
+    catalog: &Catalog,
+) -> Result<OrderPlaced, ValidationError> {
+    if !is_valid_subject(customer_id) {
+        return Err(invalid(
+            "invalid_customer",
+            "customer",
+            "the caller's subject is not a usable customer id",
+        ));
+    }
+    if !money::is_supported_currency(&command.currency) {
+        return Err(invalid(
+            "unsupported_currency",
+            "currency",
+            format!("must be one of {}", money::CURRENCIES.join(", ")),
+        ));
+    }
+    check_lines(&command.lines)?;
+    let mut total: u64 = 0;
+    let mut lines = Vec::with_capacity(command.lines.len());
+    for (i, line) in command.lines.into_iter().enumerate() {
+        let unit_price_cents = price_of(catalog, &line.sku, &command.currency, i)?;
+        total = money::add_line(total, line.quantity, unit_price_cents)
+            .ok_or_else(|| invalid("total_too_large", "lines", "the order's total is too large"))?;
+        lines.push(OrderLine {
+            sku: line.sku,
+            quantity: line.quantity,
+            unit_price_cents,
+        });
+    }
+    Ok(OrderPlaced {
+        order_id: order_id.to_owned(),
+        customer_id: customer_id.to_owned(),
+        currency: command.currency,
+        lines,
+        total_cents: total,
+    })
+}
+
+/// The rules of an order's lines that need no catalog: count, skus, quantities.
+fn check_lines(lines: &[RequestedLine]) -> Result<(), ValidationError> {
+    if lines.is_empty() {
+        return Err(invalid(
+            "no_lines",
+            "lines",
+            "an order needs at least one line",
+        ));
+    }
+    if lines.len() > limits::MAX_LINES {
+        return Err(invalid(
+            "too_many_lines",
+            "lines",
+            format!("at most {} lines per order", limits::MAX_LINES),
+        ));
+    }
+    let mut skus = HashSet::new();
+    for (i, line) in lines.iter().enumerate() {
+        if !is_valid_id(&line.sku) {
             return Err(invalid(
-                "invalid_customer_id",
-                "customer_id",
+                "invalid_sku",
+                format!("lines[{i}].sku"),
                 "must be 1-64 letters, digits, '-', '_' or '.'",
             ));
         }
-        if self.currency.len() != 3 || !self.currency.chars().all(|c| c.is_ascii_uppercase()) {
+        if !skus.insert(line.sku.as_str()) {
             return Err(invalid(
-                "invalid_currency",
-                "currency",
-                "must be a 3-letter ISO 4217 code such as EUR",
+                "duplicate_sku",
+                format!("lines[{i}].sku"),
+                "each sku may appear on one line only",
             ));
         }
-        if self.lines.is_empty() {
+        if line.quantity == 0 || line.quantity > limits::MAX_QUANTITY {
             return Err(invalid(
-                "no_lines",
-                "lines",
-                "an order needs at least one line",
+                "invalid_quantity",
+                format!("lines[{i}].quantity"),
+                format!("must be between 1 and {}", limits::MAX_QUANTITY),
             ));
         }
-        if self.lines.len() > limits::MAX_LINES {
-            return Err(invalid(
-                "too_many_lines",
-                "lines",
-                format!("at most {} lines per order", limits::MAX_LINES),
-            ));
-        }
-        let mut skus = HashSet::new();
-        let mut total: u64 = 0;
-        for (i, line) in self.lines.iter().enumerate() {
-            if !is_valid_id(&line.sku) {
-                return Err(invalid(
-                    "invalid_sku",
-                    format!("lines[{i}].sku"),
-                    "must be 1-64 letters, digits, '-', '_' or '.'",
-                ));
-            }
-            if !skus.insert(line.sku.as_str()) {
-                return Err(invalid(
-                    "duplicate_sku",
-                    format!("lines[{i}].sku"),
-                    "each sku may appear on one line only",
-                ));
-            }
-            if line.quantity == 0 || line.quantity > limits::MAX_QUANTITY {
-                return Err(invalid(
-                    "invalid_quantity",
-                    format!("lines[{i}].quantity"),
-                    format!("must be between 1 and {}", limits::MAX_QUANTITY),
-                ));
-            }
-            if line.unit_price_cents == 0 || line.unit_price_cents > limits::MAX_UNIT_PRICE_CENTS {
-                return Err(invalid(
-                    "invalid_price",
-                    format!("lines[{i}].unit_price_cents"),
-                    format!("must be between 1 and {}", limits::MAX_UNIT_PRICE_CENTS),
-                ));
-            }
-            // Bounded by the limits above (50 × 10^4 × 10^8 < 2^63), so this cannot overflow.
-            total += u64::from(line.quantity) * line.unit_price_cents;
-        }
-        Ok(OrderPlaced {
-            order_id: order_id.to_owned(),
-            customer_id: self.customer_id,
-            currency: self.currency,
-            lines: self.lines,
-            total_cents: total,
-        })
     }
+    Ok(())
+}
+
+/// The catalog's price of one unit of line `i`'s `sku` in `currency`.
+fn price_of(
+    catalog: &Catalog,
+    sku: &str,
+    currency: &str,
+    i: usize,
+) -> Result<u64, ValidationError> {
+    let field = || format!("lines[{i}].sku");
+    let product = catalog
+        .get(sku)
+        .filter(|p| !p.prices.is_empty())
+        .ok_or_else(|| {
+            invalid(
+                "unknown_sku",
+                field(),
+                format!("{sku} is not in the catalog"),
+            )
+        })?;
+    product.price_in(currency).ok_or_else(|| {
+        invalid(
+            "not_sold_in_currency",
+            field(),
+            format!("{sku} is not sold in {currency}"),
+        )
+    })
 }
 
 /// Where an order stands.
@@ -211,6 +314,18 @@ pub struct Order {
     pub status: OrderStatus,
     /// Why it was cancelled, if it was.
     pub cancel_reason: Option<CancelReason>,
+}
+
+impl Order {
+    /// The customer who placed it: the only one who may see or cancel it.
+    pub fn owner(&self) -> Option<&str> {
+        self.placed.as_ref().map(|p| p.customer_id.as_str())
+    }
+
+    /// True when `customer_id` placed this order (an order not placed belongs to nobody).
+    pub fn is_owned_by(&self, customer_id: &str) -> bool {
+        self.owner() == Some(customer_id)
+    }
 }
 
 impl Aggregate for Order {
@@ -263,99 +378,173 @@ pub fn decide_cancel(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Product;
     use serde_json::json;
 
-    fn line(sku: &str, quantity: u32, price: u64) -> OrderLine {
-        OrderLine {
+    fn line(sku: &str, quantity: u32) -> RequestedLine {
+        RequestedLine {
             sku: sku.into(),
             quantity,
-            unit_price_cents: price,
         }
     }
 
-    fn command(lines: Vec<OrderLine>) -> PlaceOrder {
+    fn command(lines: Vec<RequestedLine>) -> PlaceOrder {
         PlaceOrder {
-            customer_id: "c-1".into(),
             currency: "EUR".into(),
             lines,
         }
     }
 
+    /// A catalog of `skus` (sku, EUR price).
+    fn catalog(skus: &[(&str, u64)]) -> Catalog {
+        skus.iter()
+            .map(|(sku, price)| {
+                let mut product = Product::default();
+                product.prices.insert("EUR".into(), *price);
+                ((*sku).to_owned(), product)
+            })
+            .collect()
+    }
+
+    fn place(cmd: PlaceOrder, skus: &[(&str, u64)]) -> Result<OrderPlaced, ValidationError> {
+        decide_place(cmd, "c-1", "o-1", &catalog(skus))
+    }
+
     #[test]
-    fn a_valid_order_totals_its_lines() {
-        let placed =
-            decide_place(command(vec![line("A", 2, 1250), line("B", 1, 99)]), "o-1").unwrap();
+    fn a_valid_order_is_priced_from_the_catalog_and_totalled() {
+        let placed = place(
+            command(vec![line("A", 2), line("B", 1)]),
+            &[("A", 1250), ("B", 99)],
+        )
+        .unwrap();
         assert_eq!(placed.total_cents, 2599);
-        assert_eq!(placed.order_id, "o-1");
+        assert_eq!(
+            (placed.order_id.as_str(), placed.customer_id.as_str()),
+            ("o-1", "c-1")
+        );
+        assert_eq!(placed.lines[0].unit_price_cents, 1250);
     }
 
     #[test]
     fn each_broken_rule_names_its_field() {
+        let skus = &[("A", 1)];
         let cases = [
             (command(vec![]), "no_lines", "lines"),
             (
-                command(vec![line("A", 0, 1)]),
+                command(vec![line("A", 0)]),
                 "invalid_quantity",
                 "lines[0].quantity",
             ),
             (
-                command(vec![line("A", 1, 0)]),
-                "invalid_price",
-                "lines[0].unit_price_cents",
-            ),
-            (
-                command(vec![line("A", 1, 1), line("A", 1, 1)]),
+                command(vec![line("A", 1), line("A", 1)]),
                 "duplicate_sku",
                 "lines[1].sku",
             ),
-            (command(vec![line("", 1, 1)]), "invalid_sku", "lines[0].sku"),
+            (command(vec![line("", 1)]), "invalid_sku", "lines[0].sku"),
             (
-                command((0..51).map(|i| line(&format!("S{i}"), 1, 1)).collect()),
+                command(vec![line("A", 1), line("Z", 1)]),
+                "unknown_sku",
+                "lines[1].sku",
+            ),
+            (
+                command((0..51).map(|i| line(&format!("S{i}"), 1)).collect()),
                 "too_many_lines",
                 "lines",
             ),
             (
                 PlaceOrder {
                     currency: "euro".into(),
-                    ..command(vec![line("A", 1, 1)])
+                    ..command(vec![line("A", 1)])
                 },
-                "invalid_currency",
+                "unsupported_currency",
                 "currency",
             ),
             (
                 PlaceOrder {
-                    customer_id: "a b".into(),
-                    ..command(vec![line("A", 1, 1)])
+                    currency: "USD".into(),
+                    ..command(vec![line("A", 1)])
                 },
-                "invalid_customer_id",
-                "customer_id",
+                "not_sold_in_currency",
+                "lines[0].sku",
             ),
         ];
         for (cmd, code, field) in cases {
-            let err = decide_place(cmd, "o").unwrap_err();
+            let err = place(cmd, skus).unwrap_err();
             assert_eq!((err.code, err.field.as_str()), (code, field));
         }
+        let err =
+            decide_place(command(vec![line("A", 1)]), "a b", "o", &catalog(skus)).unwrap_err();
+        assert_eq!(err.code, "invalid_customer");
+    }
+
+    #[test]
+    fn the_same_order_is_the_same_customer_currency_and_lines_whatever_the_price() {
+        let first = place(command(vec![line("A", 2)]), &[("A", 100)]).unwrap();
+        let repriced = place(command(vec![line("A", 2)]), &[("A", 90)]).unwrap();
+        assert!(first.is_the_same_order_as(&repriced));
+        let more = place(command(vec![line("A", 3)]), &[("A", 100)]).unwrap();
+        assert!(!first.is_the_same_order_as(&more));
+        let other_customer = decide_place(
+            command(vec![line("A", 2)]),
+            "c-2",
+            "o-1",
+            &catalog(&[("A", 100)]),
+        )
+        .unwrap();
+        assert!(!first.is_the_same_order_as(&other_customer));
     }
 
     #[test]
     fn the_largest_allowed_order_does_not_overflow() {
-        let lines = (0..limits::MAX_LINES)
-            .map(|i| {
-                line(
-                    &format!("S{i}"),
-                    limits::MAX_QUANTITY,
-                    limits::MAX_UNIT_PRICE_CENTS,
-                )
-            })
+        let skus: Vec<(String, u64)> = (0..limits::MAX_LINES)
+            .map(|i| (format!("S{i}"), limits::MAX_UNIT_PRICE_CENTS))
             .collect();
-        let placed = decide_place(command(lines), "o").unwrap();
+        let skus: Vec<(&str, u64)> = skus.iter().map(|(s, p)| (s.as_str(), *p)).collect();
+        let lines = (0..limits::MAX_LINES)
+            .map(|i| line(&format!("S{i}"), limits::MAX_QUANTITY))
+            .collect();
+        let placed = place(command(lines), &skus).unwrap();
         assert_eq!(placed.total_cents, 50 * 10_000 * 100_000_000);
     }
 
     #[test]
-    fn unknown_fields_in_the_command_are_rejected() {
-        let body = json!({"customer_id": "c", "currency": "EUR", "lines": [], "coupon": "x"});
-        assert!(serde_json::from_value::<PlaceOrder>(body).is_err());
+    fn a_total_past_u64_is_refused_not_wrapped() {
+        let err = place(command(vec![line("A", 2)]), &[("A", u64::MAX / 2 + 1)]).unwrap_err();
+        assert_eq!(err.code, "total_too_large");
+    }
+
+    #[test]
+    fn a_body_that_sets_the_customer_or_a_price_is_refused_with_its_own_code() {
+        let cases = [
+            (
+                json!({"customer_id": "c-2", "currency": "EUR", "lines": [{"sku": "A", "quantity": 1}]}),
+                "customer_not_accepted",
+                "customer_id",
+            ),
+            (
+                json!({"currency": "EUR", "lines": [{"sku": "A", "quantity": 1}, {"sku": "B", "quantity": 1, "unit_price_cents": 1}]}),
+                "price_not_accepted",
+                "lines[1].unit_price_cents",
+            ),
+            (
+                json!({"currency": "EUR", "total_cents": 1, "lines": []}),
+                "price_not_accepted",
+                "total_cents",
+            ),
+            (
+                json!({"currency": "EUR", "lines": [], "coupon": "x"}),
+                "invalid_request",
+                "body",
+            ),
+        ];
+        for (body, code, field) in cases {
+            let err = PlaceOrder::from_json(&body).unwrap_err();
+            assert_eq!((err.code, err.field.as_str()), (code, field), "{body}");
+        }
+        let ok = PlaceOrder::from_json(
+            &json!({"currency": "EUR", "lines": [{"sku": "A", "quantity": 2}]}),
+        );
+        assert_eq!(ok.unwrap(), command(vec![line("A", 2)]));
     }
 
     #[test]
@@ -371,8 +560,8 @@ mod tests {
     }
 
     #[test]
-    fn an_order_folds_to_its_latest_status() {
-        let placed = decide_place(command(vec![line("A", 1, 5)]), "o").unwrap();
+    fn an_order_folds_to_its_latest_status_and_belongs_to_its_customer() {
+        let placed = place(command(vec![line("A", 1)]), &[("A", 5)]).unwrap();
         let history = [
             OrderEvent::Placed(placed),
             OrderEvent::Cancelled {
@@ -387,15 +576,16 @@ mod tests {
             Some(CancelReason::PaymentDeclined)
         );
         assert_eq!(order.version, 2);
-        assert_eq!(
-            Loaded::<Order>::new("o").state.status,
-            OrderStatus::Unplaced
-        );
+        assert!(order.state.is_owned_by("c-1"));
+        assert!(!order.state.is_owned_by("c-2"));
+        let nobody = Loaded::<Order>::new("o");
+        assert_eq!(nobody.state.status, OrderStatus::Unplaced);
+        assert!(!nobody.state.is_owned_by(""));
     }
 
     #[test]
     fn a_placed_order_is_cancelled_once_and_a_confirmed_one_never() {
-        let placed = OrderEvent::Placed(decide_place(command(vec![line("A", 1, 5)]), "o").unwrap());
+        let placed = OrderEvent::Placed(place(command(vec![line("A", 1)]), &[("A", 5)]).unwrap());
         let order = Loaded::<Order>::fold("o", [&placed]);
         let cancelled = decide_cancel(&order, CancelReason::CustomerRequest).unwrap();
         assert_eq!(

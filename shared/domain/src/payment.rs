@@ -9,7 +9,7 @@
 use ripple_kit::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::StockReserved;
+use crate::order::OrderPlaced;
 
 /// Events of the `Payment` aggregate (one stream per order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,13 +179,16 @@ pub fn refund_key(order_id: &str) -> String {
 
 /// The charge for a reserved order, or `None` when its payment was already decided (a
 /// redelivered `stock.reserved` charges nothing).
-pub fn decide_charge(reserved: &StockReserved, payment: &Payment) -> Option<ChargeRequest> {
+///
+/// Who pays and how much come from the order's own `order.placed`, as stored, never from the
+/// message that asked for the charge: a forged or garbled `stock.reserved` cannot choose them.
+pub fn decide_charge(order: &OrderPlaced, payment: &Payment) -> Option<ChargeRequest> {
     (*payment == Payment::None).then(|| ChargeRequest {
-        order_id: reserved.order_id.clone(),
-        customer_id: reserved.customer_id.clone(),
-        amount_cents: reserved.total_cents,
-        currency: reserved.currency.clone(),
-        idempotency_key: charge_key(&reserved.order_id),
+        order_id: order.order_id.clone(),
+        customer_id: order.customer_id.clone(),
+        amount_cents: order.total_cents,
+        currency: order.currency.clone(),
+        idempotency_key: charge_key(&order.order_id),
     })
 }
 
@@ -237,8 +240,8 @@ mod tests {
     use ripple_kit::Loaded;
     use serde_json::json;
 
-    fn reserved() -> StockReserved {
-        StockReserved {
+    fn placed() -> OrderPlaced {
+        OrderPlaced {
             order_id: "o-1".into(),
             customer_id: "c-1".into(),
             total_cents: 2500,
@@ -275,18 +278,18 @@ mod tests {
     }
 
     #[test]
-    fn given_no_payment_when_stock_is_reserved_then_the_total_is_charged_once() {
-        let request = decide_charge(&reserved(), &Payment::None).unwrap();
+    fn given_no_payment_when_stock_is_reserved_then_the_orders_total_is_charged_once() {
+        let request = decide_charge(&placed(), &Payment::None).unwrap();
         assert_eq!(request.amount_cents, 2500);
         assert_eq!(request.idempotency_key, "charge-o-1");
         let payment = Loaded::<Payment>::fold("o-1", [&captured()]);
         assert_eq!(payment.version, 1);
-        assert!(decide_charge(&reserved(), &payment.state).is_none());
+        assert!(decide_charge(&placed(), &payment.state).is_none());
     }
 
     #[test]
     fn the_gateway_answer_becomes_the_event() {
-        let request = decide_charge(&reserved(), &Payment::None).unwrap();
+        let request = decide_charge(&placed(), &Payment::None).unwrap();
         let ok = charged(
             &request,
             ChargeResult::Captured {

@@ -4,6 +4,7 @@
 // A fixture that cannot be built is a broken test: panicking says so at the right line.
 #![allow(clippy::expect_used)]
 
+use ripple_kit::envelope::event_type_of;
 use ripple_kit::{Aggregate, Envelope, StreamPosition};
 
 use crate::inventory::{ReservationEvent, Shortage, SkuQuantity, StockEvent, StockReserved};
@@ -126,10 +127,27 @@ pub fn cancelled(order_id: &str, reason: CancelReason) -> OrderEvent {
     }
 }
 
-/// `event` as stored: event `sequence` of the stream of `A` with id `id`, from source `test`.
+/// `event` as stored: event `sequence` of the stream of `A` with id `id`, from the first producer
+/// [`crate::producers`] lets write it.
 pub fn stored<A: Aggregate>(id: &str, sequence: u64, event: &A::Event) -> Envelope {
-    Envelope::encode("test", StreamPosition::new(A::TYPE, id, sequence), event)
+    let event_type = event_type_of(event).expect("a test event has a type");
+    let producers = crate::producers();
+    let source = producers
+        .producer_of(A::TYPE, event_type)
+        .expect("some producer writes the test event");
+    Envelope::encode(source, StreamPosition::new(A::TYPE, id, sequence), event)
         .expect("a test event encodes")
+}
+
+/// A catalog holding `skus` (sku, price of one unit in EUR), as the API loads it.
+pub fn catalog(skus: &[(&str, u64)]) -> crate::catalog::Catalog {
+    skus.iter()
+        .map(|(sku, price)| {
+            let mut product = crate::catalog::Product::default();
+            product.prices.insert("EUR".to_owned(), *price);
+            ((*sku).to_owned(), product)
+        })
+        .collect()
 }
 
 /// The stored events of the sample order `order_id` going through: placed, reserved, captured,
@@ -157,6 +175,18 @@ mod tests {
         assert_eq!(placed.order_id, "o-9");
         assert_eq!(placed.customer_id, CUSTOMER);
         assert_eq!((placed.total_cents, placed.lines.len()), (2500, 1));
+    }
+
+    #[test]
+    fn stored_events_come_from_a_producer_allowed_to_write_them() {
+        use crate::order::Order;
+        let placed = stored::<Order>("o-1", 1, &OrderEvent::Placed(placed("o-1")));
+        let confirmed = stored::<Order>("o-1", 2, &confirmed("o-1"));
+        assert_eq!(placed.source, crate::sources::ORDERS_API);
+        assert_eq!(confirmed.source, crate::sources::ORDER_SAGA);
+        for event in confirmed_flow("o-1") {
+            assert_eq!(crate::producers().check(&event), Ok(()));
+        }
     }
 
     #[test]

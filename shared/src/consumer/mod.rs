@@ -2,15 +2,18 @@
 //!
 //! A [`Consumer`] handles one event, delivered at least once and in any order, and says what that
 //! came to ([`Handled`]). [`SqsConsumer`] lifts it to a Lambda handler for an SQS event source:
-//! it parses each record (raw or SNS-wrapped), runs the consumer in a span carrying the message
-//! and event ids, reports failed records alone (partial batch response; FIFO queues stop at the
-//! first failure), counts `EventsConsumed` / `DuplicatesSkipped` / `ConsumerFailures`, and
-//! flushes the metrics once per invocation.
+//! it parses each record (a raw SNS delivery), admits only events inside the replay window and,
+//! given the system's producer allowlist, written by a producer allowed to ([`admission`]), runs
+//! the consumer in a span carrying the message and event ids, reports failed records alone
+//! (partial batch response; FIFO queues stop at the first failure), counts `EventsConsumed` /
+//! `DuplicatesSkipped` / `ConsumerFailures` / `EventsRefused`, and flushes the metrics once per
+//! invocation.
 //!
 //! Most consumers append events in reaction to what they receive: they implement [`Reactor`]
 //! instead, which [`EventSourced`] turns into a [`Consumer`] with the retry-on-conflict loop and
 //! the dedupe marker in the same transaction as the reaction's events.
 
+pub mod admission;
 mod reactor;
 mod sqs;
 
@@ -20,6 +23,7 @@ use std::time::SystemTime;
 use crate::envelope::Envelope;
 use crate::telemetry::Metrics;
 
+pub use admission::ReplayWindow;
 pub use reactor::{ConsumerError, EventSourced, NewEvent, Reaction, Reactor};
 pub use sqs::SqsConsumer;
 

@@ -123,8 +123,8 @@ impl NewEvent {
 /// Why an event-sourced consumer could not handle a message (it is retried, then dead-lettered).
 #[derive(Debug, thiserror::Error)]
 pub enum ConsumerError<E = Infallible> {
-    /// The message is not an event envelope.
-    #[error("unreadable message")]
+    /// The message is not an event envelope, or its event was not admitted.
+    #[error("unusable message")]
     Parse(#[from] ParseError),
     /// The event is not one the consumer can read, or a decided event cannot be encoded.
     #[error("unusable event")]

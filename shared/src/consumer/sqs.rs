@@ -4,19 +4,21 @@ use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use tracing::Instrument;
 
+use super::admission::{ReplayWindow, admit};
 use super::{Consumer, Delivery, Handled};
 use crate::batch::{BatchDeadline, QueueKind, process_records};
 #[cfg(feature = "redelivery-sqs")]
 use crate::batch::{Processed, Redelivery, RedeliveryBackoff};
 use crate::envelope::{Envelope, EnvelopeError};
 use crate::parse::{ParseError, envelope_from_sqs};
+use crate::producers::Producers;
 use crate::store::StoreError;
 use crate::telemetry::{Metrics, error_chain, metrics_namespace};
 
@@ -24,6 +26,12 @@ use crate::telemetry::{Metrics, error_chain, metrics_namespace};
 const DEFAULT_CONCURRENCY: usize = 4;
 
 /// A consumer behind an SQS event source mapping (with `ReportBatchItemFailures`).
+///
+/// Before the consumer sees an event, it must be admitted: inside the [`ReplayWindow`] and, with
+/// [`with_producers`](Self::with_producers), written by a producer the allowlist lets write it
+/// (see [`admission`](super::admission)). A refused event fails like a poison message: it is
+/// redelivered (at once, with a redelivery backoff: it can never pass), then dead-lettered, with
+/// the reason logged and counted as `EventsRefused`.
 ///
 /// Build it once per execution environment; [`handle`](Self::handle) serves every invocation.
 /// With a [`Redelivery`](crate::batch::Redelivery) ([`with_redelivery`](Self::with_redelivery)),
@@ -35,6 +43,9 @@ pub struct SqsConsumer<C> {
     consumer: C,
     metrics: Metrics,
     concurrency: usize,
+    producers: Option<Producers>,
+    window: ReplayWindow,
+    clock: Arc<dyn Fn() -> SystemTime + Send + Sync>,
     #[cfg(feature = "redelivery-sqs")]
     redelivery: Option<Redelivery>,
 }
@@ -48,9 +59,24 @@ impl<C: Consumer> SqsConsumer<C> {
             metrics: Metrics::new(&metrics_namespace(), C::NAME),
             consumer,
             concurrency: DEFAULT_CONCURRENCY,
+            producers: None,
+            window: ReplayWindow::default(),
+            clock: Arc::new(SystemTime::now),
             #[cfg(feature = "redelivery-sqs")]
             redelivery: None,
         }
+    }
+
+    /// Acts only on events whose `source` may write them by `producers` (the system's allowlist).
+    pub fn with_producers(mut self, producers: Producers) -> Self {
+        self.producers = Some(producers);
+        self
+    }
+
+    /// Reads the time the replay window is measured from with `clock` (for tests).
+    pub fn with_clock(mut self, clock: impl Fn() -> SystemTime + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
     }
 
     /// Handles up to `concurrency` records of a standard-queue batch at once (at least one).
@@ -139,6 +165,17 @@ impl<C: Consumer> SqsConsumer<C> {
                 return Err(err.into());
             }
         };
+        if let Err(refused) = admit(
+            &event,
+            self.producers.as_ref(),
+            &self.window,
+            (self.clock)(),
+        ) {
+            tracing::error!(event_id = %event.id, source = %event.source, r#type = %event.event_type, aggregate_type = %event.aggregatetype, time = %event.time, reason = %error_chain(&refused), "event refused; not acted on");
+            self.metrics.count("EventsRefused");
+            self.metrics.count("ConsumerFailures");
+            return Err(refused.into());
+        }
         let span = tracing::info_span!("event", event_id = %event.id, r#type = %event.event_type, correlation_id = %event.correlationid);
         let delivery = Delivery {
             event: &event,

@@ -20,6 +20,13 @@
 //!    way holds the key, a completion's condition (the token) still holds for its retry, and a
 //!    delete that finds the record gone is done.
 //!
+//! An `INPROGRESS` record past its expiry was abandoned: its invocation died, before or after the
+//! effect. By default the next call takes it over and runs the effect again, which is right for an
+//! effect the other side deduplicates (a payment gateway given the same idempotency key) or that
+//! is harmless twice. An effect that must never happen twice and that nothing downstream can
+//! deduplicate (an e-mail to a person) uses [`Idempotency::at_most_once`] instead: an abandoned
+//! record is then never taken over, and the call is [`IdempotencyError::Abandoned`].
+//!
 //! The key is `<name>#<sha256 of the canonical JSON of the key material>`. The name is chosen by the
 //! caller (e.g. `notifications.order-confirmed`) and never derived from a function or module path,
 //! so moving or renaming code does not change keys and replay what was already done.
@@ -132,6 +139,13 @@ pub enum IdempotencyError<E> {
         /// The record's key.
         key: String,
     },
+    /// An earlier call claimed the key and never finished (its invocation died): the effect may
+    /// have happened, and an [at-most-once](Idempotency::at_most_once) effect is not run again.
+    #[error("an earlier call with idempotency key {key} was abandoned; the effect is not repeated")]
+    Abandoned {
+        /// The record's key.
+        key: String,
+    },
     /// The idempotency table failed; the effect did not run.
     #[error("idempotency store failed")]
     Store(#[source] IdempotencyStoreError),
@@ -195,6 +209,8 @@ pub struct Idempotency<S> {
     name: String,
     expires_after: Duration,
     run_without_key: bool,
+    /// Whether an abandoned in-progress record is taken over (at least once) or not (at most once).
+    take_over: bool,
     /// Completed records of this execution environment, so a hot duplicate costs no round
     /// trip; the least recently used goes first, and an expired one is never answered.
     cache: Option<Mutex<LruCache<String, IdempotencyRecord>>>,
@@ -207,6 +223,7 @@ impl<S> std::fmt::Debug for Idempotency<S> {
             .field("name", &self.name)
             .field("expires_after", &self.expires_after)
             .field("run_without_key", &self.run_without_key)
+            .field("take_over", &self.take_over)
             .field("local_cache", &self.cache.is_some())
             .finish_non_exhaustive()
     }
@@ -221,6 +238,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
             name: name.into(),
             expires_after: DEFAULT_EXPIRES_AFTER,
             run_without_key: false,
+            take_over: true,
             cache: None,
             clock: Arc::new(SystemTime::now),
         }
@@ -255,6 +273,14 @@ impl<S: IdempotencyStore> Idempotency<S> {
     /// failing with [`IdempotencyError::MissingKey`].
     pub fn run_without_key(mut self, run_without_key: bool) -> Self {
         self.run_without_key = run_without_key;
+        self
+    }
+
+    /// Never takes over an abandoned claim: an effect whose earlier run may have happened is
+    /// given up ([`IdempotencyError::Abandoned`]) rather than repeated. For effects that nothing
+    /// downstream can deduplicate; costs one read before each claim.
+    pub fn at_most_once(mut self) -> Self {
+        self.take_over = false;
         self
     }
 
@@ -328,6 +354,18 @@ impl<S: IdempotencyStore> Idempotency<S> {
         {
             tracing::debug!(%key, "idempotent result replayed from the local cache");
             return replay(&key, &data);
+        }
+
+        // Read first: the claiming put would take an abandoned record over.
+        if !self.take_over
+            && let Some(existing) = self
+                .store
+                .get(&key)
+                .await
+                .map_err(IdempotencyError::Store)?
+            && existing.is_abandoned(now_s, now_ms)
+        {
+            return Err(IdempotencyError::Abandoned { key });
         }
 
         let in_progress_expiry = if deadline > now {

@@ -59,6 +59,16 @@ impl IdempotencyRecord {
         self.expiration < now_epoch_secs
     }
 
+    /// True for an `INPROGRESS` record whose invocation timed out or died without finishing: its
+    /// effect may or may not have happened.
+    pub fn is_abandoned(&self, now_epoch_secs: i64, now_epoch_millis: i64) -> bool {
+        self.status == Status::InProgress
+            && !self.is_expired(now_epoch_secs)
+            && self
+                .in_progress_expiry
+                .is_some_and(|expiry| expiry < now_epoch_millis)
+    }
+
     /// True when the record still stops a new claim: the condition of the claiming put, in Rust.
     ///
     /// A claim succeeds when there is no record, or it expired, or it is `INPROGRESS` past its

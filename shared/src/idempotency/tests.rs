@@ -99,22 +99,30 @@ async fn the_same_key_with_another_payload_is_refused() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
+/// Another invocation claimed `key` for `payload` and runs (or died) until T0 + 10.
+fn claimed_until_t0_plus_10(
+    idempotency: &Idempotency<Arc<InMemoryIdempotencyStore>>,
+    key: &Value,
+    payload: &Value,
+) {
+    idempotency.store().insert(IdempotencyRecord {
+        key: idempotency.key(key),
+        status: Status::InProgress,
+        expiration: (T0 + 3600) as i64,
+        in_progress_expiry: Some(((T0 + 10) * 1000) as i64),
+        data: None,
+        validation: Some(hash_json(payload)),
+        claim: Some("another call".into()),
+    });
+}
+
 #[tokio::test]
 async fn a_live_in_progress_record_is_reported_and_taken_over_after_the_deadline() {
     let (time, idempotency) = runner();
     let calls = AtomicUsize::new(0);
     let key = json!("o-1");
     let payload = json!({"amount": 1});
-    // Another invocation claimed the key and is still running (or died) until T0 + 10.
-    idempotency.store().insert(IdempotencyRecord {
-        key: idempotency.key(&key),
-        status: Status::InProgress,
-        expiration: (T0 + 3600) as i64,
-        in_progress_expiry: Some(((T0 + 10) * 1000) as i64),
-        data: None,
-        validation: Some(hash_json(&payload)),
-        claim: Some("another call".into()),
-    });
+    claimed_until_t0_plus_10(&idempotency, &key, &payload);
     let err = idempotency
         .run(&key, &payload, deadline(), || charge(&calls))
         .await
@@ -133,6 +141,44 @@ async fn a_live_in_progress_record_is_reported_and_taken_over_after_the_deadline
         .await
         .unwrap();
     assert_eq!(receipt.value.charge_id, "ch-1");
+}
+
+#[tokio::test]
+async fn an_at_most_once_effect_whose_claim_was_abandoned_is_not_run_again() {
+    let (time, clock) = clock();
+    let store = Arc::new(InMemoryIdempotencyStore::new());
+    let idempotency = Idempotency::new(store, "notify")
+        .with_clock(clock)
+        .at_most_once();
+    let calls = AtomicUsize::new(0);
+    let key = json!("o-1");
+    let payload = json!({"to": "c-1"});
+    claimed_until_t0_plus_10(&idempotency, &key, &payload);
+    time.store(T0 + 11, Ordering::SeqCst);
+    let later = UNIX_EPOCH + Duration::from_secs(T0 + 20);
+    let err = idempotency
+        .run(&key, &payload, later, || charge(&calls))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, IdempotencyError::Abandoned { .. }), "{err:?}");
+    assert!(!err.is_retryable());
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "the effect may have happened: not again"
+    );
+    // A key nobody claimed still runs once, and replays after.
+    let other = json!("o-2");
+    idempotency
+        .run(&other, &payload, later, || charge(&calls))
+        .await
+        .unwrap();
+    let again = idempotency
+        .run(&other, &payload, later, || charge(&calls))
+        .await
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]

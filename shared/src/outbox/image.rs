@@ -1,9 +1,11 @@
 //! What a stream record of the events table holds for the outbox: an event, nothing to publish
-//! (a dedupe marker, a TTL removal), or an item that is not a readable event.
+//! (a dedupe marker, a TTL removal), an item that is not a readable event, or an event that is not
+//! the store's own to publish (not at its own stream position, or not its source's to write).
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 
 use crate::envelope::{Envelope, EnvelopeError};
+use crate::producers::Producers;
 use crate::store::{KIND_EVENT, attr};
 
 /// What a stream record holds for the outbox.
@@ -18,9 +20,16 @@ pub(super) enum Record {
     /// A record without an item to judge (the stream's view type is not `NEW_IMAGE`): the path
     /// is misconfigured, not the event, so the record waits for the fix like any outage.
     Imageless(String),
+    /// A readable event that may not leave: never published (and quarantined).
+    Refused {
+        /// The envelope as found.
+        envelope: Box<Envelope>,
+        /// Why it may not leave.
+        reason: String,
+    },
 }
 
-pub(super) fn classify(record: &EventRecord) -> Record {
+pub(super) fn classify(record: &EventRecord, producers: Option<&Producers>) -> Record {
     // Events are immutable: only inserts are new events. TTL removes dedupe markers (REMOVE).
     if record.event_name != "INSERT" {
         return Record::Skip;
@@ -30,10 +39,46 @@ pub(super) fn classify(record: &EventRecord) -> Record {
             "stream image has no `kind` attribute (is the stream view NEW_IMAGE?)".into(),
         );
     }
-    match envelope_from_stream_image(&record.change.new_image) {
-        Ok(Some(envelope)) => Record::Publish(Box::new(envelope)),
+    let image = &record.change.new_image;
+    match envelope_from_stream_image(image) {
+        Ok(Some(envelope)) => match admit(image, &envelope, producers) {
+            Ok(()) => Record::Publish(Box::new(envelope)),
+            Err(reason) => Record::Refused {
+                envelope: Box::new(envelope),
+                reason,
+            },
+        },
         Ok(None) => Record::Skip,
         Err(err) => Record::Corrupt(err.to_string()),
+    }
+}
+
+/// Why the event in `image` may not be published, if it may not: its item is not at its own
+/// stream position, or its producer may not write it.
+fn admit(
+    image: &serde_dynamo::Item,
+    envelope: &Envelope,
+    producers: Option<&Producers>,
+) -> Result<(), String> {
+    use serde_dynamo::AttributeValue as StreamValue;
+    let (pk, sk) = (image.get(attr::PK), image.get(attr::SK));
+    let expected_sk = envelope.sequence.to_string();
+    let at_own_position = matches!(pk, Some(StreamValue::S(pk)) if *pk == envelope.stream_key())
+        && matches!(sk, Some(StreamValue::N(sk)) if *sk == expected_sk)
+        // `Order#a` + `b#c` and `Order#a#b` + `c` would share a key.
+        && !envelope.aggregatetype.contains('#');
+    if !at_own_position {
+        return Err(format!(
+            "stored at pk {pk:?} sk {sk:?}, but the envelope belongs at {} sequence {}",
+            envelope.stream_key(),
+            envelope.sequence
+        ));
+    }
+    match producers {
+        Some(producers) => producers
+            .check(envelope)
+            .map_err(|refused| refused.to_string()),
+        None => Ok(()),
     }
 }
 

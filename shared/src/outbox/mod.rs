@@ -13,6 +13,12 @@
 //! - whatever the stream no longer holds (it keeps 24 hours) is published again from the store
 //!   itself, by time range ([`republish()`]), since every event is in the store's time index.
 //!
+//! Only the store's own events leave: a record is published only if its item key is the envelope's
+//! own stream (`pk` = `<aggregatetype>#<subject>`, `sk` = `sequence`), so a writer allowed one
+//! aggregate's keys cannot slip out an envelope of another, and, with
+//! [`with_producers`](Outbox::with_producers), only if its `source` may write that aggregate and
+//! event type. Anything else is quarantined (code `Refused`) and never published.
+//!
 //! ```
 //! use aws_lambda_events::event::dynamodb::Event;
 //! use lambda_runtime::{Context, LambdaEvent};
@@ -47,6 +53,7 @@ use lambda_runtime::LambdaEvent;
 
 use crate::batch::stream_failure_at;
 use crate::envelope::Envelope;
+use crate::producers::Producers;
 use crate::publish::{FailedPublish, Publisher};
 use crate::telemetry::{Metrics, Unit, metrics_namespace};
 use image::{Record, classify};
@@ -58,6 +65,7 @@ pub use republish::{RepublishReport, republish};
 pub struct Outbox<P, Q = NoQuarantine> {
     publisher: P,
     quarantine: Q,
+    producers: Option<Producers>,
     metrics: Metrics,
 }
 
@@ -77,6 +85,7 @@ impl<P: Publisher> Outbox<P> {
         Outbox {
             publisher,
             quarantine: NoQuarantine,
+            producers: None,
             metrics: Metrics::new(&metrics_namespace(), "outbox-publisher"),
         }
     }
@@ -88,8 +97,16 @@ impl<P: Publisher, Q: Quarantine> Outbox<P, Q> {
         Outbox {
             publisher: self.publisher,
             quarantine,
+            producers: self.producers,
             metrics: self.metrics,
         }
+    }
+
+    /// Publishes only events whose `source` may write them by `producers` (the system's
+    /// allowlist); every other event is refused and quarantined.
+    pub fn with_producers(mut self, producers: Producers) -> Self {
+        self.producers = Some(producers);
+        self
     }
 
     /// The publisher.
@@ -111,13 +128,21 @@ impl<P: Publisher, Q: Quarantine> Outbox<P, Q> {
         let mut retry_from: Option<usize> = None;
         let mut pending = Vec::new();
         for (index, record) in records.iter().enumerate() {
-            match classify(record) {
+            match classify(record, self.producers.as_ref()) {
                 Record::Publish(event) => pending.push(Pending {
                     index,
                     record,
                     event: *event,
                 }),
                 Record::Skip => {}
+                Record::Refused { envelope, reason } => {
+                    let refused = Quarantined::refused(record, &envelope, reason);
+                    if !self.isolate(&refused).await {
+                        // Never published: it holds its shard until the quarantine takes it.
+                        retry_from = Some(index);
+                        break;
+                    }
+                }
                 Record::Imageless(reason) => {
                     tracing::error!(event_id = %record.event_id, reason = %reason, "stream record cannot be judged; it waits for the stream to be fixed");
                     retry_from = Some(index);
@@ -263,6 +288,8 @@ mod tests {
         record.event_name = "INSERT".into();
         record.change.sequence_number = Some(sequence.to_string());
         record.change.new_image = std::collections::HashMap::from([
+            ("pk".to_owned(), V::S(envelope.stream_key())),
+            ("sk".to_owned(), V::N(envelope.sequence.to_string())),
             ("kind".to_owned(), V::S("event".into())),
             ("envelope".to_owned(), V::S(envelope.to_json())),
         ])
@@ -441,5 +468,74 @@ mod tests {
         let outbox = Outbox::new(Recording::default()).with_quarantine(Kept::default());
         assert_eq!(run(&outbox, event).await, vec!["101"]);
         assert!(outbox.quarantine().kept.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_envelope_stored_under_another_stream_is_quarantined_and_the_rest_published() {
+        use serde_dynamo::AttributeValue as V;
+        let (mut event, ids) = batch(4);
+        // A writer allowed only `Stock#*` keys puts a Thing envelope there...
+        event.records[1]
+            .change
+            .new_image
+            .insert("pk".into(), V::S("Stock#t-1".into()));
+        // ...or one at the wrong position of its own stream.
+        event.records[2]
+            .change
+            .new_image
+            .insert("sk".into(), V::N("7".into()));
+        let outbox = Outbox::new(Recording::default()).with_quarantine(Kept::default());
+        assert!(run(&outbox, event).await.is_empty(), "nothing to retry");
+        assert_eq!(
+            *outbox.publisher.published.lock().unwrap(),
+            vec![ids[0].clone(), ids[3].clone()]
+        );
+        let kept = outbox.quarantine().kept.lock().unwrap();
+        let found: Vec<_> = kept
+            .iter()
+            .map(|k| (k.code.as_str(), k.stream.as_deref(), k.sequence))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("Refused", Some("Stock#t-1"), Some(1)),
+                ("Refused", Some("Thing#t-2"), Some(7))
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_event_its_source_may_not_write_is_quarantined() {
+        use crate::fixtures::Thing;
+        let (mut stream, ids) = batch(3);
+        let mut forged = event("t-9", 1);
+        forged.source = "someone/else".into();
+        stream.records[1] = insert(&forged, 101);
+        let outbox = Outbox::new(Recording::default())
+            .with_producers(crate::producers::Producers::new().allow_all::<Thing>("test"))
+            .with_quarantine(Kept::default());
+        assert!(run(&outbox, stream).await.is_empty());
+        assert_eq!(
+            *outbox.publisher.published.lock().unwrap(),
+            vec![ids[0].clone(), ids[2].clone()]
+        );
+        let kept = outbox.quarantine().kept.lock().unwrap();
+        assert_eq!(kept[0].event_id.as_deref(), Some(forged.id.as_str()));
+        assert_eq!(
+            kept[0].reason,
+            "someone/else is not a producer of this system"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_event_the_quarantine_cannot_keep_holds_its_shard_unpublished() {
+        let (mut stream, _) = batch(2);
+        stream.records[1].change.new_image.insert(
+            "pk".into(),
+            serde_dynamo::AttributeValue::S("Other#x".into()),
+        );
+        let outbox = Outbox::new(Recording::default());
+        assert_eq!(run(&outbox, stream).await, vec!["101"]);
+        assert_eq!(outbox.publisher.published.lock().unwrap().len(), 1);
     }
 }

@@ -10,7 +10,10 @@
 //! its cause is fixed it is published again from there (`ripple republish`).
 //!
 //! Failures of the publishing path (throttling, an outage, a key or policy that refuses every
-//! message) are never quarantined: they are retried until they pass.
+//! message) are never quarantined: they are retried until they pass. An event that is not the
+//! store's own to publish (stored at another stream position than its envelope says, or written
+//! by a source the allowlist does not let write it) is quarantined with the code `Refused`, and
+//! is never published: republishing it from the store refuses it again.
 
 use std::future::Future;
 
@@ -68,6 +71,28 @@ impl Quarantined {
             event_id: image(attr::ID),
             event_type: image(attr::TYPE),
             code: "Unreadable".into(),
+            reason,
+            stream_sequence_number: record.change.sequence_number.clone(),
+        }
+    }
+
+    /// An event that is not the store's own to publish (see [`Outbox`](super::Outbox)): at
+    /// another stream position than its envelope says, or not its source's to write.
+    pub(crate) fn refused(record: &EventRecord, event: &Envelope, reason: String) -> Self {
+        use serde_dynamo::AttributeValue as V;
+        let image = &record.change.new_image;
+        Quarantined {
+            stream: match image.get(attr::PK) {
+                Some(V::S(pk)) => Some(pk.clone()),
+                _ => None,
+            },
+            sequence: match image.get(attr::SK) {
+                Some(V::N(n)) => n.parse().ok(),
+                _ => None,
+            },
+            event_id: Some(event.id.clone()),
+            event_type: Some(event.event_type.clone()),
+            code: "Refused".into(),
             reason,
             stream_sequence_number: record.change.sequence_number.clone(),
         }

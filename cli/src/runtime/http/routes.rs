@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::template::HttpRoute;
+use crate::template::{Authorization, HttpRoute};
 
 /// A route's path, split into what each segment must be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct RoutePattern {
     pub method: String,
     /// The route key (`POST /orders`, `$default`).
     pub route_key: String,
+    /// What a request must carry to be let through.
+    pub authorization: Authorization,
     segments: Vec<Segment>,
     default: bool,
 }
@@ -50,6 +52,7 @@ impl RoutePattern {
         RoutePattern {
             method: route.method.to_ascii_uppercase(),
             route_key: route.route_key(),
+            authorization: route.authorization.clone(),
             segments,
             default,
         }
@@ -118,7 +121,8 @@ pub fn find_route(
         .max_by_key(|(i, _)| patterns[*i].specificity())
 }
 
-pub(super) fn percent_decode(text: &str) -> String {
+/// `text` with its `%XX` escapes decoded (invalid UTF-8 replaced).
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -146,6 +150,7 @@ mod tests {
             name: "r".into(),
             method: method.into(),
             path: path.into(),
+            authorization: Authorization::None,
         })
     }
 

@@ -68,11 +68,13 @@ fn healthy() -> Run {
         workload: Workload {
             orders: vec![OrderSpec {
                 index: 0,
+                customer: OrderSpec::customer(0, false),
                 body: json!({}),
                 hot: false,
                 cancel_after: None,
             }],
             stock: vec![("SKU-1".into(), 10)],
+            prices: vec![("SKU-1".into(), 1_000)],
             poison: vec![Poison {
                 token: "soak-poison-0".into(),
                 queue: 0,

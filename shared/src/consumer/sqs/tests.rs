@@ -123,6 +123,90 @@ async fn a_batch_in_which_every_record_failed_is_an_error_so_lambda_retries_it()
     assert!(result.is_err());
 }
 
+use crate::fixtures::Thing;
+
+#[tokio::test]
+async fn an_event_its_source_may_not_write_never_reaches_the_consumer() {
+    let producers = crate::producers::Producers::new().allow_all::<Thing>("test");
+    let consumer = SqsConsumer::new(Scripted::default()).with_producers(producers);
+    assert!(
+        consumer
+            .handle_message(&carrying("applied"), SystemTime::now())
+            .await
+            .is_ok()
+    );
+    let mut forged = event("applied", 2);
+    forged.source = "ripple/payments".into();
+    let err = consumer
+        .handle_message(&message("forged", forged.to_json()), SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TestError::Parse(ParseError::Refused { .. })),
+        "{err:?}"
+    );
+    let mut misplaced = event("applied", 3);
+    misplaced.aggregatetype = "Payment".into();
+    let err = consumer
+        .handle_message(
+            &message("misplaced", misplaced.to_json()),
+            SystemTime::now(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, TestError::Parse(ParseError::Refused { .. })),
+        "{err:?}"
+    );
+    assert_eq!(*consumer.consumer().seen.lock().unwrap(), ["applied"]);
+    let doc = consumer.metrics.take_emf(0).unwrap();
+    assert_eq!(
+        (doc["EventsRefused"].clone(), doc["EventsConsumed"].clone()),
+        (json!(2.0), json!(1.0))
+    );
+}
+
+#[tokio::test]
+async fn a_replay_older_than_its_dedupe_marker_lives_is_refused() {
+    use crate::consumer::admission::{MAX_CLOCK_SKEW, MAX_EVENT_AGE};
+    use std::time::Duration;
+    let e = event("applied", 1);
+    let sent: SystemTime = e.time.into();
+    let at = |now: SystemTime| SqsConsumer::new(Scripted::default()).with_clock(move || now);
+
+    let on_time = at(sent + MAX_EVENT_AGE);
+    assert!(
+        on_time
+            .handle_message(&message("m", e.to_json()), SystemTime::now())
+            .await
+            .is_ok()
+    );
+
+    let late = at(sent + MAX_EVENT_AGE + Duration::from_secs(1));
+    let err = late
+        .handle_message(&message("m", e.to_json()), SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        TestError::Parse(ParseError::OutsideReplayWindow { why: "too old", .. })
+    ));
+    assert!(late.consumer().seen.lock().unwrap().is_empty());
+
+    let early = at(sent - MAX_CLOCK_SKEW - Duration::from_secs(1));
+    let err = early
+        .handle_message(&message("m", e.to_json()), SystemTime::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        TestError::Parse(ParseError::OutsideReplayWindow {
+            why: "in the future",
+            ..
+        })
+    ));
+}
+
 /// Never finishes with a `slow` subject.
 struct Stuck;
 
