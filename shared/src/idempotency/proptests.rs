@@ -109,6 +109,7 @@ fn item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
             "in_progress_expiry",
             "data",
             "validation",
+            "claim",
             "other",
         ][..],
     );
@@ -123,15 +124,19 @@ fn record() -> impl Strategy<Value = IdempotencyRecord> {
         proptest::option::of(any::<i64>()),
         proptest::option::of(".{0,40}"),
         proptest::option::of("[0-9a-f]{64}"),
+        proptest::option::of("[0-9a-z-]{1,36}"),
     )
         .prop_map(
-            |(key, status, expiration, in_progress_expiry, data, validation)| IdempotencyRecord {
-                key,
-                status,
-                expiration,
-                in_progress_expiry,
-                data,
-                validation,
+            |(key, status, expiration, in_progress_expiry, data, validation, claim)| {
+                IdempotencyRecord {
+                    key,
+                    status,
+                    expiration,
+                    in_progress_expiry,
+                    data,
+                    validation,
+                    claim,
+                }
             },
         )
 }

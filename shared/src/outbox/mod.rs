@@ -236,9 +236,6 @@ impl<P: Publisher, Q: Quarantine> Outbox<P, Q> {
 }
 
 #[cfg(test)]
-mod proptests;
-
-#[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::event;
