@@ -32,6 +32,8 @@ async fn a_soak_with_every_fault_off_finds_no_violation() {
         "0",
         "--timeout",
         "300",
+        "--time-scale",
+        "1",
     ];
     for rate in [
         "--crash-rate",
