@@ -205,11 +205,12 @@ impl TimeScale {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::template::{PseudoParameters, Template};
 
-    fn stack() -> Stack {
+    /// The project's template as one stack.
+    pub(crate) fn stack() -> Stack {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
         Template::from_file(path)
             .unwrap()

@@ -2,15 +2,7 @@ use serde_norway::Value as Yaml;
 
 use super::*;
 use crate::soak::time::TimeScale;
-use crate::template::{PseudoParameters, Template};
-
-fn stack() -> Stack {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
-    Template::from_file(path)
-        .unwrap()
-        .stack(PseudoParameters::new("soak-t", "us-east-1"))
-        .unwrap()
-}
+use crate::soak::time::tests::stack;
 
 /// The literal variables of every function, compressed by `scale` as the soak does.
 fn environments_of(stack: &Stack, scale: TimeScale) -> Environments {
