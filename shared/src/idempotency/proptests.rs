@@ -110,6 +110,7 @@ fn item() -> impl Strategy<Value = HashMap<String, AttributeValue>> {
             "data",
             "validation",
             "claim",
+            "sending",
             "other",
         ][..],
     );
@@ -125,9 +126,10 @@ fn record() -> impl Strategy<Value = IdempotencyRecord> {
         proptest::option::of(".{0,40}"),
         proptest::option::of("[0-9a-f]{64}"),
         proptest::option::of("[0-9a-z-]{1,36}"),
+        any::<bool>(),
     )
         .prop_map(
-            |(key, status, expiration, in_progress_expiry, data, validation, claim)| {
+            |(key, status, expiration, in_progress_expiry, data, validation, claim, sending)| {
                 IdempotencyRecord {
                     key,
                     status,
@@ -136,6 +138,7 @@ fn record() -> impl Strategy<Value = IdempotencyRecord> {
                     data,
                     validation,
                     claim,
+                    sending,
                 }
             },
         )
