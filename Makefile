@@ -16,6 +16,18 @@ VENV     := .venv
 EMULATOR := tests/emulator/emulator.sh
 ARGS     ?=
 
+# The fault soak (ripple soak). `make test` runs a short one with a fixed seed, so a failure there
+# reruns with the same command; `make soak` a long one with a fresh seed (printed), or ARGS='--seed N'.
+# SOAK_PROFILE=local-release runs the long soak on the optimised build (as make bench does).
+SOAK_PROFILE     ?= dev
+SOAK             := cargo run -q -p ripple --profile $(SOAK_PROFILE) -- soak
+TEST_SOAK_ORDERS ?= 500
+TEST_SOAK_SEED   ?= 20261201
+SOAK_ORDERS      ?= 10000
+# Generated cases over all property tests (the `proptests` modules) in `make soak`; `make test`
+# runs proptest's default of 256 per test.
+SOAK_PROPTEST_CASES ?= 1000000
+
 # Python-packaged tools (cfn-lint, SAM CLI, cargo-lambda; moto for the emulator), locked with the
 # sha256 of every file pip may fetch (requirements/*.txt, made from requirements/*.in by
 # `make requirements`): a release replaced or tampered with fails the install instead of running.
@@ -31,7 +43,7 @@ export SAM_CLI_TELEMETRY := 0
 # Fn::ForEach of AWS::LanguageExtensions; SAM CLI expands it locally only when asked.
 export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 
-.PHONY: help dev test schemas emulator-up emulator-down emulator-status lint deny requirements build invoke stack-down deploy bench clean-emulator
+.PHONY: help dev test soak schemas emulator-up emulator-down emulator-status lint deny requirements build invoke stack-down deploy bench clean-emulator
 
 help: ## List the targets
 	@echo "Ripple: event-driven order pipeline on AWS Lambda in Rust. The two commands: make dev, make test."
@@ -45,8 +57,15 @@ help: ## List the targets
 dev: ## Run the whole system locally (ARGS='--orders 100 --json'); leaves the emulator up
 	@$(EMULATOR) run --keep -- cargo run -p ripple -- dev $(ARGS)
 
-test: ## All tests: unit, doc, adapter, end-to-end against the emulator
-	@$(EMULATOR) run -- cargo test --workspace
+test: ## All tests: unit, doc, adapter, property, end-to-end, and a seeded fault soak of 500 orders
+	@$(EMULATOR) run -- bash -c 'cargo test --workspace && $(SOAK) --orders $(TEST_SOAK_ORDERS) --seed $(TEST_SOAK_SEED)'
+
+soak: ## The property tests at over a million cases, then the fault soak: 10,000 orders, every fault on (ARGS='--seed N ...')
+	@cases=$$(cargo test -q --workspace proptests -- --list 2>/dev/null | grep -c ': test$$'); \
+	per_test=$$(( ($(SOAK_PROPTEST_CASES) + cases - 1) / cases )); \
+	echo "soak: $$cases property tests x $$per_test cases"; \
+	PROPTEST_CASES=$$per_test cargo test -q --workspace proptests
+	@$(EMULATOR) run -- $(SOAK) --orders $(SOAK_ORDERS) $(ARGS)
 
 schemas: ## Regenerate the event contracts (shared/domain/schemas) from the event types
 	UPDATE_SCHEMAS=1 cargo test -p domain --lib contracts

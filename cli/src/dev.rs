@@ -13,12 +13,11 @@ mod render;
 mod sample;
 pub(crate) mod summary;
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use ripple_kit::StoreError;
 
 use crate::connect::{ConnectError, Connection, DEFAULT_STACK, connect, template_path};
@@ -197,18 +196,7 @@ fn millis(d: Duration) -> u64 {
 }
 
 fn progress(args: &DevArgs, len: Option<u64>, template: &str) -> ProgressBar {
-    if args.json || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = match len {
-        Some(len) => ProgressBar::new(len),
-        None => ProgressBar::new_spinner(),
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style);
-    }
-    bar.enable_steady_tick(Duration::from_millis(120));
-    bar
+    crate::progress::bar(args.json, len, template)
 }
 
 async fn run_deployment(

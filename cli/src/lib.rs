@@ -26,16 +26,19 @@
 //! ```
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod boundary;
 pub mod connect;
 pub mod dev;
 pub mod dlq;
 pub mod functions;
 pub mod history;
 pub mod invoke;
+pub mod progress;
 pub mod provision;
 pub mod replay;
 pub mod republish;
 pub mod runtime;
+pub mod soak;
 pub mod stack;
 pub mod status;
 pub mod template;

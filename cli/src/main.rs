@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
 
 use ripple::invoke::InvokeArgs;
 use ripple::stack::{EnvArgs, StackArgs};
@@ -34,6 +35,9 @@ enum Command {
     Invoke(InvokeArgs),
     /// Delete everything a stack holds.
     Down(StackArgs),
+    /// Run the whole system under a seeded fault plan and check that nothing was lost, doubled
+    /// or left stuck; exits non-zero on any violation.
+    Soak(ripple::soak::SoakArgs),
     /// Publish the events a stack stored in a time range again, from the store itself
     /// (consumers deduplicate: what they already have changes nothing).
     Republish(ripple::republish::RepublishArgs),
@@ -54,14 +58,36 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let soaking = matches!(cli.command, Command::Soak(_));
+    // Under the soak's fault plan the SDK cannot mark connections it never had for closure, and
+    // says so at ERROR for every answer made in a service's place: not news.
+    let default_filter = if soaking {
+        "warn,ripple=info,aws_smithy_runtime::client::http::connection_poisoning=off"
+    } else {
+        "warn,ripple=info"
+    };
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,ripple=info"));
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(filter)
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // `ripple soak` reads the consumers' failure reasons back from the log, whatever RUST_LOG says.
+    let reasons = ripple::soak::ReasonLog::default();
+    let reading_reasons = soaking.then(|| {
+        reasons
+            .clone()
+            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                ripple::soak::ReasonLog::wants(metadata)
+            }))
+    });
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_filter(filter),
+        )
+        .with(reading_reasons)
         .init();
     match cli.command {
+        Command::Soak(args) => soak(args, reasons).await,
         Command::Dev(args) => dev(args).await,
         Command::Up(args) => print(ripple::stack::up(&args).await, |e| e.hint()),
         Command::Env(args) => print(ripple::stack::env(&args).await, |e| e.hint()),
@@ -201,6 +227,37 @@ async fn dev(args: ripple::dev::DevArgs) -> ExitCode {
             }
         }
         Err(err) => fail(&err, err.hint().map(str::to_owned)),
+    }
+}
+
+async fn soak(args: ripple::soak::SoakArgs, reasons: ripple::soak::ReasonLog) -> ExitCode {
+    let seed = ripple::soak::seed_of(&args);
+    let rerun = ripple::soak::rerun_command(&args, seed);
+    eprintln!("ripple soak: seed {seed} (rerun: {rerun})");
+    let mut report = report_output();
+    match ripple::soak::run(&args, seed, reasons).await {
+        Ok(soaked) => {
+            let text = if args.json {
+                ripple::soak::render_json(&soaked)
+            } else {
+                ripple::soak::render(&soaked)
+            };
+            let _ = writeln!(report, "{}", text.trim_end());
+            let _ = report.flush();
+            if soaked.passed() {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!(
+                "error: the soak of seed {seed} found {} violation(s); rerun it (against the emulator: \
+                 eval \"$(bash tests/emulator/emulator.sh env)\" first) with:\n  {rerun}",
+                soaked.violations
+            );
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("error: the soak of seed {seed} could not run; rerun it with:\n  {rerun}");
+            fail(&err, err.hint().map(str::to_owned))
+        }
     }
 }
 

@@ -181,10 +181,21 @@ pub fn pseudo(aws: &SdkConfig, stack_name: &str) -> PseudoParameters {
 /// Provisions what `resolver` resolves (its stack name, region and parameters).
 pub async fn provision_with(
     clients: &Clients,
+    resolver: Resolver<'_>,
+) -> Result<Deployment, ProvisionError> {
+    provision_adjusted(clients, resolver, |_| {}).await
+}
+
+/// Provisions what `resolver` resolves after `adjust` changed it (`ripple soak` compresses its
+/// timeouts); the deployment holds the adjusted stack.
+pub async fn provision_adjusted(
+    clients: &Clients,
     mut resolver: Resolver<'_>,
+    adjust: impl FnOnce(&mut Stack),
 ) -> Result<Deployment, ProvisionError> {
     template::validate_stack_name(&resolver.pseudo().stack_name)?;
-    let stack = resolver.stack()?;
+    let mut stack = resolver.stack()?;
+    adjust(&mut stack);
     let pseudo = resolver.pseudo().clone();
     tracing::info!(stack = %pseudo.stack_name, "provisioning");
     let tables = create_tables(clients, &stack, &mut resolver).await?;

@@ -84,6 +84,9 @@ pub fn typed_from_sqs<E: DeserializeOwned>(
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::envelope::NoUpcast;

@@ -151,6 +151,10 @@ impl<S: IdempotencyStore> IdempotencyStore for DiesBeforeComplete<S> {
         ))
     }
 
+    async fn mark_sending(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        self.0.mark_sending(claim).await
+    }
+
     async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
         self.0.delete(claim).await
     }

@@ -31,6 +31,7 @@ use super::{LocalFunction, add};
 use crate::template::{StartingPosition, StreamSource};
 
 pub use record::{compare_sequence_numbers, event_record, stream_outcome};
+pub(crate) use shard::RETRY_CAP;
 use shard::ShardReader;
 
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(1);

@@ -7,8 +7,8 @@
 //!
 //! A message to a person cannot be taken back, and the channel (SNS to e-mail) cannot recognise a
 //! repeat, so sends are at most once ([`Idempotency::at_most_once`]): a run that died after
-//! claiming the send and before recording it may have sent it, and its claim, once expired, is
-//! never taken over. That send is given up, logged and counted (`NotificationsAbandoned`, which
+//! starting the send and before recording it may have sent it, and its claim, once expired, is
+//! never taken over (a run cut before it started the send is taken over: nothing was sent). That send is given up, logged and counted (`NotificationsAbandoned`, which
 //! the template alarms on), never repeated. A send that failed is released and retried as usual.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 

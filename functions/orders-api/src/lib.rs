@@ -548,4 +548,6 @@ impl Route {
 }
 
 #[cfg(test)]
+mod proptests;
+#[cfg(test)]
 mod tests;

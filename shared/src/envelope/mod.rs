@@ -13,6 +13,8 @@ use uuid::Uuid;
 #[cfg(test)]
 mod cloudevents_tests;
 mod names;
+#[cfg(test)]
+pub(crate) mod proptests;
 mod upcast;
 
 pub use names::{event_type_of, event_types};

@@ -30,6 +30,8 @@ pub(crate) mod attr {
     pub(crate) const VALIDATION: &str = "validation";
     /// The claiming call's token.
     pub(crate) const CLAIM: &str = "claim";
+    /// Set when an at-most-once effect starts.
+    pub(crate) const SENDING: &str = "sending";
 }
 
 /// The DynamoDB item for a record.
@@ -62,6 +64,9 @@ pub(crate) fn record_to_item(record: &IdempotencyRecord) -> HashMap<String, Attr
     }
     if let Some(claim) = &record.claim {
         item.insert(attr::CLAIM.into(), AttributeValue::S(claim.clone()));
+    }
+    if record.sending {
+        item.insert(attr::SENDING.into(), AttributeValue::Bool(true));
     }
     item
 }
@@ -108,6 +113,7 @@ pub(crate) fn record_from_item(
         data: string(attr::DATA)?,
         validation: string(attr::VALIDATION)?,
         claim: string(attr::CLAIM)?,
+        sending: matches!(item.get(attr::SENDING), Some(AttributeValue::Bool(true))),
         key,
     })
 }
@@ -235,6 +241,35 @@ impl IdempotencyStore for DynamoIdempotencyStore {
         }
     }
 
+    async fn mark_sending(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        let token = claim.claim.clone().unwrap_or_default();
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(attr::ID, AttributeValue::S(claim.key.clone()))
+            .update_expression("SET #sending = :sending")
+            .condition_expression("#claim = :claim")
+            .expression_attribute_names("#sending", attr::SENDING)
+            .expression_attribute_names("#claim", attr::CLAIM)
+            .expression_attribute_values(":sending", AttributeValue::Bool(true))
+            .expression_attribute_values(":claim", AttributeValue::S(token));
+        match update.send().await {
+            Ok(_) => Ok(()),
+            Err(err)
+                if matches!(
+                    err.as_service_error(),
+                    Some(UpdateItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Err(IdempotencyStoreError::NotOurs {
+                    key: claim.key.clone(),
+                })
+            }
+            Err(err) => Err(backend(err)),
+        }
+    }
+
     async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
         let mut delete = self
             .client
@@ -292,6 +327,7 @@ mod tests {
             data: Some(r#"{"ok":true}"#.into()),
             validation: Some("ff".into()),
             claim: Some("0190c1e2-7b2a-7c3d-8e4f-5a6b7c8d9e0f".into()),
+            sending: true,
         };
         let item = record_to_item(&record);
         assert_eq!(item["status"], AttributeValue::S("COMPLETED".into()));

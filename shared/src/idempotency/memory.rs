@@ -83,6 +83,22 @@ impl IdempotencyStore for InMemoryIdempotencyStore {
         Ok(())
     }
 
+    async fn mark_sending(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        let mut records = self.lock()?;
+        match records
+            .get_mut(&claim.key)
+            .filter(|stored| stored.claim == claim.claim)
+        {
+            Some(entry) => {
+                entry.sending = true;
+                Ok(())
+            }
+            None => Err(IdempotencyStoreError::NotOurs {
+                key: claim.key.clone(),
+            }),
+        }
+    }
+
     async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
         let mut records = self.lock()?;
         if records

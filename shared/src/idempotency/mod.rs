@@ -24,8 +24,10 @@
 //! effect. By default the next call takes it over and runs the effect again, which is right for an
 //! effect the other side deduplicates (a payment gateway given the same idempotency key) or that
 //! is harmless twice. An effect that must never happen twice and that nothing downstream can
-//! deduplicate (an e-mail to a person) uses [`Idempotency::at_most_once`] instead: an abandoned
-//! record is then never taken over, and the call is [`IdempotencyError::Abandoned`].
+//! deduplicate (an e-mail to a person) uses [`Idempotency::at_most_once`] instead: the claim is
+//! marked right before the effect starts, and an abandoned record so marked is never taken over
+//! (the call is [`IdempotencyError::Abandoned`]); one that died before the mark, whose effect
+//! cannot have happened, is taken over as usual.
 //!
 //! The key is `<name>#<sha256 of the canonical JSON of the key material>`. The name is chosen by the
 //! caller (e.g. `notifications.order-confirmed`) and never derived from a function or module path,
@@ -76,6 +78,8 @@ mod dynamo;
 mod key;
 #[cfg(any(test, feature = "test-twins"))]
 mod memory;
+#[cfg(all(test, feature = "idempotency-dynamodb"))]
+mod proptests;
 mod record;
 
 use key::{hash_json, idempotency_key, is_missing_key};
@@ -274,9 +278,12 @@ impl<S: IdempotencyStore> Idempotency<S> {
         self
     }
 
-    /// Never takes over an abandoned claim: an effect whose earlier run may have happened is
-    /// given up ([`IdempotencyError::Abandoned`]) rather than repeated. For effects that nothing
-    /// downstream can deduplicate; costs one read before each claim.
+    /// Never takes over an abandoned claim whose effect may have started: the claim is marked
+    /// ([`IdempotencyStore::mark_sending`]) right before the effect runs, and an abandoned claim
+    /// so marked is given up ([`IdempotencyError::Abandoned`]) rather than repeated. One that died
+    /// before the mark (cut at its deadline while claiming) is taken over, or the effect would be
+    /// lost without ever having run. For effects that nothing downstream can deduplicate; costs
+    /// one read before each claim and one write before each effect.
     pub fn at_most_once(mut self) -> Self {
         self.take_over = false;
         self
@@ -384,6 +391,7 @@ impl<S: IdempotencyStore> Idempotency<S> {
             data: None,
             validation: Some(validation.clone()),
             claim: Some(uuid::Uuid::now_v7().to_string()),
+            sending: false,
         };
         let mut acquired = false;
         for _ in 0..=MAX_CLAIM_RETRIES {
@@ -424,6 +432,16 @@ impl<S: IdempotencyStore> Idempotency<S> {
         }
         if !acquired {
             return Err(IdempotencyError::InconsistentState { key });
+        }
+        // At most once: from here on the effect may happen, so a takeover must give it up; a run
+        // that dies before this mark is taken over like any other.
+        if !self.take_over
+            && let Err(err) = self.store.mark_sending(&claim).await
+        {
+            if let Err(store_err) = self.store.delete(&claim).await {
+                tracing::error!(%key, error = %store_err, "could not release the idempotency record after failing to mark it");
+            }
+            return Err(IdempotencyError::Store(err));
         }
 
         match effect().await {

@@ -51,6 +51,10 @@ pub struct IdempotencyRecord {
     /// way knows it holds the key, and completing or releasing a record names the claim, so a
     /// call never completes or deletes a claim another call has taken over.
     pub claim: Option<String>,
+    /// Set ([`IdempotencyStore::mark_sending`]) right before an
+    /// [at-most-once](crate::Idempotency::at_most_once) effect starts: an abandoned claim without
+    /// it died before its effect could have happened, so it may be taken over.
+    pub sending: bool,
 }
 
 impl IdempotencyRecord {
@@ -59,10 +63,12 @@ impl IdempotencyRecord {
         self.expiration < now_epoch_secs
     }
 
-    /// True for an `INPROGRESS` record whose invocation timed out or died without finishing: its
-    /// effect may or may not have happened.
+    /// True for an `INPROGRESS` record whose invocation timed out or died without finishing after
+    /// it marked its effect as starting (`sending`): that effect may or may not have happened.
+    /// One that died before the mark never ran it.
     pub fn is_abandoned(&self, now_epoch_secs: i64, now_epoch_millis: i64) -> bool {
         self.status == Status::InProgress
+            && self.sending
             && !self.is_expired(now_epoch_secs)
             && self
                 .in_progress_expiry
@@ -134,6 +140,13 @@ pub trait IdempotencyStore: Send + Sync {
         record: &IdempotencyRecord,
     ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
 
+    /// Marks the claim `claim.claim` as starting its effect (`sending`), if it still is that claim
+    /// ([`IdempotencyStoreError::NotOurs`] otherwise). Retrying it is harmless.
+    fn mark_sending(
+        &self,
+        claim: &IdempotencyRecord,
+    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send;
+
     /// Removes the claim `claim` so the next delivery runs the effect again; a record that is
     /// gone already (a retried delete), or is another call's claim, is left as it is.
     fn delete(
@@ -162,6 +175,13 @@ impl<S: IdempotencyStore> IdempotencyStore for Arc<S> {
         record: &IdempotencyRecord,
     ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send {
         S::complete(self, record)
+    }
+
+    fn mark_sending(
+        &self,
+        claim: &IdempotencyRecord,
+    ) -> impl Future<Output = Result<(), IdempotencyStoreError>> + Send {
+        S::mark_sending(self, claim)
     }
 
     fn delete(
@@ -203,6 +223,7 @@ mod tests {
             data: None,
             validation: None,
             claim: None,
+            sending: false,
         };
         assert!(record.blocks_claim(40, 40_000));
         assert!(!record.blocks_claim(51, 51_000), "the claimer timed out");

@@ -113,6 +113,7 @@ fn claimed_until_t0_plus_10(
         data: None,
         validation: Some(hash_json(payload)),
         claim: Some("another call".into()),
+        sending: true,
     });
 }
 
@@ -179,6 +180,56 @@ async fn an_at_most_once_effect_whose_claim_was_abandoned_is_not_run_again() {
         .unwrap();
     assert!(again.replayed);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn an_at_most_once_claim_that_died_before_its_effect_started_is_taken_over() {
+    let (time, clock) = clock();
+    let store = Arc::new(InMemoryIdempotencyStore::new());
+    let idempotency = Idempotency::new(store, "notify")
+        .with_clock(clock)
+        .at_most_once();
+    let calls = AtomicUsize::new(0);
+    let key = json!("o-1");
+    let payload = json!({"to": "c-1"});
+    // The other call claimed the key and died before it marked its effect as starting (its
+    // invocation was cut while the claim's answer was on its way).
+    claimed_until_t0_plus_10(&idempotency, &key, &payload);
+    let stored = idempotency.key(&key);
+    let mut unmarked = idempotency.store().get(&stored).await.unwrap().unwrap();
+    unmarked.sending = false;
+    idempotency.store().insert(unmarked);
+    time.store(T0 + 11, Ordering::SeqCst);
+    let later = UNIX_EPOCH + Duration::from_secs(T0 + 20);
+    let sent = idempotency
+        .run(&key, &payload, later, || charge(&calls))
+        .await
+        .unwrap();
+    assert!(!sent.replayed);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "its effect never ran: once now"
+    );
+}
+
+#[tokio::test]
+async fn an_at_most_once_effect_is_marked_as_starting_before_it_runs() {
+    let (_, clock) = clock();
+    let store = Arc::new(InMemoryIdempotencyStore::new());
+    let idempotency = Idempotency::new(store.clone(), "notify")
+        .with_clock(clock)
+        .at_most_once();
+    let key = json!("o-2");
+    let stored = idempotency.key(&key);
+    let marked = idempotency
+        .run(&key, &key, deadline(), || async {
+            let record = store.get(&stored).await.unwrap().unwrap();
+            Ok::<_, String>(record.sending)
+        })
+        .await
+        .unwrap();
+    assert!(marked.value, "the mark is stored before the effect starts");
 }
 
 #[tokio::test]
@@ -388,6 +439,9 @@ impl IdempotencyStore for Counting {
     async fn complete(&self, record: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
         self.inner.complete(record).await
     }
+    async fn mark_sending(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
+        self.inner.mark_sending(claim).await
+    }
     async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
         self.inner.delete(claim).await
     }
@@ -436,6 +490,7 @@ fn the_local_cache_evicts_the_least_recently_used_and_the_expired() {
         data: Some("1".into()),
         validation: None,
         claim: None,
+        sending: false,
     };
     let (_, runner) = runner();
     let runner = runner.with_local_cache(2);

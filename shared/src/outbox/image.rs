@@ -106,6 +106,9 @@ fn envelope_from_stream_image(
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::fixtures::event;

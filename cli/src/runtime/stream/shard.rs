@@ -23,7 +23,8 @@ use crate::runtime::{add, filter};
 const IDLE_READ_INTERVAL: Duration = Duration::from_millis(250);
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
 const RETRY_BASE: Duration = Duration::from_millis(100);
-const RETRY_CAP: Duration = Duration::from_secs(1);
+/// The longest pause between two tries of a failing batch.
+pub(crate) const RETRY_CAP: Duration = Duration::from_secs(1);
 /// GetRecords' largest page.
 const READ_LIMIT: i32 = 1000;
 

@@ -66,6 +66,7 @@ fn stored(status: Status, payload: &Value) -> HashMap<String, AttributeValue> {
         data: (status == Status::Completed).then(|| r#"{"message_id":"m-first"}"#.to_owned()),
         validation: Some(hash_json(payload)),
         claim: Some("another call".into()),
+        sending: false,
     })
 }
 
@@ -465,6 +466,7 @@ fn our_claim() -> IdempotencyRecord {
         data: None,
         validation: Some(hash_json(&payload())),
         claim: Some("our call".into()),
+        sending: false,
     }
 }
 
@@ -485,6 +487,32 @@ async fn a_delete_whose_answer_was_lost_finds_the_record_gone_and_is_done() {
 
     store.delete(&our_claim()).await.unwrap();
     assert_eq!(delete.num_calls(), 2, "the SDK retried the delete");
+}
+
+#[tokio::test]
+async fn marking_a_claim_as_sending_names_the_claim_and_a_taken_over_one_says_so() {
+    let mark = mock!(Client::update_item)
+        .match_requests(|req| {
+            let values = req.expression_attribute_values().unwrap();
+            req.key().unwrap()["id"] == AttributeValue::S(key())
+                && req.update_expression() == Some("SET #sending = :sending")
+                && req.condition_expression() == Some("#claim = :claim")
+                && req.expression_attribute_names().unwrap()["#sending"] == "sending"
+                && values[":sending"] == AttributeValue::Bool(true)
+                && values[":claim"] == AttributeValue::S("our call".into())
+        })
+        .then_output(|| UpdateItemOutput::builder().build());
+    let refused = mock!(Client::update_item)
+        .then_error(|| UpdateItemError::ConditionalCheckFailedException(condition_failed(None)));
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&mark, &refused]);
+    let store = DynamoIdempotencyStore::new(client, "idempotency");
+
+    store.mark_sending(&our_claim()).await.unwrap();
+    assert!(matches!(
+        store.mark_sending(&our_claim()).await,
+        Err(IdempotencyStoreError::NotOurs { .. })
+    ));
+    assert_eq!((mark.num_calls(), refused.num_calls()), (1, 1));
 }
 
 #[tokio::test]
