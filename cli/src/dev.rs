@@ -13,6 +13,7 @@ mod render;
 mod sample;
 pub(crate) mod summary;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -320,10 +321,7 @@ async fn serve_until_interrupted(
          curl -s -X POST {api}/orders -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n    \
          -d '{{\"currency\":\"EUR\",\"lines\":[{{\"sku\":\"SKU-TEE\",\"quantity\":1}}]}}'\n"
     );
-    let line = ProgressBar::new_spinner();
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg}") {
-        line.set_style(style);
-    }
+    let line = crate::progress::bar(false, None, "{spinner} {msg}");
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
