@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::SystemTime;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
@@ -147,6 +148,31 @@ fn backend<E: std::error::Error + Send + Sync + 'static>(err: E) -> IdempotencyS
     IdempotencyStoreError::Backend(Box::new(err))
 }
 
+/// The answer to an update conditioned on the record's claim: a failed condition means the
+/// record is no longer this run's.
+fn under_claim<O, R>(
+    answer: Result<O, SdkError<UpdateItemError, R>>,
+    key: &str,
+) -> Result<(), IdempotencyStoreError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match answer {
+        Ok(_) => Ok(()),
+        Err(err)
+            if matches!(
+                err.as_service_error(),
+                Some(UpdateItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Err(IdempotencyStoreError::NotOurs {
+                key: key.to_owned(),
+            })
+        }
+        Err(err) => Err(backend(err)),
+    }
+}
+
 impl IdempotencyStore for DynamoIdempotencyStore {
     async fn put_in_progress(
         &self,
@@ -225,20 +251,10 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                 .expression_attribute_names("#claim", attr::CLAIM)
                 .expression_attribute_values(":claim", AttributeValue::S(claim.clone()));
         }
-        match update.update_expression(expression).send().await {
-            Ok(_) => Ok(()),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(IdempotencyStoreError::NotOurs {
-                    key: record.key.clone(),
-                })
-            }
-            Err(err) => Err(backend(err)),
-        }
+        under_claim(
+            update.update_expression(expression).send().await,
+            &record.key,
+        )
     }
 
     async fn mark_sending(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
@@ -254,20 +270,7 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .expression_attribute_names("#claim", attr::CLAIM)
             .expression_attribute_values(":sending", AttributeValue::Bool(true))
             .expression_attribute_values(":claim", AttributeValue::S(token));
-        match update.send().await {
-            Ok(_) => Ok(()),
-            Err(err)
-                if matches!(
-                    err.as_service_error(),
-                    Some(UpdateItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Err(IdempotencyStoreError::NotOurs {
-                    key: claim.key.clone(),
-                })
-            }
-            Err(err) => Err(backend(err)),
-        }
+        under_claim(update.send().await, &claim.key)
     }
 
     async fn delete(&self, claim: &IdempotencyRecord) -> Result<(), IdempotencyStoreError> {
