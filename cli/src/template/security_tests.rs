@@ -292,13 +292,7 @@ fn every_alarm_notifies_the_ops_topic() {
             .resources()
             .any(|r| r.properties()["MetricName"] == metric)
     };
-    for metric in [
-        "IteratorAge",
-        "Errors",
-        "Throttles",
-        "5xx",
-        "NotificationsAbandoned",
-    ] {
+    for metric in ["IteratorAge", "Errors", "Throttles", "5xx"] {
         assert!(watched(metric), "no alarm on {metric}");
     }
     // What the outbox quarantines lands in its queue, whose alarm is above.

@@ -5,11 +5,13 @@
 //! idempotency utility ([`ripple_kit::idempotency`]) with the key `notifications` + order id + outcome:
 //! a redelivered event finds the completed record and sends nothing.
 //!
-//! A message to a person cannot be taken back, and the channel (SNS to e-mail) cannot recognise a
-//! repeat, so sends are at most once ([`Idempotency::at_most_once`]): a run that died after
-//! starting the send and before recording it may have sent it, and its claim, once expired, is
-//! never taken over (a run cut before it started the send is taken over: nothing was sent). That send is given up, logged and counted (`NotificationsAbandoned`, which
-//! the template alarms on), never repeated. A send that failed is released and retried as usual.
+//! A send whose run died before recording it is sent again once its claim expires, with the same
+//! identity: every message carries its order id and outcome (`order_id`, `type`), which is what a
+//! channel deduplicates on, the way payments relies on the gateway's idempotency key. Sending at
+//! most once instead would lose messages and still not prevent copies: a publish whose answer
+//! was lost is retried by the SDK, and a run cut during its publish cannot tell whether it went
+//! out. A subscription that cannot deduplicate (plain e-mail) shows such a copy, rarely; a lost
+//! "your order is confirmed" is worse. A send that failed is released and retried as usual.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod notifier;
@@ -87,15 +89,15 @@ pub struct Notifications<N, I> {
 }
 
 impl<N: Notifier, I: IdempotencyStore> Notifications<N, I> {
-    /// Notifications through `notifier`, each send recorded in `idempotency`, at most once.
+    /// Notifications through `notifier`, each send recorded in `idempotency`.
     pub fn new(notifier: N, idempotency: I) -> Self {
         Notifications {
             notifier,
-            sends: Idempotency::for_consumer(idempotency, NOTIFY_KEY).at_most_once(),
+            sends: Idempotency::for_consumer(idempotency, NOTIFY_KEY),
         }
     }
 
-    /// Reads the time its records expire by from `clock` (for tests of an abandoned send).
+    /// Reads the time its records expire by from `clock` (for tests of a send whose run died).
     pub fn with_clock(
         mut self,
         clock: impl Fn() -> std::time::SystemTime + Send + Sync + 'static,
@@ -128,21 +130,13 @@ impl<N: Notifier, I: IdempotencyStore> Consumer for Notifications<N, I> {
             "{}#{}",
             notification.order_id, notification.outcome
         ));
-        let sent = match self
+        let sent = self
             .sends
             .run(&key, &json!(notification), delivery.deadline, || {
                 self.notifier.notify(&notification)
             })
             .await
-        {
-            Ok(sent) => sent,
-            Err(IdempotencyError::Abandoned { key }) => {
-                delivery.metrics.count("NotificationsAbandoned");
-                tracing::error!(order_id = %notification.order_id, outcome = %notification.outcome, %key, "an earlier send died unrecorded and may have reached the customer; not sending again");
-                return Ok(Handled::Ignored);
-            }
-            Err(other) => return Err(ConsumerError::Own(other)),
-        };
+            .map_err(ConsumerError::Own)?;
         if sent.replayed {
             return Ok(Handled::Duplicate);
         }

@@ -181,13 +181,13 @@ async fn two_deliveries_at_the_same_moment_send_once() {
 }
 
 #[tokio::test]
-async fn a_send_whose_run_died_unrecorded_is_never_sent_again() {
+async fn a_send_whose_run_died_unrecorded_is_sent_again_with_the_same_identity() {
     use ripple_kit::testing::{DiesBeforeComplete, ManualClock};
     use std::sync::Arc;
     let records = Arc::new(InMemoryIdempotencyStore::new());
     let clock = ManualClock::at(std::time::SystemTime::now());
     let sent = Arc::new(RecordingNotifier::new());
-    // The message goes out; the process dies before it records the send.
+    // The message may or may not have gone out; the process dies before it records the send.
     let dying = SqsConsumer::new(
         Notifications::new(sent.clone(), DiesBeforeComplete(records.clone()))
             .with_clock(clock.reader()),
@@ -197,15 +197,23 @@ async fn a_send_whose_run_died_unrecorded_is_never_sent_again() {
         dying.handle_message(&m, deadline()).await.unwrap(),
         Handled::Applied("notification.sent")
     );
-    // Its claim expires with the dead invocation; the redelivery finds it abandoned.
+    // Its claim expires with the dead invocation; the redelivery takes it over and sends again,
+    // as the same notification (a channel drops the copy by its order id and outcome).
     clock.advance(std::time::Duration::from_secs(11));
     let later =
         SqsConsumer::new(Notifications::new(sent.clone(), records).with_clock(clock.reader()));
     assert_eq!(
         later.handle_message(&m, deadline()).await.unwrap(),
-        Handled::Ignored
+        Handled::Applied("notification.sent")
     );
-    assert_eq!(sent.sent().len(), 1, "the customer hears once");
+    let sent = sent.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(sent[0], sent[1], "one identity, one text");
+    // Recorded now: a further redelivery sends nothing.
+    assert_eq!(
+        later.handle_message(&m, deadline()).await.unwrap(),
+        Handled::Duplicate
+    );
 }
 
 #[tokio::test]
