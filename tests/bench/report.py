@@ -37,8 +37,8 @@ def load(name):
     return json.loads(path.read_text())
 
 
-def figure(name, unit, ripple, powertools=None, target=None, met=None, note=""):
-    ratio = powertools / ripple if powertools is not None and ripple else None
+def figure(name, unit, ripple, powertools=None, target=None, met=None, note="", comparable=True):
+    ratio = powertools / ripple if comparable and powertools is not None and ripple else None
     return {
         "figure": name,
         "unit": unit,
@@ -167,7 +167,8 @@ def cold_start_figures(cold, powertools):
             "ms",
             first["cold_start"]["first_invocation_ms"],
             pt.get("first_invocation_ms_median"),
-            note=f"{first['function']} on its sample event; Powertools: its first batch of 10",
+            note=f"{first['function']} on its sample event; Powertools: its first batch of 10 (not the same job: no ratio)",
+            comparable=False,
         ),
         figure(
             "peak RSS after the first invocation, largest function",
