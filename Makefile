@@ -125,7 +125,7 @@ deny: ## cargo deny: licences, bans, sources, and advisories when the database i
 requirements: ## Re-lock the Python tools (requirements/*.txt) with their hashes
 	@python3 -m venv .venv-requirements
 	@.venv-requirements/bin/pip install -q --disable-pip-version-check pip-tools==7.6.2
-	cd requirements && for lock in all cfn-lint sam cargo-lambda moto; do \
+	cd requirements && for lock in all cfn-lint sam cargo-lambda moto bench; do \
 		../.venv-requirements/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
 			--no-emit-index-url --no-emit-find-links --upgrade --output-file $$lock.txt $$lock.in; \
 	done
@@ -209,14 +209,35 @@ deploy: $(VENV)/bin/sam $(VENV)/bin/cargo-lambda ## sam build && sam deploy (gui
 # ----------------------------------------------------------------------------------------------
 # Figures
 # ----------------------------------------------------------------------------------------------
-bench: ## 200 orders through the local pipeline, and one reservation's cost as a sku's history grows (optimised builds)
-	@$(EMULATOR) run -- cargo run -p ripple --profile local-release -- dev --orders 200 --json
+# Batches of 10 records each consumer benchmark times (after one to warm up), on either side.
+BENCH_BATCHES ?= 50
+# Fresh interpreters the Powertools handler's cold start is timed over.
+BENCH_COLD_RUNS ?= 10
+
+bench: $(VENV)/.bench-installed ## Ripple beside Powertools for Python: cost per record, cold start, memory, CPU; snapshots; 200 orders (optimised builds); one table, target/bench/bench.json
+	@mkdir -p target/bench && rm -f target/bench/*.json target/bench/*.jsonl
+	@$(EMULATOR) run -- cargo run -p ripple --profile local-release -- dev --orders 200 --json | tee target/bench/dev.json
 	@$(EMULATOR) run -- cargo run -p ripple-e2e --profile local-release --example stock_history -- 10 1000 10000 100000
+	@# The same consumer job on both sides, on the same emulator in one run (stdout: the kit's EMF lines).
+	@cargo build -q -p ripple-kit --profile local-release --example consumer_bench
+	@$(EMULATOR) run -- bash -c 'target/local-release/examples/consumer_bench cost --batches $(BENCH_BATCHES) >/dev/null \
+		&& $(VENV)/bin/python tests/bench/powertools/bench.py cost --batches $(BENCH_BATCHES) \
+		&& $(VENV)/bin/python tests/bench/powertools/bench.py cold-start --runs $(BENCH_COLD_RUNS)'
+	@if command -v valgrind >/dev/null; then tests/bench/cpu_per_record.sh; \
+	else echo "bench: valgrind not found (apt-get install valgrind): instructions per record left out"; fi
 	@# Each function's optimised binary, started cold on its sample event against a local Runtime API.
-	@mkdir -p target/bench && : > target/bench/cold-start.jsonl
+	@: > target/bench/cold-start.jsonl
 	@for fn in $(FUNCTION_PACKAGES); do \
 		$(MAKE) --no-print-directory invoke FN=$$fn STACK=ripple-bench \
 			INVOKE_ARGS='--profile local-release --cold-start --quiet' >> target/bench/cold-start.jsonl || exit 1; \
 	done
 	@python3 tests/bench/cold_start.py target/bench/cold-start.jsonl
 	@$(MAKE) --no-print-directory stack-down STACK=ripple-bench
+	@echo
+	@$(VENV)/bin/python tests/bench/report.py
+
+$(VENV)/.bench-installed: requirements/bench.txt | $(VENV)/bin/python
+	@echo "installing Powertools for AWS Lambda (Python), for the side-by-side (requirements/bench.txt, hashes checked) into $(VENV)"
+	@$(PIP_INSTALL) -r requirements/bench.txt \
+		|| { echo "could not install requirements/bench.txt with pip"; exit 1; }
+	@touch $@

@@ -1,0 +1,299 @@
+"""Prints the one side-by-side table of `make bench` and writes target/bench/bench.json.
+
+It reads what the bench's steps wrote into target/bench/ (a figure whose file is missing is
+left out, and said so):
+  ripple-consumer.json       shared/examples/consumer_bench.rs cost
+  powertools-consumer.json   tests/bench/powertools/bench.py cost
+  cpu-per-record.json        tests/bench/cpu_per_record.sh
+  cold-start.jsonl           ripple invoke --cold-start, one line per function
+  powertools-cold-start.json tests/bench/powertools/bench.py cold-start
+  stock-history.json         tests/examples/stock_history.rs
+  dev.json                   ripple dev --orders 200 --json
+
+Ratios are Powertools ÷ Ripple: above 1, Ripple costs less.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "target" / "bench"
+MB = 1024 * 1024
+
+
+def load(name):
+    path = BENCH / name
+    if not path.exists():
+        print(f"bench: {path} is missing; its figures are left out", file=sys.stderr)
+        return None
+    if name.endswith(".jsonl"):
+        return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+    if name == "dev.json":
+        # What `ripple dev --json` printed: its summary is the last JSON line.
+        return json.loads([line for line in path.read_text().splitlines() if line.startswith("{")][-1])
+    return json.loads(path.read_text())
+
+
+def figure(name, unit, ripple, powertools=None, target=None, met=None, note="", comparable=True):
+    ratio = powertools / ripple if comparable and powertools is not None and ripple else None
+    return {
+        "figure": name,
+        "unit": unit,
+        "ripple": ripple,
+        "powertools": powertools,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+        "note": note,
+    }
+
+
+def consumer_figures(ripple, powertools):
+    if ripple is None:
+        return []
+    default = next(r for r in ripple if r["concurrency"] == "default")
+    serial = next((r for r in ripple if r["concurrency"] == "1"), None)
+    pt = powertools or {}
+    rows = []
+    for when, key in (("first delivery", "first"), ("redelivery", "redelivery")):
+        calls = default[f"{key}_calls_per_record"]
+        rows.append(
+            figure(
+                f"DynamoDB calls per record, {when}",
+                "calls",
+                calls,
+                pt.get(f"{key}_calls_per_record"),
+                "1 (Powertools 3 and 1)",
+                calls <= 1,
+                ", ".join(f"{op} {n}" for op, n in default[f"{key}_calls"].items()),
+            )
+        )
+    for when, key in (("first delivery", "first"), ("redelivery", "redelivery")):
+        ms = default[key]["mean_ms_per_record"]
+        pt_ms = pt.get(key, {}).get("mean_ms_per_record")
+        rows.append(
+            figure(
+                f"ms per record, {when} (mean of {default[key]['batches']} batches of 10)",
+                "ms",
+                ms,
+                pt_ms,
+                "≥3× below Powertools",
+                None if pt_ms is None else pt_ms >= 3 * ms,
+                f"median {default[key]['median_ms_per_record']:.2f}"
+                + (f" vs {pt[key]['median_ms_per_record']:.2f}" if pt_ms is not None else "")
+                + "; Ripple handles 4 records of a batch at once, Powertools one after another",
+            )
+        )
+    if serial is not None:
+        ms = serial["first"]["mean_ms_per_record"]
+        pt_ms = pt.get("first", {}).get("mean_ms_per_record")
+        rows.append(
+            figure(
+                "ms per record, first delivery, one record at a time",
+                "ms",
+                ms,
+                pt_ms,
+                "≥3× below Powertools",
+                None if pt_ms is None else pt_ms >= 3 * ms,
+                f"median {serial['first']['median_ms_per_record']:.2f}",
+            )
+        )
+        if pt_ms is not None:
+            per_call = ms / serial["first_calls_per_record"]
+            pt_per_call = pt_ms / pt["first_calls_per_record"]
+            rows.append(
+                figure(
+                    "ms per DynamoDB call, one record at a time (the emulator's answer time)",
+                    "ms",
+                    per_call,
+                    pt_per_call,
+                    note="what dominates ms per record on the emulator",
+                )
+            )
+    return rows
+
+
+def cpu_figures(cpu):
+    if cpu is None:
+        return []
+    total, sdk, sign = cpu["instructions_per_record"], cpu["sdk_call_per_record"], cpu["sigv4_per_record"]
+    return [
+        figure(
+            "instructions per record, consumer batch path (callgrind)",
+            "instructions",
+            total,
+            note=f"parse, admit, decide, build the transaction: {total - sdk:,}; the SDK's call "
+            f"(serialise, sign, canned answer): {sdk:,}, of which SigV4 {sign:,} (SHA-256 in software "
+            "under valgrind); no network",
+        )
+    ]
+
+
+def stripped_bytes(path):
+    """The size of `path` with its symbols stripped, as the Lambda profile strips them."""
+    if not path.exists() or shutil.which("strip") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bootstrap"
+        subprocess.run(["strip", "-o", str(out), str(path)], check=True)
+        return out.stat().st_size
+
+
+def cold_start_figures(cold, powertools):
+    if not cold:
+        return []
+    pt = powertools or {}
+    slowest = max(cold, key=lambda r: r["cold_start"]["init_ms"])
+    init = slowest["cold_start"]["init_ms"]
+    first = max(cold, key=lambda r: r["cold_start"]["first_invocation_ms"])
+    rss = max(cold, key=lambda r: r["cold_start"]["peak_rss_kib"] or 0)
+    rss_mb = (rss["cold_start"]["peak_rss_kib"] or 0) / 1024
+    pt_rss = pt.get("peak_rss_kib_max")
+    rows = [
+        figure(
+            "cold start to first Runtime API next, slowest function",
+            "ms",
+            init,
+            pt.get("init_ms_median"),
+            "≤ 20 ms",
+            init <= 20,
+            f"{slowest['function']}; Powertools: interpreter spawn to handler imported with clients (median)",
+        ),
+        figure(
+            "first invocation, slowest function",
+            "ms",
+            first["cold_start"]["first_invocation_ms"],
+            pt.get("first_invocation_ms_median"),
+            note=f"{first['function']} on its sample event; Powertools: its first batch of 10 (not the same job: no ratio)",
+            comparable=False,
+        ),
+        figure(
+            "peak RSS after the first invocation, largest function",
+            "MB",
+            rss_mb,
+            None if pt_rss is None else pt_rss / 1024,
+            "≤ 25 MB",
+            rss_mb <= 25,
+            rss["function"],
+        ),
+    ]
+    profile = slowest.get("profile", "local-release")
+    sizes = {}
+    for row in cold:
+        lambda_build = BENCH.parent / "lambda" / row["function"] / "bootstrap"
+        if lambda_build.exists():
+            sizes[row["function"]] = (lambda_build.stat().st_size, "arm64 release of make build")
+        else:
+            size = stripped_bytes(BENCH.parent / profile / row["function"])
+            if size is not None:
+                sizes[row["function"]] = (size, f"x86-64 {profile}, stripped")
+    if sizes:
+        largest = max(sizes, key=lambda f: sizes[f][0])
+        size, what = sizes[largest]
+        rows.append(
+            figure(
+                "bootstrap size, largest function",
+                "MB",
+                size / MB,
+                target="≤ 5 MB",
+                met=size <= 5 * MB,
+                note=f"{largest}, {what}",
+            )
+        )
+    return rows
+
+
+def stock_figures(history):
+    if not history:
+        return []
+    calls = [sum(r["after_snapshot"]["calls"].values()) for r in history]
+    items = [r["after_snapshot"]["items_read"] for r in history]
+    lengths = f"{history[0]['prior_events']:,} to {history[-1]['prior_events']:,} prior events"
+    return [
+        figure(
+            f"DynamoDB calls per reservation after the snapshot, {lengths}",
+            "calls",
+            max(calls),
+            target="flat",
+            met=len(set(calls)) == 1,
+            note=" / ".join(map(str, calls)),
+        ),
+        figure(
+            f"items read per reservation after the snapshot, {lengths}",
+            "items",
+            max(items),
+            target="flat",
+            met=max(items) - min(items) <= 1,
+            note=" / ".join(map(str, items)),
+        ),
+    ]
+
+
+def dev_figures(dev):
+    if dev is None:
+        return []
+    seconds = dev["elapsed_ms"] / 1000
+    return [
+        figure(
+            f"local pipeline, {dev['orders_sent']} orders until quiet (bounded by the emulator)",
+            "orders/s",
+            dev["orders_sent"] / seconds if seconds else None,
+            note=f"{seconds:.1f} s; {dev['events_stored']} events stored, {dev['events_published']} published, "
+            f"{dev['messages_consumed']} consumed, {dev['dlq_messages']} in DLQs, "
+            f"stock conserved: {dev['stock_conserved']}",
+        )
+    ]
+
+
+def cell(value):
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if value >= 1000 else f"{value:.2f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def print_table(rows):
+    headers = ["figure", "unit", "Ripple", "Powertools", "ratio", "target", "met"]
+    table = [
+        [
+            r["figure"],
+            r["unit"],
+            cell(r["ripple"]),
+            cell(r["powertools"]),
+            "—" if r["ratio"] is None else f"{r['ratio']:.1f}×",
+            r["target"] or "—",
+            {True: "yes", False: "MISSED", None: "—"}[r["met"]],
+        ]
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(headers, *table)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    print(line.format(*headers))
+    print("  ".join("-" * w for w in widths))
+    for row in table:
+        print(line.format(*row))
+    print("\nratio: Powertools ÷ Ripple (above 1, Ripple costs less)")
+    for r in rows:
+        if r["note"]:
+            print(f"  {r['figure']}: {r['note']}")
+
+
+def main():
+    rows = (
+        consumer_figures(load("ripple-consumer.json"), load("powertools-consumer.json"))
+        + cpu_figures(load("cpu-per-record.json"))
+        + cold_start_figures(load("cold-start.jsonl"), load("powertools-cold-start.json"))
+        + stock_figures(load("stock-history.json"))
+        + dev_figures(load("dev.json"))
+    )
+    print_table(rows)
+    (BENCH / "bench.json").write_text(json.dumps({"figures": rows}, indent=2))
+    print(f"\nwrote {BENCH / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()
