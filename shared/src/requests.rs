@@ -59,8 +59,11 @@ const MILLI: f64 = 1000.0;
 /// Counts the AWS requests of every client it is attached to. Cloning shares the count.
 #[derive(Debug, Clone, Default)]
 pub struct RequestCounter {
-    inner: Arc<RwLock<HashMap<(String, String), Arc<Counters>>>>,
+    inner: Arc<RwLock<ByOperation>>,
 }
+
+/// The counters by (service, operation).
+type ByOperation = HashMap<(String, String), Arc<Counters>>;
 
 /// The running counters of one operation.
 #[derive(Debug, Default)]
