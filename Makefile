@@ -43,7 +43,7 @@ export SAM_CLI_TELEMETRY := 0
 # Fn::ForEach of AWS::LanguageExtensions; SAM CLI expands it locally only when asked.
 export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 
-.PHONY: help dev test soak schemas emulator-up emulator-down emulator-status lint deny requirements build invoke stack-down deploy bench clean-emulator
+.PHONY: help dev load test soak schemas emulator-up emulator-down emulator-status lint deny requirements build invoke stack-down deploy bench clean-emulator
 
 help: ## List the targets
 	@echo "Ripple: event-driven order pipeline on AWS Lambda in Rust. The two commands: make dev, make test."
@@ -56,6 +56,9 @@ help: ## List the targets
 # ----------------------------------------------------------------------------------------------
 dev: ## Run the whole system locally (ARGS='--orders 100 --json'); leaves the emulator up
 	@$(EMULATOR) run --keep -- cargo run -p ripple -- dev $(ARGS)
+
+load: ## Orders at a rate through the local pipeline: latency, invariants, AWS requests and cost per order (ARGS='--orders 1000 --rate 20')
+	@$(EMULATOR) run -- cargo run -p ripple -- load $(ARGS)
 
 test: ## All tests: unit, doc, adapter, property, end-to-end, and a seeded fault soak of 500 orders
 	@$(EMULATOR) run -- bash -c 'cargo test --workspace && $(SOAK) --orders $(TEST_SOAK_ORDERS) --seed $(TEST_SOAK_SEED)'

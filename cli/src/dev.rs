@@ -27,6 +27,7 @@ use crate::provision::{self, Clients, Deployment, ProvisionError};
 use crate::runtime::{self, NotQuiet, RunOptions, Runtime, RuntimeError};
 use crate::template::{EventSource, Template, TemplateError};
 
+pub use latency::{Latency, Percentiles};
 pub use render::{render, render_json};
 pub use sample::{SampleOrder, sample_orders};
 pub use summary::{FunctionSummary, OrderOutcomes, QueueSummary, StockLevel, Summary};
@@ -168,6 +169,15 @@ impl DevError {
 /// Runs `ripple dev`. `Ok` carries the summary even if the pipeline did not go quiet (see
 /// [`Summary::quiet`]); the caller reports that.
 pub async fn run(args: &DevArgs) -> Result<(Summary, Option<NotQuiet>), DevError> {
+    run_paced(args, None).await
+}
+
+/// [`run`], placing the orders at `rate` a second (`ripple load`); `None`: as fast as the API
+/// answers a few at a time.
+pub(crate) async fn run_paced(
+    args: &DevArgs,
+    rate: Option<f64>,
+) -> Result<(Summary, Option<NotQuiet>), DevError> {
     let started = Instant::now();
     let Connection { aws, clients } = connect().await?;
     let template = Template::from_file(template_path(&args.template))?;
@@ -181,7 +191,7 @@ pub async fn run(args: &DevArgs) -> Result<(Summary, Option<NotQuiet>), DevError
         format!("ripple-dev-{suffix}")
     });
     let deployment = provision::provision(&aws, &template, &stack_name).await?;
-    let outcome = run_deployment(args, &aws, &clients, &deployment).await;
+    let outcome = run_deployment(args, rate, &aws, &clients, &deployment).await;
     if args.keep {
         tracing::info!(stack = %stack_name, "resources kept (--keep)");
     } else if let Err(err) = provision::teardown_with(&clients, &deployment).await {
@@ -202,6 +212,7 @@ fn progress(args: &DevArgs, len: Option<u64>, template: &str) -> ProgressBar {
 
 async fn run_deployment(
     args: &DevArgs,
+    rate: Option<f64>,
     aws: &SdkConfig,
     clients: &Clients,
     deployment: &Deployment,
@@ -212,9 +223,12 @@ async fn run_deployment(
         http_port: Some(args.port),
         issuer_port: args.issuer_port,
     };
+    // The functions' requests from their start, over the same window as the runtime's counters
+    // (the outbox publishes the seeded events too); seeding used the runner's own clients.
+    let requests_before = ripple_kit::requests::RequestCounter::global().snapshot();
     let runtime = Runtime::start(clients, deployment, handlers, options).await?;
     let result = tokio::select! {
-        result = drive(args, clients, deployment, &runtime) => result,
+        result = drive(args, rate, &requests_before, clients, deployment, &runtime) => result,
         // Ctrl-C still stops the functions and removes the stack.
         _ = tokio::signal::ctrl_c() => Err(DevError::Interrupted),
     };
@@ -260,6 +274,8 @@ async fn seed(store: &ripple_kit::store::DynamoEventStore) -> Result<(), DevErro
 
 async fn drive(
     args: &DevArgs,
+    rate: Option<f64>,
+    requests_before: &ripple_kit::requests::RequestCounts,
     clients: &Clients,
     deployment: &Deployment,
     runtime: &Runtime,
@@ -277,7 +293,7 @@ async fn drive(
     let bar = progress(
         args,
         Some(u64::from(args.sample_orders())),
-        "{spinner} placing orders {pos}/{len} {wide_bar}",
+        "{spinner} placing orders {pos}/{len} {wide_bar} {per_sec} eta {eta}",
     );
     let orders = sample_orders(args.sample_orders());
     let issuer = runtime.issuer().ok_or(DevError::NoIssuer)?;
@@ -293,16 +309,22 @@ async fn drive(
         &format!("{base}/orders"),
         &deployment.stack_name,
         orders,
+        rate,
         |customer| tokens.get(customer).cloned(),
         || bar.inc(1),
     )
     .await;
     bar.finish_and_clear();
+    let placing = pipeline_started.elapsed();
     let not_quiet = wait_for_quiet(args, runtime).await;
     let elapsed = pipeline_started.elapsed();
-    let mut summary = summary::summarize(clients, deployment, runtime, &placed).await?;
+    let requests = ripple_kit::requests::RequestCounter::global()
+        .snapshot()
+        .since(requests_before);
+    let mut summary = summary::summarize(clients, deployment, runtime, &placed, requests).await?;
     summary.quiet = not_quiet.is_none();
     summary.elapsed_ms = millis(elapsed);
+    summary.placing_ms = millis(placing);
     Ok((summary, not_quiet))
 }
 

@@ -33,6 +33,7 @@ pub mod dlq;
 pub mod functions;
 pub mod history;
 pub mod invoke;
+pub mod load;
 pub mod progress;
 pub mod provision;
 pub mod replay;

@@ -35,6 +35,10 @@ enum Command {
     Invoke(InvokeArgs),
     /// Delete everything a stack holds.
     Down(StackArgs),
+    /// Place orders at a steady rate through the whole system in the local runner; print latency
+    /// percentiles, outcomes, the invariants, the AWS requests per order and the cost per
+    /// million orders; exits non-zero if an invariant fails.
+    Load(ripple::load::LoadArgs),
     /// Run the whole system under a seeded fault plan and check that nothing was lost, doubled
     /// or left stuck; exits non-zero on any violation.
     Soak(ripple::soak::SoakArgs),
@@ -89,6 +93,7 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Soak(args) => soak(args, reasons).await,
         Command::Dev(args) => dev(args).await,
+        Command::Load(args) => load(args).await,
         Command::Up(args) => print(ripple::stack::up(&args).await, |e| e.hint()),
         Command::Env(args) => print(ripple::stack::env(&args).await, |e| e.hint()),
         Command::Invoke(args) => invoke(args).await,
@@ -224,6 +229,36 @@ async fn dev(args: ripple::dev::DevArgs) -> ExitCode {
                     );
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Err(err) => fail(&err, err.hint().map(str::to_owned)),
+    }
+}
+
+async fn load(args: ripple::load::LoadArgs) -> ExitCode {
+    let mut report = report_output();
+    match ripple::load::run(&args).await {
+        Ok((load, not_quiet)) => {
+            let text = if args.json {
+                ripple::load::render_json(&load)
+            } else {
+                ripple::load::render(&load)
+            };
+            let _ = writeln!(report, "{}", text.trim_end());
+            let _ = report.flush();
+            if let Some(err) = not_quiet {
+                eprintln!("error: {err}");
+            }
+            if load.holds() {
+                ExitCode::SUCCESS
+            } else {
+                for failed in load.invariants.iter().filter(|i| !i.holds) {
+                    eprintln!(
+                        "error: invariant failed: {} ({})",
+                        failed.name, failed.detail
+                    );
+                }
+                ExitCode::FAILURE
             }
         }
         Err(err) => fail(&err, err.hint().map(str::to_owned)),

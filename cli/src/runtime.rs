@@ -165,6 +165,10 @@ pub struct NotQuiet {
 /// The running functions, their event source mappings and the HTTP API.
 pub struct Runtime {
     clients: Clients,
+    /// The SQS client of the queue mappings, counted apart: on AWS these are Lambda's pollers'
+    /// requests, billed to the account.
+    polling_sqs: aws_sdk_sqs::Client,
+    event_sources: ripple_kit::requests::RequestCounter,
     stats: Arc<Stats>,
     functions: BTreeMap<String, Arc<LocalFunction>>,
     http_addr: Option<SocketAddr>,
@@ -198,8 +202,19 @@ impl Runtime {
                 functions.insert(id, Arc::new(function));
             }
         }
+        let event_sources = ripple_kit::requests::RequestCounter::new();
+        let polling_sqs = aws_sdk_sqs::Client::from_conf(
+            clients
+                .sqs
+                .config()
+                .to_builder()
+                .interceptor(event_sources.clone())
+                .build(),
+        );
         let mut runtime = Runtime {
             clients: clients.clone(),
+            polling_sqs,
+            event_sources,
             stats: stats.clone(),
             functions,
             http_addr: None,
@@ -300,7 +315,7 @@ impl Runtime {
         self.consumed_queues
             .push((queue.name.clone(), queue.url.clone()));
         let mapping = Arc::new(sqs::SqsMapping {
-            sqs: self.clients.sqs.clone(),
+            sqs: self.polling_sqs.clone(),
             function: function.clone(),
             queue_url: queue.url.clone(),
             queue_arn: queue.arn.clone(),
@@ -365,6 +380,11 @@ impl Runtime {
     /// The counters.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// The queue mappings' SQS requests (receives, deletes), counted since the start.
+    pub fn event_source_requests(&self) -> ripple_kit::requests::RequestCounts {
+        self.event_sources.snapshot()
     }
 
     /// A running function, to invoke directly.

@@ -17,6 +17,8 @@ pub mod outbox;
 pub mod parse;
 pub mod producers;
 pub mod publish;
+#[cfg(feature = "aws")]
+pub mod requests;
 pub mod store;
 pub mod telemetry;
 #[cfg(feature = "test-support")]

@@ -13,21 +13,30 @@ use super::sample::SampleOrder;
 /// Orders in flight at once while loading the API.
 const CONCURRENT_ORDERS: usize = 4;
 
+/// At most this many orders in flight when they are placed at a rate.
+const MAX_IN_FLIGHT: usize = 64;
+
 /// What the API answered one order: its status (0 when no response came back) and the new
 /// order's id.
 pub type Placed = (u16, Option<String>);
 
-/// POSTs every order to `url`, [`CONCURRENT_ORDERS`] at a time, each with an idempotency key
-/// unique to the stack and the token `token` gives for its customer (none: sent without one);
-/// `on_done` is called as each one is answered.
+/// POSTs every order to `url`, each with an idempotency key unique to the stack and the token
+/// `token` gives for its customer (none: sent without one); `on_done` is called as each one is
+/// answered. Without a `rate`, [`CONCURRENT_ORDERS`] at a time; with one, order `i` leaves
+/// `i / rate` seconds after the first, however long the others take (up to [`MAX_IN_FLIGHT`]
+/// unanswered).
 pub(super) async fn place_all(
     url: &str,
     stack_name: &str,
     orders: Vec<SampleOrder>,
+    rate: Option<f64>,
     token: impl Fn(&str) -> Option<String>,
     on_done: impl Fn(),
 ) -> Vec<Placed> {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
+    let in_flight = rate.map_or(CONCURRENT_ORDERS, |_| MAX_IN_FLIGHT);
+    let first = tokio::time::Instant::now();
     futures::stream::iter(orders.into_iter().enumerate())
         .map(|(i, order)| {
             let client = &client;
@@ -35,12 +44,16 @@ pub(super) async fn place_all(
             let key = format!("{stack_name}-order-{i}");
             let bearer = token(&order.customer);
             async move {
+                if let Some(rate) = rate {
+                    let due = first + std::time::Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due).await;
+                }
                 let placed = post_order(client, url, &key, bearer.as_deref(), &order.body).await;
                 on_done();
                 placed
             }
         })
-        .buffer_unordered(CONCURRENT_ORDERS)
+        .buffer_unordered(in_flight)
         .collect()
         .await
 }

@@ -101,6 +101,7 @@ fn totals(out: &mut String, summary: &Summary) {
             p.p50, p.p95, p.p99, p.max, p.count
         );
     }
+    let _ = writeln!(out, "{}", crate::load::cost_line(summary));
     if let Some(url) = &summary.http_url {
         let _ = writeln!(out, "api      {url}");
     }
@@ -232,10 +233,13 @@ mod tests {
             stock_conserved: true,
             quiet: true,
             elapsed_ms: 10,
+            placing_ms: 5,
             total_ms: 20,
             functions: BTreeMap::new(),
             queues: BTreeMap::new(),
             http_url: None,
+            usage: Default::default(),
+            cost: crate::load::cost::cost(&Default::default(), 0),
         };
         let value: serde_json::Value = serde_json::from_str(&render_json(&summary)).unwrap();
         for field in [

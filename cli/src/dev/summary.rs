@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use domain::inventory::{ReservationEvent, Stock};
 use domain::order::{CancelReason, Order, OrderStatus};
+use ripple_kit::requests::RequestCounts;
 use ripple_kit::store::DynamoEventStore;
 use ripple_kit::{EventStore, Loaded, StoreError};
 
@@ -14,6 +15,7 @@ use super::DevError;
 use super::latency::Latency;
 use super::orders::Placed;
 use super::sample::CATALOGUE;
+use crate::load::cost::{Cost, Invocations, Usage, cost};
 use crate::provision::{Clients, Deployment};
 use crate::runtime::{FunctionSnapshot, Runtime, StatsSnapshot, sqs};
 use crate::template::EventSource;
@@ -62,6 +64,8 @@ pub struct Summary {
     pub quiet: bool,
     /// Milliseconds from the first order to a quiet pipeline.
     pub elapsed_ms: u64,
+    /// Milliseconds from the first order sent to the last one answered.
+    pub placing_ms: u64,
     /// Milliseconds of the whole run (provisioning and teardown included).
     pub total_ms: u64,
     /// Per function, by logical id.
@@ -70,6 +74,11 @@ pub struct Summary {
     pub queues: BTreeMap<String, QueueSummary>,
     /// The local HTTP API.
     pub http_url: Option<String>,
+    /// What the run used in the units AWS bills: invocations and billed time per function, the
+    /// AWS requests by service and operation (the kit's counter), the HTTP API's requests.
+    pub usage: Usage,
+    /// That usage per order and per million orders at list prices.
+    pub cost: Cost,
 }
 
 /// Where the placed orders ended up, read back from their streams.
@@ -158,6 +167,7 @@ pub(super) async fn summarize(
     deployment: &Deployment,
     runtime: &Runtime,
     placed: &[Placed],
+    requests: RequestCounts,
 ) -> Result<Summary, DevError> {
     let statuses: Vec<u16> = placed.iter().map(|(status, _)| *status).collect();
     let order_ids: Vec<&str> = placed.iter().filter_map(|(_, id)| id.as_deref()).collect();
@@ -192,10 +202,17 @@ pub(super) async fn summarize(
         .filter_map(|f| snapshot.functions.get(&f.logical_id))
         .map(|s| s.stream_succeeded)
         .sum();
+    let orders_placed = statuses.iter().filter(|s| (200..300).contains(*s)).count() as u64;
+    let usage = Usage {
+        functions: invocations(deployment, &snapshot),
+        requests,
+        event_sources: runtime.event_source_requests(),
+        http_requests: snapshot.http_requests,
+    };
     Ok(Summary {
         stack: deployment.stack_name.clone(),
         orders_sent: statuses.len() as u64,
-        orders_placed: statuses.iter().filter(|s| (200..300).contains(*s)).count() as u64,
+        orders_placed,
         orders_refused,
         events_stored: events_by_type.values().sum(),
         stock_reserved: count(&ReservationEvent::Reserved(Default::default())),
@@ -213,11 +230,37 @@ pub(super) async fn summarize(
         stock,
         quiet: false,
         elapsed_ms: 0,
+        placing_ms: 0,
         total_ms: 0,
         functions: function_summaries(deployment, &snapshot),
         queues: queues.by_name,
         http_url: runtime.http_url(),
+        cost: cost(&usage, orders_placed),
+        usage,
     })
+}
+
+/// Each function's invocations and billed milliseconds, at the memory size its template entry
+/// gives it (Lambda's `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, from `MemorySize`).
+fn invocations(deployment: &Deployment, snapshot: &StatsSnapshot) -> BTreeMap<String, Invocations> {
+    deployment
+        .functions
+        .iter()
+        .map(|(id, function)| {
+            let stats = snapshot.functions.get(id).copied().unwrap_or_default();
+            let memory_mb = function
+                .environment
+                .get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(128);
+            let invocations = Invocations {
+                count: stats.invocations,
+                billed_ms: stats.billed_ms,
+                memory_mb,
+            };
+            (id.clone(), invocations)
+        })
+        .collect()
 }
 
 /// Each function's triggers, named as the stack names them, and its counters.

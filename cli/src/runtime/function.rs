@@ -55,6 +55,11 @@ where
     )
 }
 
+/// An invocation's duration as Lambda bills it: rounded up to the next millisecond.
+fn billed_ms(ran: Duration) -> u64 {
+    u64::try_from(ran.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
+}
+
 /// Why an invocation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
@@ -171,8 +176,12 @@ impl LocalFunction {
         let request_id = context.request_id.clone();
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         self.all.in_flight.fetch_add(1, Ordering::SeqCst);
+        let started = std::time::Instant::now();
         let call = AssertUnwindSafe((self.invoke)(payload, context)).catch_unwind();
         let outcome = tokio::time::timeout(self.timeout, call).await;
+        self.stats
+            .billed_ms
+            .fetch_add(billed_ms(started.elapsed()), Ordering::Relaxed);
         self.all.in_flight.fetch_sub(1, Ordering::SeqCst);
         let result = match outcome {
             Ok(Ok(Ok(value))) => Ok(value),

@@ -13,6 +13,9 @@ pub struct FunctionStats {
     pub invocations: AtomicU64,
     /// Invocations that returned an error, timed out or panicked.
     pub errors: AtomicU64,
+    /// Milliseconds its invocations ran, each rounded up to the next millisecond as Lambda
+    /// bills duration.
+    pub billed_ms: AtomicU64,
     /// HTTP requests routed to it.
     pub http_requests: AtomicU64,
     /// SQS messages received for it (each receive counts).
@@ -42,6 +45,8 @@ pub struct FunctionSnapshot {
     pub invocations: u64,
     /// See [`FunctionStats::errors`].
     pub errors: u64,
+    /// See [`FunctionStats::billed_ms`].
+    pub billed_ms: u64,
     /// See [`FunctionStats::http_requests`].
     pub http_requests: u64,
     /// See [`FunctionStats::sqs_received`].
@@ -71,6 +76,7 @@ impl FunctionStats {
         FunctionSnapshot {
             invocations: get(&self.invocations),
             errors: get(&self.errors),
+            billed_ms: get(&self.billed_ms),
             http_requests: get(&self.http_requests),
             sqs_received: get(&self.sqs_received),
             sqs_succeeded: get(&self.sqs_succeeded),
@@ -119,6 +125,7 @@ impl StatsSnapshot {
             .fold(FunctionSnapshot::default(), |a, b| FunctionSnapshot {
                 invocations: a.invocations + b.invocations,
                 errors: a.errors + b.errors,
+                billed_ms: a.billed_ms + b.billed_ms,
                 http_requests: a.http_requests + b.http_requests,
                 sqs_received: a.sqs_received + b.sqs_received,
                 sqs_succeeded: a.sqs_succeeded + b.sqs_succeeded,

@@ -68,8 +68,11 @@ pub type Handler<N = SnsNotifier, I = DynamoIdempotencyStore> = SqsConsumer<Noti
 /// The handler publishing to the topic and recording sends in the table named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
     handler_with(
-        SnsNotifier::new(aws_sdk_sns::Client::new(aws), config.topic_arn),
-        DynamoIdempotencyStore::new(aws_sdk_dynamodb::Client::new(aws), config.idempotency_table),
+        SnsNotifier::new(ripple_kit::requests::sns_client(aws), config.topic_arn),
+        DynamoIdempotencyStore::new(
+            ripple_kit::requests::dynamodb_client(aws),
+            config.idempotency_table,
+        ),
     )
     .with_backoff(config.redelivery, aws)
 }

@@ -28,7 +28,7 @@ pub type Handler<S = DynamoEventStore> = SqsConsumer<EventSourced<Saga, S>>;
 
 /// The handler on the DynamoDB event store named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
-    let client = aws_sdk_dynamodb::Client::new(aws);
+    let client = ripple_kit::requests::dynamodb_client(aws);
     handler_with(DynamoEventStore::new(client, config.events_table))
 }
 

@@ -87,7 +87,7 @@ pub struct Handler<S = DynamoEventStore, I = DynamoIdempotencyStore, V = DynamoV
 
 /// The handler on the DynamoDB tables named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
-    let client = aws_sdk_dynamodb::Client::new(aws);
+    let client = ripple_kit::requests::dynamodb_client(aws);
     Handler::with_stores(
         DynamoEventStore::new(client.clone(), config.events_table),
         DynamoIdempotencyStore::new(client.clone(), config.idempotency_table),

@@ -30,8 +30,11 @@ pub type Handler<P = SnsPublisher, Q = SqsQuarantine> = Outbox<P, Q>;
 /// The handler publishing to the topic, and quarantining in the queue, named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
     handler_with(
-        SnsPublisher::new(aws_sdk_sns::Client::new(aws), config.topic_arn),
-        SqsQuarantine::new(aws_sdk_sqs::Client::new(aws), config.quarantine_queue_url),
+        SnsPublisher::new(ripple_kit::requests::sns_client(aws), config.topic_arn),
+        SqsQuarantine::new(
+            ripple_kit::requests::sqs_client(aws),
+            config.quarantine_queue_url,
+        ),
     )
 }
 

@@ -106,7 +106,7 @@ pub type Handler<S = DynamoEventStore, G = SimulatedGateway, I = DynamoIdempoten
 
 /// The handler on the DynamoDB tables named in `config`, with the simulated gateway.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
-    let client = aws_sdk_dynamodb::Client::new(aws);
+    let client = ripple_kit::requests::dynamodb_client(aws);
     let gateway = SimulatedGateway::new(config.decline_rate, config.max_amount_cents);
     handler_with(
         DynamoEventStore::new(client.clone(), config.events_table),

@@ -97,7 +97,7 @@ pub type Handler<S = DynamoEventStore, V = DynamoViewStore> = SqsConsumer<Projec
 
 /// The handler on the DynamoDB tables named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
-    let client = aws_sdk_dynamodb::Client::new(aws);
+    let client = ripple_kit::requests::dynamodb_client(aws);
     handler_with(
         DynamoEventStore::new(client.clone(), config.events_table),
         DynamoViewStore::new(client, config.views_table),

@@ -92,7 +92,7 @@ pub type Handler = Sweeper<DynamoEventStore, DynamoViewStore, DynamoCursors>;
 
 /// The handler on the DynamoDB tables named in `config`.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
-    let client = aws_sdk_dynamodb::Client::new(aws);
+    let client = ripple_kit::requests::dynamodb_client(aws);
     Sweeper::new(
         DynamoEventStore::new(client.clone(), &config.events_table),
         DynamoViewStore::new(client.clone(), config.views_table),

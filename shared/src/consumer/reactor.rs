@@ -162,7 +162,8 @@ impl<R: Reactor<DynamoEventStore>> SqsConsumer<EventSourced<R, DynamoEventStore>
     /// `reactor` over the DynamoDB event store that `config` names, behind its queue; with the
     /// feature `redelivery-sqs`, failed messages back off as `config.redelivery` says.
     pub fn on_dynamodb(reactor: R, config: EventStoreConfig, aws: &aws_config::SdkConfig) -> Self {
-        let store = DynamoEventStore::new(aws_sdk_dynamodb::Client::new(aws), config.events_table);
+        let store =
+            DynamoEventStore::new(crate::requests::dynamodb_client(aws), config.events_table);
         let consumer = SqsConsumer::event_sourced(reactor, store);
         #[cfg(feature = "redelivery-sqs")]
         let consumer = consumer.with_backoff(config.redelivery, aws);

@@ -102,7 +102,7 @@ impl<C: Consumer> SqsConsumer<C> {
     /// [`with_redelivery`](Self::with_redelivery) with `backoff`, through an SQS client of `aws`.
     #[cfg(feature = "redelivery-sqs")]
     pub fn with_backoff(self, backoff: RedeliveryBackoff, aws: &aws_config::SdkConfig) -> Self {
-        self.with_redelivery(Redelivery::new(aws_sdk_sqs::Client::new(aws), backoff))
+        self.with_redelivery(Redelivery::new(crate::requests::sqs_client(aws), backoff))
     }
 
     /// The consumer.
