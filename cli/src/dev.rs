@@ -179,7 +179,7 @@ pub(crate) async fn run_paced(
     rate: Option<f64>,
 ) -> Result<(Summary, Option<NotQuiet>), DevError> {
     let started = Instant::now();
-    let Connection { aws, clients } = connect().await?;
+    let Connection { aws, clients, .. } = connect().await?;
     let template = Template::from_file(template_path(&args.template))?;
     let stack_name = args.stack.clone().unwrap_or_else(|| {
         if args.keep {
