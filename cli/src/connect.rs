@@ -66,7 +66,7 @@ impl ConnectError {
             ConnectError::NoCredentials {
                 place: Place::Aws, ..
             } => {
-                "set them: export AWS_PROFILE=<a profile> (after `aws sso login` for an SSO profile), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                "set them: export AWS_PROFILE=<a profile with keys or a role to assume>, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for an SSO profile: eval \"$(aws configure export-credentials --format env)\")"
             }
         }
     }

@@ -46,7 +46,7 @@ pub struct EnvArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
     /// There is no emulator to talk to.
-    #[error("no emulator")]
+    #[error("cannot connect")]
     Connect(#[from] ConnectError),
     /// The template could not be read.
     #[error("cannot use the template")]
