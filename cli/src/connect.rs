@@ -1,7 +1,9 @@
-//! Connecting to the emulator, the first step of every command: the SDK configuration from the
-//! environment, refused without an endpoint override (the runner never creates resources in a
-//! real account), with its region and credentials checked (a shell opened for LocalStack often
-//! has neither), and checked to answer before anything is created.
+//! Connecting, the first step of every command: the SDK configuration from the environment, with
+//! its region and credentials checked (a shell opened for LocalStack often has neither). The
+//! commands that create resources ([`connect`]: `dev`, `up`, `invoke`, `soak`, `load`) need an
+//! endpoint override, since the runner never creates resources in a real account, and check the
+//! emulator answers before anything is created; the operator's commands ([`connect_operator`]:
+//! `status`, `dlq`, `replay`, `history`, `republish`) work on a deployed stack in an account too.
 
 use std::path::{Path, PathBuf};
 
@@ -29,16 +31,16 @@ pub enum ConnectError {
     )]
     NoEndpoint,
     /// No region is configured and the endpoint is not on this machine.
-    #[error("no AWS region: none is set for the emulator at {endpoint}")]
+    #[error("no AWS region: none is set for {place}")]
     NoRegion {
-        /// The endpoint that is not a local one.
-        endpoint: String,
+        /// Where the commands would go: an emulator elsewhere, or AWS.
+        place: Place,
     },
     /// No credentials are configured and the endpoint is not on this machine.
-    #[error("no AWS credentials for the emulator at {endpoint}: {reason}")]
+    #[error("no AWS credentials for {place}: {reason}")]
     NoCredentials {
-        /// The endpoint that is not a local one.
-        endpoint: String,
+        /// Where the commands would go: an emulator elsewhere, or AWS.
+        place: Place,
         /// What the SDK's credential chain said.
         reason: String,
     },
@@ -55,9 +57,35 @@ impl ConnectError {
             ConnectError::NoRegion { .. } => {
                 "set one: export AWS_REGION=us-east-1 (or AWS_PROFILE naming a profile with a region)"
             }
-            ConnectError::NoCredentials { .. } => {
+            ConnectError::NoCredentials {
+                place: Place::Emulator(_),
+                ..
+            } => {
                 "set them: export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test (what LocalStack and moto accept), or AWS_PROFILE"
             }
+            ConnectError::NoCredentials {
+                place: Place::Aws, ..
+            } => {
+                "set them: export AWS_PROFILE=<a profile with keys or a role to assume>, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (for an SSO profile: eval \"$(aws configure export-credentials --format env)\")"
+            }
+        }
+    }
+}
+
+/// Where a command's requests go, when they have no region or credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// An emulator that is not on this machine.
+    Emulator(String),
+    /// AWS itself: no endpoint override is set.
+    Aws,
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::Emulator(endpoint) => write!(f, "the emulator at {endpoint}"),
+            Place::Aws => f.write_str("AWS (no AWS_ENDPOINT_URL is set)"),
         }
     }
 }
@@ -80,13 +108,14 @@ pub struct Connection {
     pub aws: SdkConfig,
     /// Clients for every service the runner uses.
     pub clients: Clients,
+    /// Whether the requests go to AWS itself (no endpoint override): only a stack CloudFormation
+    /// deployed is looked for there.
+    pub aws_itself: bool,
 }
 
 /// Connects to the emulator `AWS_ENDPOINT_URL` (or a per-service variant) points at.
 pub async fn connect() -> Result<Connection, ConnectError> {
-    let endpoint_set =
-        std::env::vars().any(|(k, v)| k.starts_with("AWS_ENDPOINT_URL") && !v.is_empty());
-    if !endpoint_set {
+    if endpoints().is_empty() {
         return Err(ConnectError::NoEndpoint);
     }
     let aws = with_region_and_credentials(ripple_kit::config::load_sdk_config().await).await?;
@@ -94,16 +123,41 @@ pub async fn connect() -> Result<Connection, ConnectError> {
     provision::check_reachable(&clients)
         .await
         .map_err(ConnectError::Unreachable)?;
-    Ok(Connection { aws, clients })
+    Ok(Connection {
+        aws,
+        clients,
+        aws_itself: false,
+    })
+}
+
+/// Connects for an operator's command: to the emulator `AWS_ENDPOINT_URL` points at, as
+/// [`connect`] does, or without an endpoint override to AWS itself, with the region and
+/// credentials of the standard chain (`AWS_PROFILE`, SSO, environment, instance role).
+pub async fn connect_operator() -> Result<Connection, ConnectError> {
+    if !endpoints().is_empty() {
+        return connect().await;
+    }
+    let aws = with_region_and_credentials(ripple_kit::config::load_sdk_config().await).await?;
+    let clients = Clients::new(&aws);
+    Ok(Connection {
+        aws,
+        clients,
+        aws_itself: true,
+    })
+}
+
+/// The endpoint overrides set: `AWS_ENDPOINT_URL` and its per-service variants.
+fn endpoints() -> Vec<String> {
+    std::env::vars()
+        .filter(|(k, v)| k.starts_with("AWS_ENDPOINT_URL") && !v.is_empty())
+        .map(|(_, v)| v)
+        .collect()
 }
 
 /// `aws` with a region and credentials: its own, or for an emulator on this machine the
 /// conventional ones (said in a log line); for one elsewhere, an error naming what is missing.
 async fn with_region_and_credentials(aws: SdkConfig) -> Result<SdkConfig, ConnectError> {
-    let endpoints: Vec<String> = std::env::vars()
-        .filter(|(k, v)| k.starts_with("AWS_ENDPOINT_URL") && !v.is_empty())
-        .map(|(_, v)| v)
-        .collect();
+    let endpoints = endpoints();
     let credentials = match aws.credentials_provider() {
         None => Err("no credential provider is configured".to_owned()),
         Some(provider) => provider
@@ -132,21 +186,21 @@ async fn with_region_and_credentials(aws: SdkConfig) -> Result<SdkConfig, Connec
 }
 
 /// What to fill in, given the endpoints, whether a region is set and what the credential chain
-/// gave: only an emulator on this machine may be given the conventional region and credentials.
+/// gave: only an emulator on this machine may be given the conventional region and credentials;
+/// AWS itself (no endpoint) and an emulator elsewhere need their own.
 fn assume(
     endpoints: &[String],
     region: bool,
     credentials: Result<(), String>,
 ) -> Result<Assumed, ConnectError> {
-    let remote = endpoints.iter().find(|e| !is_local(e));
+    let remote = match endpoints.iter().find(|e| !is_local(e)) {
+        Some(endpoint) => Some(Place::Emulator(endpoint.clone())),
+        None if endpoints.is_empty() => Some(Place::Aws),
+        None => None,
+    };
     match (remote, region, credentials) {
-        (Some(endpoint), false, _) => Err(ConnectError::NoRegion {
-            endpoint: endpoint.clone(),
-        }),
-        (Some(endpoint), true, Err(reason)) => Err(ConnectError::NoCredentials {
-            endpoint: endpoint.clone(),
-            reason,
-        }),
+        (Some(place), false, _) => Err(ConnectError::NoRegion { place }),
+        (Some(place), true, Err(reason)) => Err(ConnectError::NoCredentials { place, reason }),
         (_, region, credentials) => Ok(Assumed {
             region: !region,
             credentials: credentials.is_err(),
@@ -221,6 +275,26 @@ mod tests {
                 .contains("no AWS credentials for the emulator at http://emulator.internal:4566: the chain found none")
         );
         assert!(no_credentials.hint().contains("AWS_ACCESS_KEY_ID"));
+    }
+
+    #[test]
+    fn aws_itself_without_a_region_or_credentials_says_which_is_missing_and_assumes_nothing() {
+        let no_region = assume(&[], false, Err("none".into())).unwrap_err();
+        assert_eq!(
+            no_region.to_string(),
+            "no AWS region: none is set for AWS (no AWS_ENDPOINT_URL is set)"
+        );
+        let no_credentials = assume(&[], true, Err("no profile".into())).unwrap_err();
+        assert_eq!(
+            no_credentials.to_string(),
+            "no AWS credentials for AWS (no AWS_ENDPOINT_URL is set): no profile"
+        );
+        assert!(no_credentials.hint().contains("AWS_PROFILE"));
+        assert!(
+            !no_credentials.hint().contains("=test"),
+            "no test credentials for AWS"
+        );
+        assert_eq!(assume(&[], true, Ok(())).unwrap(), Assumed::default());
     }
 
     #[test]

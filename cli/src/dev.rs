@@ -8,9 +8,9 @@
 //! the run did in [`summary`](Summary) and how it is written out in `render`.
 
 mod latency;
-mod orders;
+pub(crate) mod orders;
 mod render;
-mod sample;
+pub(crate) mod sample;
 pub(crate) mod summary;
 
 use std::io::IsTerminal as _;
@@ -179,7 +179,7 @@ pub(crate) async fn run_paced(
     rate: Option<f64>,
 ) -> Result<(Summary, Option<NotQuiet>), DevError> {
     let started = Instant::now();
-    let Connection { aws, clients } = connect().await?;
+    let Connection { aws, clients, .. } = connect().await?;
     let template = Template::from_file(template_path(&args.template))?;
     let stack_name = args.stack.clone().unwrap_or_else(|| {
         if args.keep {
@@ -254,7 +254,7 @@ async fn run_deployment(
 }
 
 /// The sample catalogue: its prices (the system's, in the store) and its stock.
-async fn seed(store: &ripple_kit::store::DynamoEventStore) -> Result<(), DevError> {
+pub(crate) async fn seed(store: &ripple_kit::store::DynamoEventStore) -> Result<(), DevError> {
     for item in sample::CATALOGUE {
         orders_api::catalog::set_price(store, item.sku, sample::CURRENCY, item.unit_price_cents)
             .await

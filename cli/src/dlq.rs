@@ -414,7 +414,7 @@ pub fn selected(
 
 /// Reads every selected dead-letter queue of the stack.
 async fn read_all(options: &DlqOptions) -> Result<(Session, Deployment, Vec<Contents>), DlqError> {
-    let session = Session::open(&options.stack).await?;
+    let session = Session::open_operator(&options.stack).await?;
     let deployment = session.lookup().await?;
     let sqs = &session.connection.clients.sqs;
     let mut read = Vec::new();

@@ -285,7 +285,7 @@ pub async fn journey(store: &DynamoEventStore, order_id: &str) -> Result<Journey
 
 /// Runs `ripple history`.
 pub async fn run(args: &HistoryArgs) -> Result<String, HistoryError> {
-    let session = Session::open(&args.stack).await?;
+    let session = Session::open_operator(&args.stack).await?;
     let deployment = session.lookup().await?;
     let table = deployment
         .events_table()

@@ -1,6 +1,8 @@
 //! `ripple load`: orders at a steady rate through the whole system in the local runner, then
 //! what they took: latency percentiles, outcomes, errors, the invariants `ripple dev` checks, the
-//! AWS requests each order made and what a million orders cost at list prices.
+//! AWS requests each order made and what a million orders cost at list prices. With `--stack`
+//! naming a stack CloudFormation deployed (or with `--api`), the orders go to that stack's API
+//! instead, and what they did is read back from it ([`deployed`]).
 //!
 //! It is `ripple dev` with a paced load and a longer report: the template is provisioned into
 //! the emulator, every function runs in-process behind its event sources and the HTTP API (the
@@ -11,15 +13,21 @@
 //! [`prices`], the report in `render`.
 
 pub mod cost;
+pub mod deployed;
 pub mod prices;
 mod render;
 
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use ripple_kit::store::DynamoEventStore;
 use serde::Serialize;
 
 use crate::dev::{DevArgs, DevError, Summary};
+use crate::provision::{Deployment, Origin, ProvisionError};
 use crate::runtime::NotQuiet;
+use crate::stack::{Session, StackArgs, StackError, confirm};
 
 pub use render::{cost_line, render, render_json};
 
@@ -27,9 +35,13 @@ pub use render::{cost_line, render, render_json};
 #[derive(Debug, Clone, clap::Args)]
 #[command(after_help = "Examples:\n  \
     ripple load --orders 100 --rate 10\n  \
-    ripple load --orders 1000 --rate 20 --json > load.json\n\n\
-    It runs against the local runner only (the emulator named by AWS_ENDPOINT_URL, as `ripple dev`);\n\
-    a deployed stack's API is not supported yet. Exits 1 if an invariant fails.")]
+    ripple load --orders 1000 --rate 20 --json > load.json\n  \
+    RIPPLE_TOKEN=$(cat token) ripple load --stack shop --orders 200 --rate 5 --seed\n\n\
+    Without --stack (or with a stack CloudFormation does not have) it runs the local runner in the\n\
+    emulator AWS_ENDPOINT_URL names, as `ripple dev`. With --stack naming a deployed stack (in an\n\
+    account: no AWS_ENDPOINT_URL, credentials from the standard chain) the orders go to its API\n\
+    (the ApiUrl output, or --api) with a customer's token, and are read back from the stack.\n\
+    Exits 1 if an invariant fails.")]
 pub struct LoadArgs {
     /// Orders to place.
     #[arg(long, default_value_t = 100)]
@@ -43,10 +55,25 @@ pub struct LoadArgs {
     /// The SAM template to run.
     #[arg(long, default_value = "template.yaml")]
     pub template: PathBuf,
-    /// Stack name, the prefix of every resource [default: ripple-load- and six random
-    /// characters].
+    /// Stack name. A stack CloudFormation deployed is loaded through its API; any other is
+    /// provisioned in the emulator under this name for the local runner [default: a fresh
+    /// local stack, ripple-load- and six random characters].
     #[arg(long)]
     pub stack: Option<String>,
+    /// The API to send the orders to, instead of the deployed stack's `ApiUrl` output.
+    #[arg(long, requires = "stack")]
+    pub api: Option<String>,
+    /// A customer's bearer token for a deployed stack's API (from its issuer: the
+    /// `CustomerSignInUrl` output with Cognito, or your own `JwtIssuer`).
+    #[arg(long, env = "RIPPLE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Before a deployed load: set the sample catalogue's prices and add its stock, in the
+    /// stack's event store (asks first on a terminal).
+    #[arg(long)]
+    pub seed: bool,
+    /// Seed without asking.
+    #[arg(long)]
+    pub yes: bool,
     /// Leave the stack's resources in the emulator afterwards.
     #[arg(long)]
     pub keep: bool,
@@ -86,8 +113,162 @@ impl LoadReport {
     }
 }
 
-/// Runs `ripple load`. `Ok` carries the report even if the pipeline did not go quiet (an
-/// invariant then fails, and the caller reports why).
+/// Why `ripple load` could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The local run failed.
+    #[error(transparent)]
+    Dev(#[from] DevError),
+    /// The stack could not be opened or found.
+    #[error(transparent)]
+    Stack(#[from] StackError),
+    /// A deployed stack without an API URL.
+    #[error("stack {stack} has no ApiUrl output")]
+    NoApi {
+        /// The stack.
+        stack: String,
+    },
+    /// A deployed stack's API needs a token.
+    #[error("a deployed stack's API takes orders only with a customer's token")]
+    NoToken,
+    /// Seeding was not confirmed.
+    #[error("seeding the catalogue of stack {stack}: {why}")]
+    NotConfirmed {
+        /// The stack.
+        stack: String,
+        /// Why not.
+        why: &'static str,
+    },
+}
+
+impl LoadError {
+    /// What to do about it, when there is something to do.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            LoadError::Dev(e) => e.hint().map(str::to_owned),
+            LoadError::Stack(e) => e.hint(),
+            LoadError::NoApi { .. } => Some("pass the API's base URL with --api".to_owned()),
+            LoadError::NoToken => Some(
+                "pass one with --token or RIPPLE_TOKEN: sign a customer in at the stack's CustomerSignInUrl output (Cognito), or get one from the issuer the JwtIssuer parameter names".to_owned(),
+            ),
+            LoadError::NotConfirmed { .. } => Some("add --yes to seed without asking".to_owned()),
+        }
+    }
+}
+
+/// What `ripple load` found: in the local runner, or on a deployed stack.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum Report {
+    /// The local runner's run, with its requests and cost.
+    Local(Box<LoadReport>),
+    /// A deployed stack's run.
+    Deployed(Box<deployed::DeployedReport>),
+}
+
+impl Report {
+    /// The invariants, each with its figures.
+    pub fn invariants(&self) -> &[Invariant] {
+        match self {
+            Report::Local(r) => &r.invariants,
+            Report::Deployed(r) => &r.invariants,
+        }
+    }
+
+    /// Whether every invariant held.
+    pub fn holds(&self) -> bool {
+        self.invariants().iter().all(|i| i.holds)
+    }
+
+    /// The report for people.
+    pub fn render(&self) -> String {
+        match self {
+            Report::Local(r) => render(r),
+            Report::Deployed(r) => deployed::render(r),
+        }
+    }
+
+    /// The report as one JSON object.
+    pub fn render_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Runs `ripple load`: on the deployed stack `--stack` names (CloudFormation has it, or `--api`
+/// is given), else in the local runner.
+pub async fn run_command(args: &LoadArgs) -> Result<(Report, Option<NotQuiet>), LoadError> {
+    if let Some(stack) = &args.stack {
+        let session = Session::open_operator(&StackArgs {
+            stack: stack.clone(),
+            template: args.template.clone(),
+        })
+        .await?;
+        match session.lookup().await {
+            Ok(deployment)
+                if args.api.is_some()
+                    || matches!(deployment.origin, Origin::CloudFormation { .. }) =>
+            {
+                let report = run_deployed(args, &session, &deployment).await?;
+                return Ok((Report::Deployed(Box::new(report)), None));
+            }
+            // The emulator has no such stack yet: the local runner provisions it.
+            Err(StackError::Provision(ProvisionError::NotProvisioned { .. }))
+                if !session.connection.aws_itself && args.api.is_none() => {}
+            Err(err) => return Err(err.into()),
+            Ok(_) => {}
+        }
+    }
+    let (report, not_quiet) = run(args).await?;
+    Ok((Report::Local(Box::new(report)), not_quiet))
+}
+
+async fn run_deployed(
+    args: &LoadArgs,
+    session: &Session,
+    deployment: &Deployment,
+) -> Result<deployed::DeployedReport, LoadError> {
+    let api = match (&args.api, &deployment.origin) {
+        (Some(api), _) => api.clone(),
+        (None, Origin::CloudFormation { outputs, .. }) if outputs.contains_key("ApiUrl") => {
+            outputs["ApiUrl"].clone()
+        }
+        _ => {
+            return Err(LoadError::NoApi {
+                stack: deployment.stack_name.clone(),
+            });
+        }
+    };
+    let token = args.token.clone().ok_or(LoadError::NoToken)?;
+    let clients = &session.connection.clients;
+    if args.seed {
+        let stack = deployment.stack_name.clone();
+        if !args.yes {
+            let question = format!(
+                "Set the sample catalogue's prices and add its stock in stack {stack} ({})?",
+                deployment.region
+            );
+            confirm(&question).map_err(|why| LoadError::NotConfirmed {
+                stack: stack.clone(),
+                why,
+            })?;
+        }
+        if let Some(table) = deployment.events_table() {
+            crate::dev::seed(&DynamoEventStore::new(clients.dynamodb.clone(), table)).await?;
+        }
+    }
+    let plan = deployed::Plan {
+        api,
+        token,
+        orders: args.orders,
+        rate: args.rate,
+        timeout: Duration::from_secs(args.timeout),
+        json: args.json || !std::io::stderr().is_terminal(),
+    };
+    Ok(deployed::run(clients, deployment, &plan).await?)
+}
+
+/// Runs `ripple load` in the local runner. `Ok` carries the report even if the pipeline did
+/// not go quiet (an invariant then fails, and the caller reports why).
 pub async fn run(args: &LoadArgs) -> Result<(LoadReport, Option<NotQuiet>), DevError> {
     let stack = args.stack.clone().unwrap_or_else(|| {
         let suffix: String = (0..6)

@@ -237,12 +237,12 @@ async fn dev(args: ripple::dev::DevArgs) -> ExitCode {
 
 async fn load(args: ripple::load::LoadArgs) -> ExitCode {
     let mut report = report_output();
-    match ripple::load::run(&args).await {
+    match ripple::load::run_command(&args).await {
         Ok((load, not_quiet)) => {
             let text = if args.json {
-                ripple::load::render_json(&load)
+                load.render_json()
             } else {
-                ripple::load::render(&load)
+                load.render()
             };
             let _ = writeln!(report, "{}", text.trim_end());
             let _ = report.flush();
@@ -252,7 +252,7 @@ async fn load(args: ripple::load::LoadArgs) -> ExitCode {
             if load.holds() {
                 ExitCode::SUCCESS
             } else {
-                for failed in load.invariants.iter().filter(|i| !i.holds) {
+                for failed in load.invariants().iter().filter(|i| !i.holds) {
                     eprintln!(
                         "error: invariant failed: {} ({})",
                         failed.name, failed.detail
@@ -261,7 +261,7 @@ async fn load(args: ripple::load::LoadArgs) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        Err(err) => fail(&err, err.hint().map(str::to_owned)),
+        Err(err) => fail(&err, err.hint()),
     }
 }
 

@@ -7,10 +7,12 @@
 //! service rather than assembled here.
 //!
 //! The steps live next to this module: tables in `dynamodb`, topics, queues and subscriptions in
-//! `messaging`, what was created in `deployment`, finding what an earlier run left (a stack kept
-//! by `ripple dev --keep` or made by `ripple up`) in `lookup`, its removal in `teardown`, and the
-//! check that the endpoint answers at all in `reachable`.
+//! `messaging`, what was created in `deployment`, finding a stack that exists (kept by `ripple
+//! dev --keep`, made by `ripple up`, or deployed by CloudFormation, read in `cloudformation`) in
+//! `lookup`, its removal in `teardown`, and the check that the endpoint answers at all in
+//! `reachable`.
 
+pub mod cloudformation;
 mod deployment;
 mod dynamodb;
 mod lookup;
@@ -29,9 +31,9 @@ use crate::template::{
 
 pub use deployment::{
     DeployedFunction, DeployedQueue, DeployedSubscription, DeployedTable, DeployedTopic,
-    Deployment, LAMBDA_VARIABLES,
+    Deployment, LAMBDA_VARIABLES, Origin,
 };
-pub use lookup::{lookup, lookup_with};
+pub use lookup::{Find, find, lookup, lookup_deployed, lookup_with};
 pub use reachable::check_reachable;
 pub use teardown::{teardown, teardown_with};
 
@@ -94,6 +96,24 @@ pub enum ProvisionError {
         /// What is missing (its type and physical name).
         resource: String,
     },
+    /// CloudFormation has no such stack (in an account, nothing else is looked at).
+    #[error("CloudFormation has no stack {stack} in {region}")]
+    NotDeployed {
+        /// The stack name.
+        stack: String,
+        /// The region looked in.
+        region: String,
+    },
+    /// CloudFormation has the stack, but in a state where it does not hold its resources.
+    #[error("stack {stack} is {status}: it {why}")]
+    NotUsable {
+        /// The stack name.
+        stack: String,
+        /// Its CloudFormation status.
+        status: String,
+        /// What that means.
+        why: &'static str,
+    },
     /// Some deletions failed (the first is the source; the rest were logged).
     #[error("teardown left {count} resource(s) behind")]
     Teardown {
@@ -138,6 +158,8 @@ pub struct Clients {
     pub sns: aws_sdk_sns::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// CloudFormation, to find a deployed stack's resources.
+    pub cloudformation: aws_sdk_cloudformation::Client,
     /// The configured region.
     pub region: String,
 }
@@ -150,6 +172,7 @@ impl Clients {
             streams: aws_sdk_dynamodbstreams::Client::new(aws),
             sns: aws_sdk_sns::Client::new(aws),
             sqs: aws_sdk_sqs::Client::new(aws),
+            cloudformation: aws_sdk_cloudformation::Client::new(aws),
             region: aws
                 .region()
                 .map_or(DEFAULT_REGION.to_owned(), |r| r.as_ref().to_owned()),
@@ -217,6 +240,7 @@ pub async fn provision_adjusted(
     Ok(Deployment {
         stack_name: pseudo.stack_name,
         region: pseudo.region,
+        origin: Origin::Ripple,
         stack,
         tables,
         topics,

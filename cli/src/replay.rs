@@ -236,7 +236,7 @@ pub async fn run(args: &ReplayArgs) -> Result<(String, bool), ReplayError> {
 }
 
 async fn replay_views(args: &ViewsArgs) -> Result<String, ReplayError> {
-    let session = Session::open(&args.stack).await?;
+    let session = Session::open_operator(&args.stack).await?;
     let deployment = session.lookup().await?;
     let views = Views::of(&deployment, &session.connection.clients.dynamodb)?;
     let orders = match &args.order {

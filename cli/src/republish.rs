@@ -142,7 +142,7 @@ pub async fn run(args: &RepublishArgs) -> Result<(String, bool), RepublishError>
         return Err(RepublishError::EmptyRange { from, to });
     }
     let range = TimeRange::new(from, to);
-    let session = Session::open(&args.stack).await?;
+    let session = Session::open_operator(&args.stack).await?;
     let deployment = session.lookup().await?;
     let outbox = OutboxOf::find(&deployment).ok_or(RepublishError::NoOutbox)?;
     if !args.yes {

@@ -140,7 +140,7 @@ pub async fn run(args: &SoakArgs, seed: u64, reasons: ReasonLog) -> Result<SoakR
     if !rates.invalid().is_empty() {
         return Err(SoakError::Rates(rates.invalid()));
     }
-    let Connection { aws, clients } = connect().await?;
+    let Connection { aws, clients, .. } = connect().await?;
     let template = Template::from_file(template_path(&args.template))?;
     let stack_name = args.stack.clone().unwrap_or_else(|| {
         let suffix: String = (0..6)

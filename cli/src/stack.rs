@@ -5,14 +5,20 @@
 //! `up` provisions the stack (again is fine: every step is idempotent), `env` prints a
 //! function's resolved environment from what exists, `down` deletes it all. `ripple dev --keep`
 //! leaves the same stack behind, under the same names.
+//!
+//! The operator's commands open their stack with [`Session::open_operator`]: in an emulator,
+//! one CloudFormation deployed there or else one the runner provisioned; in an account (no
+//! `AWS_ENDPOINT_URL`), only a stack CloudFormation deployed, found by its physical ids.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 use std::path::PathBuf;
 
-use crate::connect::{ConnectError, Connection, DEFAULT_STACK, connect, template_path};
-use crate::provision::{self, DeployedFunction, Deployment, ProvisionError};
+use crate::connect::{
+    ConnectError, Connection, DEFAULT_STACK, connect, connect_operator, template_path,
+};
+use crate::provision::{self, DeployedFunction, Deployment, Find, Origin, ProvisionError};
 use crate::template::{Template, TemplateError};
 
 /// Which stack of which template.
@@ -40,7 +46,7 @@ pub struct EnvArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum StackError {
     /// There is no emulator to talk to.
-    #[error("no emulator")]
+    #[error("cannot connect")]
     Connect(#[from] ConnectError),
     /// The template could not be read.
     #[error("cannot use the template")]
@@ -48,6 +54,14 @@ pub enum StackError {
     /// Provisioning, finding or deleting the stack failed.
     #[error("stack")]
     Provision(#[from] ProvisionError),
+    /// `ripple down` was asked to delete a stack CloudFormation manages.
+    #[error(
+        "stack {stack} was deployed by CloudFormation; ripple down deletes only what ripple provisioned"
+    )]
+    Deployed {
+        /// The stack name.
+        stack: String,
+    },
     /// The template has no such function.
     #[error("the template has no function {name} (its functions: {known})")]
     UnknownFunction {
@@ -66,6 +80,12 @@ impl StackError {
             StackError::Provision(ProvisionError::NotProvisioned { stack, .. }) => Some(format!(
                 "provision it with `ripple up --stack {stack}` (or keep one with `ripple dev --keep --stack {stack}`)"
             )),
+            StackError::Provision(ProvisionError::NotDeployed { stack, .. }) => Some(format!(
+                "check the name and region (`aws cloudformation describe-stacks --stack-name {stack}`, AWS_REGION or AWS_PROFILE), or deploy it: `make deploy` (sam deploy --guided --stack-name {stack})"
+            )),
+            StackError::Deployed { stack } => {
+                Some(format!("delete it with `sam delete --stack-name {stack}`"))
+            }
             _ => None,
         }
     }
@@ -82,9 +102,18 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects and reads the template.
+    /// Connects to the emulator and reads the template.
     pub async fn open(args: &StackArgs) -> Result<Self, StackError> {
-        let connection = connect().await?;
+        Self::with(connect().await?, args)
+    }
+
+    /// Connects to the emulator, or to AWS itself when no endpoint is set, and reads the
+    /// template: for the commands that operate a stack someone deployed.
+    pub async fn open_operator(args: &StackArgs) -> Result<Self, StackError> {
+        Self::with(connect_operator().await?, args)
+    }
+
+    fn with(connection: Connection, args: &StackArgs) -> Result<Self, StackError> {
         let template = Template::from_file(template_path(&args.template))?;
         Ok(Session {
             connection,
@@ -99,10 +128,22 @@ impl Session {
         Ok(provision::provision(aws, &self.template, &self.stack_name).await?)
     }
 
-    /// The stack as it exists; [`ProvisionError::NotProvisioned`] if it does not.
+    /// The stack as it exists: deployed by CloudFormation, or (in an emulator) provisioned by
+    /// the runner; [`ProvisionError::NotProvisioned`] or [`ProvisionError::NotDeployed`] if
+    /// it does not.
     pub async fn lookup(&self) -> Result<Deployment, StackError> {
-        let aws = &self.connection.aws;
-        Ok(provision::lookup(aws, &self.template, &self.stack_name).await?)
+        let Connection {
+            aws,
+            clients,
+            aws_itself,
+        } = &self.connection;
+        let scope = if *aws_itself {
+            Find::CloudFormation
+        } else {
+            Find::Anywhere
+        };
+        let pseudo = provision::pseudo(aws, &self.stack_name);
+        Ok(provision::find(clients, &self.template, &pseudo, scope).await?)
     }
 
     /// The stack as it exists, provisioned first if it does not.
@@ -156,6 +197,11 @@ pub async fn env(args: &EnvArgs) -> Result<String, StackError> {
 pub async fn down(args: &StackArgs) -> Result<(), StackError> {
     let session = Session::open(args).await?;
     let deployment = session.lookup().await?;
+    if let Origin::CloudFormation { .. } = deployment.origin {
+        return Err(StackError::Deployed {
+            stack: deployment.stack_name,
+        });
+    }
     provision::teardown_with(&session.connection.clients, &deployment).await?;
     Ok(())
 }
@@ -194,11 +240,25 @@ pub fn describe(deployment: &Deployment) -> String {
         let line = format!("{} ({})", function.logical_id, function.binary);
         lines.entry("function").or_default().push(line);
     }
-    let mut out = format!("stack {} in {}\n", deployment.stack_name, deployment.region);
+    let mut out = format!(
+        "stack {} in {}{}\n",
+        deployment.stack_name,
+        deployment.region,
+        origin(&deployment.origin)
+    );
     for (kind, names) in lines {
         for name in names {
             let _ = writeln!(out, "  {kind:<9} {name}");
         }
     }
     out
+}
+
+/// How the stack was found, for the first line of a description: nothing for one the runner
+/// provisioned, its CloudFormation status for a deployed one.
+pub fn origin(origin: &Origin) -> String {
+    match origin {
+        Origin::Ripple => String::new(),
+        Origin::CloudFormation { status, .. } => format!(" (CloudFormation, {status})"),
+    }
 }

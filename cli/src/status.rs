@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::dev::summary::{QueueDepths, QueueSummary};
 use crate::dlq::{Contents, dead_letter_queues};
-use crate::provision::{Clients, Deployment};
+use crate::provision::{Clients, Deployment, Origin};
 use crate::stack::{Session, StackArgs, StackError};
 
 /// How many dead letters of each queue are read for their reasons.
@@ -74,6 +74,8 @@ fn read_error<E: std::error::Error + 'static>(what: String) -> impl FnOnce(E) ->
 pub struct Status {
     /// The stack.
     pub stack: String,
+    /// Who made it (for a CloudFormation stack: its ARN, status and outputs).
+    pub origin: Origin,
     /// Each function's triggers, by logical id.
     pub functions: BTreeMap<String, Vec<String>>,
     /// Each queue's role and depth, by name.
@@ -92,7 +94,17 @@ pub struct Status {
 
 impl Status {
     fn render(&self) -> String {
-        let mut out = format!("stack {}\n\nfunctions\n", self.stack);
+        let mut out = format!(
+            "stack {}{}\n",
+            self.stack,
+            crate::stack::origin(&self.origin)
+        );
+        if let Origin::CloudFormation { outputs, .. } = &self.origin
+            && let Some(url) = outputs.get("ApiUrl")
+        {
+            let _ = writeln!(out, "api {url}");
+        }
+        out.push_str("\nfunctions\n");
         for (id, triggers) in &self.functions {
             let _ = writeln!(out, "  {id:<26} {}", triggers.join(", "));
         }
@@ -212,6 +224,7 @@ pub async fn status(clients: &Clients, deployment: &Deployment) -> Result<Status
     }
     Ok(Status {
         stack: deployment.stack_name.clone(),
+        origin: deployment.origin.clone(),
         functions: deployment
             .functions
             .iter()
@@ -233,7 +246,7 @@ pub async fn status(clients: &Clients, deployment: &Deployment) -> Result<Status
 
 /// Runs `ripple status`.
 pub async fn run(args: &StatusArgs) -> Result<String, StatusError> {
-    let session = Session::open(&args.stack).await?;
+    let session = Session::open_operator(&args.stack).await?;
     let deployment = session.lookup().await?;
     let status = status(&session.connection.clients, &deployment).await?;
     Ok(if args.json {

@@ -14,6 +14,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use aws_sdk_dynamodb::types::AttributeValue;
 use lambda_runtime::LambdaEvent;
+use ripple::provision::cloudformation::{CfnResource, CfnStack};
 use ripple::provision::{self, Clients, Deployment};
 use ripple::runtime::{Invoke, RunOptions, Runtime, invoke_fn, sqs};
 use ripple::template::Template;
@@ -598,4 +599,144 @@ async fn a_provisioned_stack_is_found_as_it_was_created_and_a_missing_one_is_nam
         }
         other => panic!("a deleted stack is not provisioned: {other:?}"),
     }
+}
+
+/// What CloudFormation would list for `deployment`'s resources had it made them: each table by
+/// name, queue by URL, topic and subscription by ARN, function by a generated name.
+fn as_cloudformation_lists(deployment: &Deployment, stack_name: &str) -> CfnStack {
+    let resource = |kind: &str, physical: &str| CfnResource {
+        resource_type: kind.to_owned(),
+        physical_id: physical.to_owned(),
+    };
+    let mut resources = std::collections::BTreeMap::new();
+    for t in deployment.tables.values() {
+        resources.insert(
+            t.logical_id.clone(),
+            resource("AWS::DynamoDB::Table", &t.name),
+        );
+    }
+    for q in deployment.queues.values() {
+        resources.insert(q.logical_id.clone(), resource("AWS::SQS::Queue", &q.url));
+    }
+    for t in deployment.topics.values() {
+        resources.insert(t.logical_id.clone(), resource("AWS::SNS::Topic", &t.arn));
+    }
+    for s in deployment.subscriptions.values() {
+        resources.insert(
+            s.logical_id.clone(),
+            resource("AWS::SNS::Subscription", &s.arn),
+        );
+    }
+    for f in deployment.functions.values() {
+        let generated = format!("{stack_name}-{}-Xk3J9aQ2", f.logical_id);
+        resources.insert(
+            f.logical_id.clone(),
+            resource("AWS::Lambda::Function", &generated),
+        );
+    }
+    CfnStack {
+        name: stack_name.to_owned(),
+        stack_id: format!(
+            "arn:aws:cloudformation:{}:111122223333:stack/{stack_name}/6b1c2d30-0000-11ef-9a4e-0a1b2c3d4e5f",
+            deployment.region
+        ),
+        status: "UPDATE_COMPLETE".to_owned(),
+        parameters: [("OrderDeadlineSeconds".to_owned(), "600".to_owned())].into(),
+        outputs: [(
+            "ApiUrl".to_owned(),
+            "https://abc.execute-api.example/".to_owned(),
+        )]
+        .into(),
+        resources,
+    }
+}
+
+#[tokio::test]
+async fn a_deployed_stack_is_found_under_the_physical_ids_cloudformation_lists() {
+    let aws = support::emulator().await;
+    let clients = Clients::new(&aws);
+    let template =
+        Template::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml")).unwrap();
+    // The resources exist under one stack's names; CloudFormation (here: what it would list)
+    // knows them as another stack's, so only its physical ids can lead to them.
+    let made = stack_name("made");
+    let created = provision::provision(&aws, &template, &made).await.unwrap();
+    let deployed = stack_name("cfn");
+    let mut cfn = as_cloudformation_lists(&created, &deployed);
+    let found = provision::lookup_deployed(
+        &clients,
+        &template,
+        provision::pseudo(&aws, &deployed),
+        &cfn,
+    )
+    .await;
+    cfn.resources.remove("InventoryDLQ");
+    let incomplete = provision::lookup_deployed(
+        &clients,
+        &template,
+        provision::pseudo(&aws, &deployed),
+        &cfn,
+    )
+    .await;
+    cfn.status = "ROLLBACK_COMPLETE".to_owned();
+    let rolled_back = provision::lookup_deployed(
+        &clients,
+        &template,
+        provision::pseudo(&aws, &deployed),
+        &cfn,
+    )
+    .await;
+    let by_names = provision::lookup(&aws, &template, &deployed).await;
+    provision::teardown(&aws, &created).await.unwrap();
+
+    let found = found.unwrap();
+    assert_eq!(found.stack_name, deployed);
+    assert!(
+        matches!(found.origin, provision::Origin::CloudFormation { ref status, .. } if status == "UPDATE_COMPLETE")
+    );
+    assert_eq!(found.tables, created.tables);
+    assert_eq!(found.queues, created.queues);
+    assert_eq!(found.topics, created.topics);
+    assert_eq!(found.subscriptions, created.subscriptions);
+    let api = found.function("OrdersApiFunction").unwrap();
+    assert_eq!(api.name, format!("{deployed}-OrdersApiFunction-Xk3J9aQ2"));
+    assert_eq!(
+        api.arn,
+        format!(
+            "arn:aws:lambda:{}:111122223333:function:{deployed}-OrdersApiFunction-Xk3J9aQ2",
+            found.region
+        )
+    );
+    assert_eq!(api.environment["AWS_LAMBDA_FUNCTION_NAME"], api.name);
+    assert_eq!(
+        api.environment["EVENTS_TABLE"],
+        created.table("EventsTable").unwrap().name,
+        "the environment names what CloudFormation made"
+    );
+    let sweeper = found.function_by_binary("sweeper").unwrap();
+    assert_eq!(
+        sweeper.environment["ORDER_DEADLINE_SECONDS"], "600",
+        "resolved with the parameters the stack was deployed with"
+    );
+    match incomplete {
+        Err(provision::ProvisionError::NotProvisioned { stack, resource }) => {
+            assert_eq!(stack, deployed);
+            assert!(
+                resource.contains("InventoryDLQ") && resource.contains("CloudFormation"),
+                "{resource}"
+            );
+        }
+        other => panic!("a resource CloudFormation does not list is missing: {other:?}"),
+    }
+    assert!(
+        matches!(rolled_back, Err(provision::ProvisionError::NotUsable { ref status, .. }) if status == "ROLLBACK_COMPLETE"),
+        "{rolled_back:?}"
+    );
+    assert!(
+        matches!(
+            by_names,
+            Err(provision::ProvisionError::NotProvisioned { .. })
+        ),
+        "without CloudFormation in the emulator the runner's names are looked for, and there are none: {by_names:?}"
+    );
 }

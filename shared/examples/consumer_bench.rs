@@ -10,8 +10,8 @@
 //! Two measurements:
 //! - `cost --batches N`: against the DynamoDB of `AWS_ENDPOINT_URL` (DynamoDB Local in
 //!   `make bench`), N batches delivered and then redelivered, at the consumer's default
-//!   concurrency and one record at a time; every DynamoDB call is counted by an SDK
-//!   interceptor, every batch timed. Writes `target/bench/ripple-consumer.json`.
+//!   concurrency and one record at a time; every DynamoDB call is counted by the kit's SDK
+//!   interceptor (`ripple_kit::requests`), every batch timed. Writes `target/bench/ripple-consumer.json`.
 //! - `cpu --batches N`: the same handler on a DynamoDB client whose answers are canned
 //!   (aws-smithy-mocks), so that only this process's work is left (parse the SQS record and its
 //!   envelope, admit, decide, build, sign and serialise the transaction, the metrics line);
@@ -23,21 +23,16 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{Intercept, RuntimeComponents};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::orchestrator::Metadata;
-use aws_smithy_types::config_bag::ConfigBag;
 use lambda_runtime::{Context, LambdaEvent};
 use ripple_kit::consumer::{Delivery, EventSourced};
 use ripple_kit::envelope::EnvelopeError;
+use ripple_kit::requests::{RequestCounter, RequestCounts};
 use ripple_kit::store::DynamoEventStore;
 use ripple_kit::{
     ConsumerError, Envelope, EventStore, Reaction, Reactor, SqsConsumer, StreamPosition,
@@ -143,32 +138,24 @@ async fn serve(handler: &Handler, payload: SqsEvent) {
     );
 }
 
-/// DynamoDB calls (every attempt sent) by operation.
-#[derive(Debug, Default, Clone)]
-struct Counter(Arc<Mutex<BTreeMap<String, u64>>>);
-
-impl Counter {
-    fn take(&self) -> BTreeMap<String, u64> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
+/// DynamoDB calls (every attempt sent) by operation since the last [`take`](Calls::take),
+/// counted by the kit's own interceptor (the one every function's clients carry).
+#[derive(Debug, Default)]
+struct Calls {
+    counter: RequestCounter,
+    last: RequestCounts,
 }
 
-impl Intercept for Counter {
-    fn name(&self) -> &'static str {
-        "bench-counter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        _: &BeforeTransmitInterceptorContextRef<'_>,
-        _: &RuntimeComponents,
-        cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let operation = cfg
-            .load::<Metadata>()
-            .map_or("unknown".to_owned(), |m| m.name().to_owned());
-        *self.0.lock().unwrap().entry(operation).or_default() += 1;
-        Ok(())
+impl Calls {
+    fn take(&mut self) -> BTreeMap<String, u64> {
+        let now = self.counter.snapshot();
+        let since = now.since(&self.last);
+        self.last = now;
+        since
+            .services
+            .get("DynamoDB")
+            .map(|ops| ops.iter().map(|(op, c)| (op.clone(), c.requests)).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -224,9 +211,9 @@ async fn measure(
     concurrency: Option<usize>,
     batches: usize,
 ) -> Run {
-    let counter = Counter::default();
+    let mut counter = Calls::default();
     let config = aws_sdk_dynamodb::config::Builder::from(aws)
-        .interceptor(counter.clone())
+        .interceptor(counter.counter.clone())
         .build();
     let store = DynamoEventStore::new(aws_sdk_dynamodb::Client::from_conf(config), table);
     let handler = SqsConsumer::event_sourced(Receipts, store);

@@ -17,6 +17,10 @@ async fn a_small_load_keeps_its_invariants_and_its_requests_add_up() {
         json: true,
         template: repo_root().join("template.yaml"),
         stack: None,
+        api: None,
+        token: None,
+        seed: false,
+        yes: false,
         keep: false,
         timeout: 180,
     };

@@ -1,9 +1,11 @@
-//! Placing the sample orders: POST /orders over real HTTP to the local API, a few at a time, each
-//! with a bearer token of its customer.
+//! Placing the sample orders: POST /orders over real HTTP to the local API (or over HTTPS to a
+//! deployed one, `ripple load --stack`), a few at a time or at a rate, each with a bearer token
+//! of its customer.
 
 use bytes::Bytes;
 use futures::StreamExt as _;
 use http_body_util::{BodyExt as _, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -25,15 +27,15 @@ pub type Placed = (u16, Option<String>);
 /// answered. Without a `rate`, [`CONCURRENT_ORDERS`] at a time; with one, order `i` leaves
 /// `i / rate` seconds after the first, however long the others take (up to [`MAX_IN_FLIGHT`]
 /// unanswered).
-pub(super) async fn place_all(
+pub(crate) async fn place_all(
     url: &str,
-    stack_name: &str,
+    key_prefix: &str,
     orders: Vec<SampleOrder>,
     rate: Option<f64>,
     token: impl Fn(&str) -> Option<String>,
     on_done: impl Fn(),
 ) -> Vec<Placed> {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let client = http_client();
     let rate = rate.filter(|r| r.is_finite() && *r > 0.0);
     let in_flight = rate.map_or(CONCURRENT_ORDERS, |_| MAX_IN_FLIGHT);
     let first = tokio::time::Instant::now();
@@ -41,7 +43,7 @@ pub(super) async fn place_all(
         .map(|(i, order)| {
             let client = &client;
             let on_done = &on_done;
-            let key = format!("{stack_name}-order-{i}");
+            let key = format!("{key_prefix}-order-{i}");
             let bearer = token(&order.customer);
             async move {
                 if let Some(rate) = rate {
@@ -58,9 +60,30 @@ pub(super) async fn place_all(
         .await
 }
 
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A client for `http://` and `https://` URLs, trusting the system's root certificates (none
+/// found: `https://` fails, each request saying why, and `http://` still works).
+fn http_client() -> HttpClient {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match builder.with_native_roots() {
+        Ok(builder) => builder,
+        Err(err) => {
+            tracing::warn!(error = %err, "no root certificates: https URLs cannot be verified");
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(rustls::RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        }
+    };
+    let connector = builder.https_or_http().enable_http1().build();
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 /// POSTs one order; the status (0 when no response came back) and the new order's id.
 async fn post_order(
-    client: &Client<HttpConnector, Full<Bytes>>,
+    client: &HttpClient,
     url: &str,
     idempotency_key: &str,
     token: Option<&str>,

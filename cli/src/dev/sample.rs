@@ -10,10 +10,10 @@ use serde_json::json;
 pub(super) const CURRENCY: &str = "EUR";
 
 /// A sku of the sample catalogue: price and the stock seeded before the orders.
-pub(super) struct Sku {
-    pub(super) sku: &'static str,
-    pub(super) unit_price_cents: u64,
-    pub(super) stock: u64,
+pub(crate) struct Sku {
+    pub(crate) sku: &'static str,
+    pub(crate) unit_price_cents: u64,
+    pub(crate) stock: u64,
 }
 
 /// One sample order: who places it and the body they send.
@@ -26,7 +26,7 @@ pub struct SampleOrder {
 }
 
 /// Two skus are scarce, so that some orders are rejected and the saga compensates.
-pub(super) const CATALOGUE: &[Sku] = &[
+pub(crate) const CATALOGUE: &[Sku] = &[
     Sku {
         sku: "SKU-TEE",
         unit_price_cents: 1999,

@@ -337,7 +337,7 @@ impl QueueDepths {
 }
 
 /// The saga's latency over the placed orders, from their journeys in the store.
-async fn latency(
+pub(crate) async fn latency(
     clients: &Clients,
     deployment: &Deployment,
     order_ids: &[&str],
@@ -366,18 +366,39 @@ async fn outcomes_and_stock(
     deployment: &Deployment,
     order_ids: &[&str],
 ) -> Result<(OrderOutcomes, Vec<StockLevel>), DevError> {
+    let Some((outcomes, confirmed_units)) = outcomes(clients, deployment, order_ids).await? else {
+        return Ok((OrderOutcomes::default(), Vec::new()));
+    };
+    let mut stock = Vec::new();
+    for (item, level) in CATALOGUE
+        .iter()
+        .zip(stock_levels(clients, deployment).await?)
+    {
+        stock.push(StockLevel {
+            sku: item.sku.to_owned(),
+            seeded: item.stock,
+            available: level.available,
+            allocated: level.allocated,
+            confirmed_units: confirmed_units.get(item.sku).copied().unwrap_or(0),
+        });
+    }
+    Ok((outcomes, stock))
+}
+
+/// Folds every order's stream into its outcome, with the units per sku of those confirmed;
+/// `None` when the stack has no event store.
+pub(crate) async fn outcomes(
+    clients: &Clients,
+    deployment: &Deployment,
+    order_ids: &[&str],
+) -> Result<Option<(OrderOutcomes, BTreeMap<String, u64>)>, DevError> {
     let mut outcomes = OrderOutcomes::default();
     let mut confirmed_units: BTreeMap<String, u64> = BTreeMap::new();
-    let Some(table) = deployment.events_table() else {
-        return Ok((outcomes, Vec::new()));
-    };
-    let store = DynamoEventStore::new(clients.dynamodb.clone(), table.clone());
-    let read_failed = |source: StoreError| DevError::ReadBack {
-        table: table.clone(),
-        source,
+    let Some(store) = store(clients, deployment) else {
+        return Ok(None);
     };
     for id in order_ids {
-        let order: Loaded<Order> = store.load(id).await.map_err(read_failed)?;
+        let order: Loaded<Order> = store.load(id).await.map_err(read_failed(&store))?;
         let Some(placed) = order.state.placed.as_ref() else {
             outcomes.pending += 1;
             continue;
@@ -389,18 +410,36 @@ async fn outcomes_and_stock(
             }
         }
     }
-    let mut stock = Vec::new();
+    Ok(Some((outcomes, confirmed_units)))
+}
+
+/// Each catalogue sku's stock as its stream folds, in [`CATALOGUE`]'s order (none without an
+/// event store).
+pub(crate) async fn stock_levels(
+    clients: &Clients,
+    deployment: &Deployment,
+) -> Result<Vec<Stock>, DevError> {
+    let Some(store) = store(clients, deployment) else {
+        return Ok(Vec::new());
+    };
+    let mut levels = Vec::new();
     for item in CATALOGUE {
-        let level: Loaded<Stock> = store.load(item.sku).await.map_err(read_failed)?;
-        stock.push(StockLevel {
-            sku: item.sku.to_owned(),
-            seeded: item.stock,
-            available: level.state.available,
-            allocated: level.state.allocated,
-            confirmed_units: confirmed_units.get(item.sku).copied().unwrap_or(0),
-        });
+        let level: Loaded<Stock> = store.load(item.sku).await.map_err(read_failed(&store))?;
+        levels.push(level.state);
     }
-    Ok((outcomes, stock))
+    Ok(levels)
+}
+
+fn store(clients: &Clients, deployment: &Deployment) -> Option<DynamoEventStore> {
+    let table = deployment.events_table()?;
+    Some(DynamoEventStore::new(clients.dynamodb.clone(), table))
+}
+
+fn read_failed(store: &DynamoEventStore) -> impl Fn(StoreError) -> DevError + '_ {
+    move |source| DevError::ReadBack {
+        table: store.table().to_owned(),
+        source,
+    }
 }
 
 /// Event items (kind = "event") in the events table, by type; pages through the whole scan.

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use ripple_kit::requests::RequestCounts;
 use serde_json::json;
 
-use super::LoadReport;
 use super::cost::{Cost, Usage};
-use crate::dev::Summary;
+use super::{Invariant, LoadReport};
+use crate::dev::{Latency, OrderOutcomes, Summary};
 
 /// The report for people.
 pub fn render(report: &LoadReport) -> String {
@@ -25,15 +25,25 @@ pub fn render(report: &LoadReport) -> String {
         s.elapsed_ms as f64 / 1000.0
     );
     outcomes(&mut out, s);
-    latency(&mut out, s);
-    invariants(&mut out, report);
+    latency_table(&mut out, &s.latency);
+    invariant_lines(&mut out, &report.invariants);
     requests(&mut out, &s.usage, s.orders_placed);
     cost_table(&mut out, &s.cost);
     out
 }
 
 fn outcomes(out: &mut String, s: &Summary) {
-    let o = &s.outcomes;
+    outcomes_line(out, &s.outcomes);
+    let refused: u64 = s.orders_refused.values().sum();
+    let _ = writeln!(
+        out,
+        "errors     {refused} orders refused, {} invocation errors, {} failed receives, {} dead-lettered\n",
+        s.invocation_errors, s.messages_failed, s.dlq_messages
+    );
+}
+
+/// Where the orders ended up, on one line.
+pub(super) fn outcomes_line(out: &mut String, o: &OrderOutcomes) {
     let _ = writeln!(
         out,
         "outcomes   {} confirmed, {} out of stock, {} payment declined, {} cancelled by the customer, {} timed out, {} pending",
@@ -44,15 +54,10 @@ fn outcomes(out: &mut String, s: &Summary) {
         o.cancelled_timed_out,
         o.pending
     );
-    let refused: u64 = s.orders_refused.values().sum();
-    let _ = writeln!(
-        out,
-        "errors     {refused} orders refused, {} invocation errors, {} failed receives, {} dead-lettered\n",
-        s.invocation_errors, s.messages_failed, s.dlq_messages
-    );
 }
 
-fn latency(out: &mut String, s: &Summary) {
+/// Placed to terminal and each saga step: p50, p95, p99 and max.
+pub(super) fn latency_table(out: &mut String, latency: &Latency) {
     let _ = writeln!(
         out,
         "{:<44} {:>6} {:>8} {:>8} {:>8} {:>8}",
@@ -68,17 +73,18 @@ fn latency(out: &mut String, s: &Summary) {
     row(
         out,
         "placed → confirmed or cancelled",
-        &s.latency.placed_to_terminal,
+        &latency.placed_to_terminal,
     );
-    for (step, p) in &s.latency.steps {
+    for (step, p) in &latency.steps {
         row(out, &format!("  {step}"), p);
     }
     let _ = writeln!(out);
 }
 
-fn invariants(out: &mut String, report: &LoadReport) {
+/// Each invariant, marked.
+pub(super) fn invariant_lines(out: &mut String, invariants: &[Invariant]) {
     let _ = writeln!(out, "invariants");
-    for i in &report.invariants {
+    for i in invariants {
         let mark = if i.holds { "ok  " } else { "FAIL" };
         let _ = writeln!(out, "  {mark} {:<42} {}", i.name, i.detail);
     }

@@ -16,6 +16,8 @@ pub struct Deployment {
     pub stack_name: String,
     /// The region.
     pub region: String,
+    /// Who made it: the runner, or CloudFormation.
+    pub origin: Origin,
     /// What the template declares for this stack.
     pub stack: Stack,
     /// Tables by logical id.
@@ -28,6 +30,23 @@ pub struct Deployment {
     pub subscriptions: BTreeMap<String, DeployedSubscription>,
     /// Functions by logical id.
     pub functions: BTreeMap<String, DeployedFunction>,
+}
+
+/// Who made a stack's resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Origin {
+    /// The runner (`ripple up`, `ripple dev --keep`), under the names it gives them.
+    Ripple,
+    /// CloudFormation (`sam deploy`), under the physical ids it lists.
+    CloudFormation {
+        /// The stack's ARN.
+        stack_id: String,
+        /// Its status when it was read.
+        status: String,
+        /// Its outputs by key (`ApiUrl`, …).
+        outputs: BTreeMap<String, String>,
+    },
 }
 
 /// A created table.

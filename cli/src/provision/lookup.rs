@@ -1,5 +1,7 @@
-//! Finding a stack an earlier run provisioned (`ripple up`, `ripple dev --keep`): the same
-//! [`Deployment`] provisioning returns, read from the services without creating anything.
+//! Finding a stack that exists: one an earlier run provisioned (`ripple up`, `ripple dev
+//! --keep`), found by the names the runner gives its resources, or one CloudFormation deployed
+//! (`sam deploy`), found by the physical ids CloudFormation lists. Either way the result is the
+//! same [`Deployment`] provisioning returns, read from the services without creating anything.
 //!
 //! Every resource the template declares must be there; the first one missing is reported, so a
 //! caller can tell "not provisioned" from any other failure and provision then.
@@ -8,35 +10,167 @@ use std::collections::BTreeMap;
 
 use aws_config::SdkConfig;
 
+use super::cloudformation::{self, CfnStack};
 use super::dynamodb::deployed_table;
 use super::messaging::queue_arn;
 use super::{
-    Clients, DeployedQueue, DeployedSubscription, DeployedTable, DeployedTopic, Deployment,
+    Clients, DeployedQueue, DeployedSubscription, DeployedTable, DeployedTopic, Deployment, Origin,
     ProvisionError, aws_error, functions, know_queue, know_table, know_topic, pseudo, unexpected,
 };
-use crate::template::{self, Resolver, Stack, Template};
+use crate::template::{self, REF, Resolver, Stack, Template};
 
-/// The stack `stack_name` of `template`, as it exists behind the clients of `aws`.
+/// Where the stack is looked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Find {
+    /// CloudFormation first; a stack it does not have (or an emulator without CloudFormation)
+    /// by the runner's names.
+    Anywhere,
+    /// Only among the stacks CloudFormation has (a real account: nothing there is named by
+    /// the runner).
+    CloudFormation,
+}
+
+/// The stack `stack_name` of `template`, as it exists behind the clients of `aws`: deployed by
+/// CloudFormation, or else provisioned by the runner.
 pub async fn lookup(
     aws: &SdkConfig,
     template: &Template,
     stack_name: &str,
 ) -> Result<Deployment, ProvisionError> {
-    lookup_with(
+    find(
         &Clients::new(aws),
-        template.resolver(pseudo(aws, stack_name)),
+        template,
+        &pseudo(aws, stack_name),
+        Find::Anywhere,
     )
     .await
 }
 
-/// The stack `resolver` resolves, as it exists; [`ProvisionError::NotProvisioned`] names the
-/// first resource that does not.
+/// The stack `pseudo` names, looked for where `scope` says.
+pub async fn find(
+    clients: &Clients,
+    template: &Template,
+    pseudo: &template::PseudoParameters,
+    scope: Find,
+) -> Result<Deployment, ProvisionError> {
+    let name = &pseudo.stack_name;
+    let deployed = match cloudformation::describe(&clients.cloudformation, name).await {
+        Ok(found) => found,
+        Err(err) if scope == Find::Anywhere => {
+            tracing::debug!(stack = %name, error = %ripple_kit::telemetry::error_chain(&err), "no CloudFormation here; the stack is looked for by the runner's names");
+            None
+        }
+        Err(err) => return Err(err),
+    };
+    match (deployed, scope) {
+        (Some(cfn), _) => {
+            tracing::info!(stack = %name, status = %cfn.status, "found the stack in CloudFormation");
+            lookup_deployed(clients, template, pseudo.clone(), &cfn).await
+        }
+        (None, Find::Anywhere) => lookup_with(clients, template.resolver(pseudo.clone())).await,
+        (None, Find::CloudFormation) => Err(ProvisionError::NotDeployed {
+            stack: name.clone(),
+            region: pseudo.region.clone(),
+        }),
+    }
+}
+
+/// The stack `resolver` resolves, as the runner provisioned it; [`ProvisionError::NotProvisioned`]
+/// names the first resource that does not exist.
 pub async fn lookup_with(
     clients: &Clients,
-    mut resolver: Resolver<'_>,
+    resolver: Resolver<'_>,
 ) -> Result<Deployment, ProvisionError> {
     template::validate_stack_name(&resolver.pseudo().stack_name)?;
     let stack = resolver.stack()?;
+    read_back(clients, resolver, stack, None, Origin::Ripple).await
+}
+
+/// The stack CloudFormation describes as `cfn`: resolved with the parameters it was deployed
+/// with, in its account and region, each resource under the physical id CloudFormation lists.
+pub async fn lookup_deployed(
+    clients: &Clients,
+    template: &Template,
+    pseudo: template::PseudoParameters,
+    cfn: &CfnStack,
+) -> Result<Deployment, ProvisionError> {
+    cloudformation::usable(&cfn.status).map_err(|why| ProvisionError::NotUsable {
+        stack: cfn.name.clone(),
+        status: cfn.status.clone(),
+        why,
+    })?;
+    let mut pseudo = pseudo;
+    if let Some(account) = cfn.account_id() {
+        pseudo = pseudo.with_account_id(account);
+    }
+    if let Some(region) = cfn.region() {
+        pseudo.region = region.to_owned();
+    }
+    let mut resolver = template.resolver(pseudo);
+    for (key, value) in &cfn.parameters {
+        resolver = resolver.with_parameter(key, value);
+    }
+    let mut stack = resolver.stack()?;
+    physical_names(&mut stack, &mut resolver, cfn)?;
+    let origin = Origin::CloudFormation {
+        stack_id: cfn.stack_id.clone(),
+        status: cfn.status.clone(),
+        outputs: cfn.outputs.clone(),
+    };
+    read_back(clients, resolver, stack, Some(cfn), origin).await
+}
+
+/// Gives every table, topic, queue and function of `stack` the name CloudFormation made for
+/// it, and tells `resolver` each function's name and ARN (the rest is read back from the
+/// services).
+fn physical_names(
+    stack: &mut Stack,
+    resolver: &mut Resolver<'_>,
+    cfn: &CfnStack,
+) -> Result<(), ProvisionError> {
+    let physical = |kind: &str, logical_id: &str| {
+        cfn.physical_id(logical_id)
+            .map(str::to_owned)
+            .ok_or_else(|| ProvisionError::NotProvisioned {
+                stack: cfn.name.clone(),
+                resource: format!("{kind} {logical_id} (CloudFormation lists no such resource)"),
+            })
+    };
+    let last = |id: &str, separator: char| id.rsplit(separator).next().unwrap_or(id).to_owned();
+    for table in &mut stack.tables {
+        table.name = physical("table", &table.logical_id)?;
+    }
+    for topic in &mut stack.topics {
+        topic.name = last(&physical("topic", &topic.logical_id)?, ':');
+    }
+    for queue in &mut stack.queues {
+        queue.name = last(
+            physical("queue", &queue.logical_id)?.trim_end_matches('/'),
+            '/',
+        );
+    }
+    let pseudo = resolver.pseudo().clone();
+    for function in &mut stack.functions {
+        function.name = physical("function", &function.logical_id)?;
+        let arn = format!(
+            "arn:{}:lambda:{}:{}:function:{}",
+            pseudo.partition, pseudo.region, pseudo.account_id, function.name
+        );
+        resolver.know(&function.logical_id, REF, &function.name);
+        resolver.know(&function.logical_id, "Arn", arn);
+    }
+    Ok(())
+}
+
+/// Reads every resource of `stack` back from the services, under the names it holds (a topic
+/// by the ARN CloudFormation lists when there is one).
+async fn read_back(
+    clients: &Clients,
+    mut resolver: Resolver<'_>,
+    stack: Stack,
+    cfn: Option<&CfnStack>,
+    origin: Origin,
+) -> Result<Deployment, ProvisionError> {
     let pseudo = resolver.pseudo().clone();
     let missing = |resource: String| ProvisionError::NotProvisioned {
         stack: pseudo.stack_name.clone(),
@@ -50,17 +184,23 @@ pub async fn lookup_with(
         know_table(&mut resolver, &found);
         tables.insert(table.logical_id.clone(), found);
     }
-    let topic_arns = topic_arns(clients).await?;
+    let listed = match cfn {
+        Some(_) => Vec::new(),
+        None => topic_arns(clients).await?,
+    };
     let mut topics = BTreeMap::new();
     for topic in &stack.topics {
-        let arn = topic_arns
-            .iter()
-            .find(|arn| arn.rsplit(':').next() == Some(topic.name.as_str()))
-            .ok_or_else(|| missing(format!("topic {}", topic.name)))?;
+        let arn = match cfn.and_then(|c| c.physical_id(&topic.logical_id)) {
+            Some(arn) => arn,
+            None => listed
+                .iter()
+                .find(|arn| arn.rsplit(':').next() == Some(topic.name.as_str()))
+                .ok_or_else(|| missing(format!("topic {}", topic.name)))?,
+        };
         let found = DeployedTopic {
             logical_id: topic.logical_id.clone(),
             name: topic.name.clone(),
-            arn: arn.clone(),
+            arn: arn.to_owned(),
         };
         know_topic(&mut resolver, &found);
         topics.insert(topic.logical_id.clone(), found);
@@ -78,6 +218,7 @@ pub async fn lookup_with(
     Ok(Deployment {
         stack_name: pseudo.stack_name.clone(),
         region: pseudo.region.clone(),
+        origin,
         stack,
         tables,
         topics,
