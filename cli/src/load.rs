@@ -93,6 +93,26 @@ pub struct Invariant {
     pub detail: String,
 }
 
+impl Invariant {
+    /// The API accepted every order sent.
+    pub fn every_order_accepted(placed: u64, sent: u64) -> Self {
+        Invariant {
+            name: "every order accepted",
+            holds: placed == sent,
+            detail: format!("{placed} of {sent} placed"),
+        }
+    }
+
+    /// No message in a dead-letter queue and no stream batch given up.
+    pub fn nothing_dead_lettered(dlq_messages: u64, failure_records: u64) -> Self {
+        Invariant {
+            name: "nothing dead-lettered or given up",
+            holds: dlq_messages == 0 && failure_records == 0,
+            detail: format!("{dlq_messages} in DLQs, {failure_records} stream batches given up"),
+        }
+    }
+}
+
 /// What `ripple load` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
@@ -313,11 +333,7 @@ pub fn invariants(s: &Summary) -> Vec<Invariant> {
         .map(|op| sns.operation("DynamoDB", op).requests)
         .sum();
     vec![
-        Invariant {
-            name: "every order accepted",
-            holds: s.orders_placed == s.orders_sent,
-            detail: format!("{} of {} placed", s.orders_placed, s.orders_sent),
-        },
+        Invariant::every_order_accepted(s.orders_placed, s.orders_sent),
         Invariant {
             name: "every order terminal",
             holds: s.outcomes.pending == 0 && s.quiet,
@@ -361,13 +377,6 @@ pub fn invariants(s: &Summary) -> Vec<Invariant> {
                 dynamodb.write_units, s.orders_placed
             ),
         },
-        Invariant {
-            name: "nothing dead-lettered or given up",
-            holds: s.dlq_messages == 0 && s.failure_records == 0,
-            detail: format!(
-                "{} in DLQs, {} stream batches given up",
-                s.dlq_messages, s.failure_records
-            ),
-        },
+        Invariant::nothing_dead_lettered(s.dlq_messages, s.failure_records),
     ]
 }

@@ -662,30 +662,16 @@ async fn a_deployed_stack_is_found_under_the_physical_ids_cloudformation_lists()
     let made = stack_name("made");
     let created = provision::provision(&aws, &template, &made).await.unwrap();
     let deployed = stack_name("cfn");
+    let resolve = async |cfn: &CfnStack| {
+        let pseudo = provision::pseudo(&aws, &deployed);
+        provision::lookup_deployed(&clients, &template, pseudo, cfn).await
+    };
     let mut cfn = as_cloudformation_lists(&created, &deployed);
-    let found = provision::lookup_deployed(
-        &clients,
-        &template,
-        provision::pseudo(&aws, &deployed),
-        &cfn,
-    )
-    .await;
+    let found = resolve(&cfn).await;
     cfn.resources.remove("InventoryDLQ");
-    let incomplete = provision::lookup_deployed(
-        &clients,
-        &template,
-        provision::pseudo(&aws, &deployed),
-        &cfn,
-    )
-    .await;
+    let incomplete = resolve(&cfn).await;
     cfn.status = "ROLLBACK_COMPLETE".to_owned();
-    let rolled_back = provision::lookup_deployed(
-        &clients,
-        &template,
-        provision::pseudo(&aws, &deployed),
-        &cfn,
-    )
-    .await;
+    let rolled_back = resolve(&cfn).await;
     let by_names = provision::lookup(&aws, &template, &deployed).await;
     provision::teardown(&aws, &created).await.unwrap();
 

@@ -216,11 +216,7 @@ fn stock_changes(
 /// What must hold after a load on a deployed stack.
 pub fn invariants(r: &DeployedReport) -> Vec<Invariant> {
     vec![
-        Invariant {
-            name: "every order accepted",
-            holds: r.orders_placed == r.orders_sent,
-            detail: format!("{} of {} placed", r.orders_placed, r.orders_sent),
-        },
+        Invariant::every_order_accepted(r.orders_placed, r.orders_sent),
         Invariant {
             name: "every order terminal",
             holds: r.outcomes.pending == 0,
@@ -232,14 +228,7 @@ pub fn invariants(r: &DeployedReport) -> Vec<Invariant> {
             detail: "each sku lost and allocated exactly the units of this run's confirmed orders"
                 .to_owned(),
         },
-        Invariant {
-            name: "nothing dead-lettered or given up",
-            holds: r.dlq_messages == 0 && r.failure_records == 0,
-            detail: format!(
-                "{} in DLQs, {} stream batches given up",
-                r.dlq_messages, r.failure_records
-            ),
-        },
+        Invariant::nothing_dead_lettered(r.dlq_messages, r.failure_records),
     ]
 }
 
