@@ -10,7 +10,8 @@
 //! latter's credentials. Consumers deduplicate, so publishing an event they
 //! already have changes nothing: a range may be given generously.
 //!
-//! `--stack` names the stack's resources the way `ripple dev` names them; on a terminal the
+//! `--stack` finds the stack as every operator command does ([`crate::stack::Session::lookup`]:
+//! through CloudFormation, else by the runner's names in the emulator); on a terminal the
 //! command asks before it publishes, elsewhere it needs `--yes`.
 
 use std::io::IsTerminal as _;

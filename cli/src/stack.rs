@@ -24,7 +24,8 @@ use crate::template::{Template, TemplateError};
 /// Which stack of which template.
 #[derive(Debug, Clone, clap::Args)]
 pub struct StackArgs {
-    /// Stack name, the prefix of every resource.
+    /// Stack name: one CloudFormation deployed (found by its physical ids), or the prefix of
+    /// every resource of one ripple provisioned in the emulator.
     #[arg(long, default_value = DEFAULT_STACK)]
     pub stack: String,
     /// The SAM template.
