@@ -688,7 +688,7 @@ fn dead_letters_are_poison(evidence: &Evidence<'_>) -> Invariant {
             .workload
             .poison
             .iter()
-            .find(|p| message.body.contains(&p.token));
+            .find(|p| carries(&message.body, &p.token));
         let reason = (evidence.reason)(&message.message_id);
         if let Some(poison) = poison {
             found.insert(poison.token.clone());
@@ -719,6 +719,13 @@ fn dead_letters_are_poison(evidence: &Evidence<'_>) -> Invariant {
         });
     }
     invariant
+}
+
+/// Whether `body` carries `token` itself: not only as the start of a longer one
+/// (`soak-poison-1` is not in a body of `soak-poison-12`).
+fn carries(body: &str, token: &str) -> bool {
+    body.match_indices(token)
+        .any(|(at, _)| !body[at + token.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 fn store_readable(evidence: &Evidence<'_>) -> Invariant {

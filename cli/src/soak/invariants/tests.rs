@@ -320,6 +320,39 @@ fn dead_letters_must_be_the_poison_each_with_its_reason() {
 }
 
 #[test]
+fn a_dead_letter_counts_for_its_own_poison_not_for_one_whose_token_it_starts_with() {
+    // Eleven poison messages: tokens 0 to 10, and only the tenth dead-lettered. A body of
+    // `soak-poison-10` begins with `soak-poison-1`; the 10,000-order soak reported 90 poison
+    // messages (10 to 99) as never dead-lettered because each was taken for 1 to 9.
+    let mut run = healthy();
+    run.workload.poison = (0..=10)
+        .map(|n| Poison {
+            token: format!("soak-poison-{n}"),
+            queue: 0,
+            kind: "malformed JSON",
+            body: format!("{{\"soak-poison-{n}\": ["),
+            after_orders: 0,
+        })
+        .collect();
+    run.stored.sinks = vec![SinkMessage {
+        queue: "s-inventory-dlq".into(),
+        message_id: "m-9".into(),
+        body: "{\"soak-poison-10\": [".into(),
+    }];
+    let invariant = checked(&run)
+        .into_iter()
+        .find(|i| i.name == "dead letters are the injected poison")
+        .unwrap();
+    let missing: Vec<&str> = invariant
+        .violations
+        .iter()
+        .map(|v| v.split(' ').next().unwrap_or_default())
+        .collect();
+    let expected: Vec<String> = (0..=9).map(|n| format!("soak-poison-{n}")).collect();
+    assert_eq!(missing, expected, "{:?}", invariant.violations);
+}
+
+#[test]
 fn an_order_placed_twice_for_one_request_is_caught() {
     let mut run = healthy();
     let mut again = testing::placed("o-2");
