@@ -202,7 +202,8 @@ pub(crate) async fn run_paced(
     Ok((summary, not_quiet))
 }
 
-fn millis(d: Duration) -> u64 {
+/// Whole milliseconds of `d`, for the reports.
+pub(crate) fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -37,6 +37,7 @@ use ripple_kit::store::DynamoEventStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::connect::{ConnectError, Connection, EMULATOR_HINT, connect, template_path};
+use crate::dev::millis;
 use crate::functions::{self, FunctionsError};
 use crate::provision::{self, Clients, Deployment, ProvisionError};
 use crate::runtime::issuer::{CUSTOMER_SCOPES, LocalIssuer};
@@ -255,10 +256,6 @@ fn outage_of(args: &SoakArgs, deployment: &Deployment) -> Option<Outage> {
         after_orders: args.orders / 3,
         lasts,
     })
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// One soak over a provisioned deployment.

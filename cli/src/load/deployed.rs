@@ -19,7 +19,7 @@ use super::Invariant;
 use crate::dev::orders::place_all;
 use crate::dev::sample::CATALOGUE;
 use crate::dev::summary::{QueueDepths, latency, outcomes, stock_levels};
-use crate::dev::{DevError, Latency, OrderOutcomes, sample_orders};
+use crate::dev::{DevError, Latency, OrderOutcomes, millis, sample_orders};
 use crate::provision::{Clients, Deployment};
 
 /// How often the orders' streams are read while waiting for them to go terminal.
@@ -187,10 +187,6 @@ fn per_second(count: usize, took: Duration) -> f64 {
     } else {
         count as f64 / took.as_secs_f64()
     }
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Each catalogue sku's change, from the levels read before and after (in catalogue order).
