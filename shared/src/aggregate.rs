@@ -50,7 +50,9 @@ pub trait Aggregate: Default + Send + Sync {
     /// Folds one event into the state.
     fn apply(&mut self, event: &Self::Event);
 
-    /// The upcaster its stored events are read through; none by default.
+    /// The upcaster its stored events are read through; none by default. Its last step for a
+    /// type is also the schema version new events of that type are written at
+    /// ([`Upcaster::current_version`]).
     fn upcaster() -> &'static dyn Upcaster {
         &NoUpcast
     }
@@ -102,7 +104,7 @@ impl<A: Aggregate> Loaded<A> {
 
     /// The position the next event of this aggregate takes.
     pub fn next(&self) -> StreamPosition {
-        StreamPosition::new(A::TYPE, &self.id, self.version + 1)
+        StreamPosition::of::<A>(&self.id, self.version + 1)
     }
 }
 

@@ -54,15 +54,28 @@ async fn every_event_the_saga_stores_meets_its_contract() {
     saga.settle().await;
 
     let mut seen = BTreeSet::new();
+    let mut versions = BTreeSet::new();
     let mut violations = Vec::new();
     for text in stored_envelopes(stack).await {
         let envelope: Value = serde_json::from_str(&text).expect("a stored envelope is JSON");
         seen.insert(envelope["type"].as_str().unwrap_or_default().to_owned());
+        versions.insert((
+            envelope["type"].as_str().unwrap_or_default().to_owned(),
+            envelope["schemaversion"].as_u64().unwrap_or_default(),
+        ));
         if let Err(violation) = contracts::check(&committed, &envelope) {
             violations.push(format!("{violation}\n  in {text}"));
         }
     }
     assert!(violations.is_empty(), "{}", violations.join("\n"));
+    // Each type is written at the version its contract is generated at (order.placed at 2).
+    let written: BTreeSet<(String, u64)> = contracts::generated()
+        .into_iter()
+        .map(|c| (c.event_type, u64::from(c.schemaversion)))
+        .collect();
+    let stale: Vec<_> = versions.difference(&written).collect();
+    assert!(stale.is_empty(), "written at an old version: {stale:?}");
+    assert!(versions.contains(&(domain::order::PLACED.to_owned(), 2)));
     // Every type with a contract but a refund, which needs an order cancelled after its capture.
     let refunded = PaymentEvent::Refunded {
         order_id: String::new(),

@@ -19,17 +19,16 @@ fn placed(order_id: &str, sku: &str, quantity: u32) -> Envelope {
     let event = OrderEvent::Placed(OrderPlaced {
         order_id: order_id.into(),
         customer_id: "c-1".into(),
-        currency: "EUR".into(),
         lines: vec![OrderLine {
             sku: sku.into(),
             quantity,
             unit_price_cents: 100,
         }],
-        total_cents: 100 * u64::from(quantity),
+        total: domain::money::Money::new("EUR", 100 * u64::from(quantity)),
     });
     Envelope::encode(
         domain::sources::ORDERS_API,
-        StreamPosition::new("Order", order_id, 1),
+        StreamPosition::of::<domain::order::Order>(order_id, 1),
         &event,
     )
     .unwrap()

@@ -117,7 +117,7 @@ async fn over_the_local_api_a_customer_needs_a_token_and_sees_only_their_own_ord
         "the token's subject owns it"
     );
     assert_eq!(
-        stored[0].data["total_cents"],
+        stored[0].data["total"]["minor_units"],
         2 * ripple_e2e::UNIT_PRICE_CENTS,
         "the catalog's price"
     );

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use domain::inventory::{Reservation, ReservationEvent, Stock, StockEvent};
 use domain::order::{Order, OrderEvent, OrderStatus};
-use domain::payment::PaymentEvent;
+use domain::payment::{Payment, PaymentEvent};
 use domain::view::{OrderView, ViewEvent};
 use ripple_kit::{Aggregate, Envelope, Loaded};
 use serde::Serialize;
@@ -114,7 +114,7 @@ fn stories(events: &[Envelope]) -> Stories<'_> {
                 .push(event),
             Stock::TYPE => {
                 stocks.entry(event.subject.clone()).or_default().push(event);
-                match event.decode::<StockEvent>() {
+                match event.decode_for::<Stock>() {
                     Ok(StockEvent::Allocated {
                         sku,
                         order_id,
@@ -150,8 +150,11 @@ fn stories(events: &[Envelope]) -> Stories<'_> {
     Stories { orders, stocks }
 }
 
-fn decoded<E: serde::de::DeserializeOwned>(stream: &[&Envelope]) -> Vec<E> {
-    stream.iter().filter_map(|e| e.decode().ok()).collect()
+fn decoded<A: Aggregate>(stream: &[&Envelope]) -> Vec<A::Event> {
+    stream
+        .iter()
+        .filter_map(|e| e.decode_for::<A>().ok())
+        .collect()
 }
 
 impl Story<'_> {
@@ -162,11 +165,11 @@ impl Story<'_> {
     }
 
     fn payments(&self) -> Vec<PaymentEvent> {
-        decoded(&self.payment)
+        decoded::<Payment>(&self.payment)
     }
 
     fn reservations(&self) -> Vec<ReservationEvent> {
-        decoded(&self.reservation)
+        decoded::<Reservation>(&self.reservation)
     }
 
     /// Captured minus refunded, in cents.
@@ -595,7 +598,7 @@ fn money_conserved(stories: &Stories<'_>) -> Invariant {
         let paid = story.net_paid();
         net += paid;
         let owed = match (order.status, &order.placed) {
-            (OrderStatus::Confirmed, Some(placed)) => i128::from(placed.total_cents),
+            (OrderStatus::Confirmed, Some(placed)) => i128::from(placed.total.minor_units),
             _ => 0,
         };
         confirmed_total += owed;

@@ -62,7 +62,7 @@ impl<S: EventStore> Reactor<S> for Inventory {
         if event.aggregatetype != Order::TYPE {
             return Err(EnvelopeError::UnknownType(event.event_type.clone()));
         }
-        Ok(match event.decode::<OrderEvent>()? {
+        Ok(match event.decode_for::<Order>()? {
             OrderEvent::Placed(placed) => Some(Input::Placed(placed)),
             OrderEvent::Cancelled { order_id, .. } => Some(Input::Cancelled { order_id }),
             OrderEvent::Confirmed { .. } => None,

@@ -64,7 +64,7 @@ async fn given_stock_when_the_sample_order_arrives_then_it_is_reserved_exactly_o
     let h = handler();
     let message = sample_message();
     let source = ripple_kit::parse::envelope_from_sqs(&message).unwrap();
-    let OrderEvent::Placed(order) = source.decode().unwrap() else {
+    let OrderEvent::Placed(order) = source.decode_for::<Order>().unwrap() else {
         panic!("the sample is order.placed");
     };
     for line in &order.lines {

@@ -16,7 +16,7 @@
 
 pub mod notifier;
 
-use domain::order::{Order, OrderEvent};
+use domain::order::Order;
 use ripple_kit::Aggregate;
 use ripple_kit::batch::RedeliveryBackoff;
 use ripple_kit::config::{ConfigError, Env};
@@ -125,7 +125,7 @@ impl<N: Notifier, I: IdempotencyStore> Consumer for Notifications<N, I> {
         if delivery.event.aggregatetype != Order::TYPE {
             return Err(EnvelopeError::UnknownType(delivery.event.event_type.clone()).into());
         }
-        let event: OrderEvent = delivery.event.decode()?;
+        let event = delivery.event.decode_for::<Order>()?;
         let Some(notification) = compose(&event) else {
             return Ok(Handled::Ignored);
         };

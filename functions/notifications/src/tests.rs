@@ -3,6 +3,7 @@
 
 use super::*;
 use aws_lambda_events::event::sqs::SqsMessage;
+use domain::order::OrderEvent;
 use domain::order::{CancelReason, Order};
 use domain::testing::{self as story, stored};
 use ripple_kit::idempotency::InMemoryIdempotencyStore;

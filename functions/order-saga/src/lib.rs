@@ -9,9 +9,9 @@
 //! order already decided.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
-use domain::inventory::{Reservation, ReservationEvent};
+use domain::inventory::Reservation;
 use domain::order::Order;
-use domain::payment::{Payment, PaymentEvent};
+use domain::payment::Payment;
 use domain::saga::{SagaInput, decide};
 use ripple_kit::consumer::{Delivery, EventSourced};
 use ripple_kit::envelope::EnvelopeError;
@@ -51,9 +51,9 @@ impl<S: EventStore> Reactor<S> for Saga {
     fn input(&self, event: &Envelope) -> Result<Option<SagaInput>, EnvelopeError> {
         match event.aggregatetype.as_str() {
             Reservation::TYPE => Ok(Some(SagaInput::Reservation(
-                event.decode::<ReservationEvent>()?,
+                event.decode_for::<Reservation>()?,
             ))),
-            Payment::TYPE => Ok(Some(SagaInput::Payment(event.decode::<PaymentEvent>()?))),
+            Payment::TYPE => Ok(Some(SagaInput::Payment(event.decode_for::<Payment>()?))),
             _ => Err(EnvelopeError::UnknownType(event.event_type.clone())),
         }
     }

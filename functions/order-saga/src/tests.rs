@@ -3,6 +3,7 @@
 
 use super::*;
 use domain::order::{CancelReason, OrderEvent, OrderStatus};
+use domain::payment::PaymentEvent;
 use domain::testing::{self as story, stored};
 use ripple_kit::consumer::Handled;
 use ripple_kit::store::InMemoryEventStore;

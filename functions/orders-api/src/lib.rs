@@ -203,7 +203,7 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         let order_id = &placed.order_id;
         let event = Envelope::encode(
             SOURCE,
-            StreamPosition::new(Order::TYPE, order_id, 1),
+            StreamPosition::of::<Order>(order_id, 1),
             &OrderEvent::Placed(placed.clone()),
         )
         .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?
@@ -231,7 +231,7 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         let first = history.first().ok_or_else(|| StoreError::Conflict {
             stream: ripple_kit::envelope::stream_key(Order::TYPE, &placed.order_id),
         })?;
-        let stored = match first.decode::<OrderEvent>() {
+        let stored = match first.decode_for::<Order>() {
             Ok(OrderEvent::Placed(stored)) => stored,
             Ok(_) => {
                 return Err(StoreError::Corrupt {

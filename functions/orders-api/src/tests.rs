@@ -111,12 +111,12 @@ async fn posting_the_sample_order_stores_order_placed_for_the_caller_at_catalog_
     assert_eq!(stored[0].source, domain::sources::ORDERS_API);
     assert_eq!(stored[0].id, body["event_id"].as_str().unwrap());
     assert!(stored[0].traceparent.is_some());
-    let OrderEvent::Placed(placed) = stored[0].decode().unwrap() else {
+    let OrderEvent::Placed(placed) = stored[0].decode_for::<Order>().unwrap() else {
         panic!("not order.placed");
     };
     assert_eq!(placed.customer_id, "c-1", "the token's subject");
     assert_eq!(
-        (placed.lines[0].unit_price_cents, placed.total_cents),
+        (placed.lines[0].unit_price_cents, placed.total.minor_units),
         (1250, 2500)
     );
 }
@@ -301,7 +301,7 @@ async fn a_confirmed_order_cannot_be_cancelled() {
     let id = place(&h).await;
     let confirmed = Envelope::encode(
         domain::sources::ORDER_SAGA,
-        StreamPosition::new("Order", &id, 2),
+        StreamPosition::of::<Order>(&id, 2),
         &OrderEvent::Confirmed {
             order_id: id.clone(),
         },

@@ -194,11 +194,11 @@ where
 
     fn input(&self, event: &Envelope) -> Result<Option<Trigger>, EnvelopeError> {
         Ok(match event.aggregatetype.as_str() {
-            Reservation::TYPE => match event.decode::<ReservationEvent>()? {
+            Reservation::TYPE => match event.decode_for::<Reservation>()? {
                 ReservationEvent::Reserved(reserved) => Some(Trigger::Reserved(reserved)),
                 _ => None,
             },
-            Order::TYPE => match event.decode::<OrderEvent>()? {
+            Order::TYPE => match event.decode_for::<Order>()? {
                 OrderEvent::Cancelled { order_id, .. } => Some(Trigger::Cancelled { order_id }),
                 _ => None,
             },
@@ -261,8 +261,11 @@ impl<G: PaymentGateway, I: IdempotencyStore> Payments<G, I> {
             reserved.total_cents,
             &reserved.customer_id,
             &reserved.currency,
-        ) != (placed.total_cents, &placed.customer_id, &placed.currency)
-        {
+        ) != (
+            placed.total.minor_units,
+            &placed.customer_id,
+            &placed.total.currency,
+        ) {
             tracing::warn!(
                 order_id,
                 "stock.reserved disagrees with the order; charging what the order says"
@@ -343,7 +346,7 @@ impl<G: PaymentGateway, I: IdempotencyStore> Payments<G, I> {
         let Some(cancellation) = history
             .iter()
             .rev()
-            .find(|e| matches!(e.decode::<OrderEvent>(), Ok(OrderEvent::Cancelled { .. })))
+            .find(|e| matches!(e.decode_for::<Order>(), Ok(OrderEvent::Cancelled { .. })))
         else {
             return Ok(());
         };

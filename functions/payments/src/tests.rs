@@ -122,7 +122,10 @@ async fn given_a_reserved_order(store: &InMemoryEventStore, customer_id: &str) -
 /// The events of the order's Payment stream.
 async fn payment_events<S: EventStore>(store: &S) -> Vec<PaymentEvent> {
     let stream = store.read_stream(Payment::TYPE, ORDER, 1).await.unwrap();
-    stream.iter().map(|e| e.decode().unwrap()).collect()
+    stream
+        .iter()
+        .map(|e| e.decode_for::<Payment>().unwrap())
+        .collect()
 }
 
 async fn payments(h: &TestHandler) -> Vec<PaymentEvent> {
@@ -486,7 +489,7 @@ async fn the_charge_is_the_orders_total_and_customer_not_the_messages() {
     // A stock.reserved whose figures were tampered with: another payer, one cent.
     let mut placed = story::placed(ORDER);
     placed.customer_id = "declined-someone".into();
-    placed.total_cents = 1;
+    placed.total.minor_units = 1;
     let tampered = stored::<Reservation>(ORDER, 1, &story::reserved(&placed));
     assert_eq!(
         h.handle_message(&message(&tampered), deadline())

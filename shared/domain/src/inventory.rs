@@ -249,8 +249,8 @@ pub fn decide_reservation(order: &OrderPlaced, stocks: &Stocks) -> Decision {
         outcome: ReservationEvent::Reserved(StockReserved {
             order_id: order.order_id.clone(),
             customer_id: order.customer_id.clone(),
-            total_cents: order.total_cents,
-            currency: order.currency.clone(),
+            total_cents: order.total.minor_units,
+            currency: order.total.currency.clone(),
             lines,
         }),
         changes,
@@ -305,7 +305,6 @@ mod tests {
         OrderPlaced {
             order_id: "o-1".into(),
             customer_id: "c-1".into(),
-            currency: "EUR".into(),
             lines: lines
                 .iter()
                 .map(|(sku, q)| OrderLine {
@@ -314,7 +313,7 @@ mod tests {
                     unit_price_cents: 100,
                 })
                 .collect(),
-            total_cents: 100,
+            total: crate::money::Money::new("EUR", 100),
         }
     }
 

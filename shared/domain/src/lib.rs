@@ -60,9 +60,8 @@ pub fn producers() -> Producers {
     let placed = OrderEvent::Placed(OrderPlaced {
         order_id: String::new(),
         customer_id: String::new(),
-        currency: String::new(),
         lines: Vec::new(),
-        total_cents: 0,
+        total: money::Money::new("", 0),
     });
     let confirmed = OrderEvent::Confirmed {
         order_id: String::new(),

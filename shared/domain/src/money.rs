@@ -1,5 +1,27 @@
 //! Money: the currencies the system sells in, and totals that cannot overflow silently.
 
+use serde::{Deserialize, Serialize};
+
+/// An amount of money: minor units of one currency, never one without the other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
+pub struct Money {
+    /// ISO 4217 code.
+    pub currency: String,
+    /// The amount in the currency's minor unit (cents for EUR, USD and GBP).
+    pub minor_units: u64,
+}
+
+impl Money {
+    /// `minor_units` of `currency`.
+    pub fn new(currency: &str, minor_units: u64) -> Self {
+        Money {
+            currency: currency.to_owned(),
+            minor_units,
+        }
+    }
+}
+
 /// The currencies orders may be placed and priced in (ISO 4217).
 pub const CURRENCIES: [&str; 3] = ["EUR", "USD", "GBP"];
 

@@ -2,12 +2,16 @@
 
 use std::collections::HashSet;
 
+use std::sync::LazyLock;
+
+use ripple_kit::envelope::{UpcastChain, Upcaster};
 use ripple_kit::{Aggregate, Loaded};
 use serde::{Deserialize, Serialize};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::catalog::Catalog;
+use crate::money::Money;
 use crate::{is_valid_id, is_valid_subject, limits, money};
 
 /// The body of `POST /orders`: what a customer asks for. The customer is whoever the request is
@@ -68,6 +72,10 @@ fn invalid(
 }
 
 /// `order.placed`: an order was accepted.
+///
+/// Schema version 2: the total is one [`Money`], its currency with it. Version 1 (stored history
+/// before it) had `currency` and `total_cents` side by side; [`Order::upcaster`] reads it as
+/// version 2.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schemas", derive(schemars::JsonSchema))]
 pub struct OrderPlaced {
@@ -76,13 +84,41 @@ pub struct OrderPlaced {
     /// Who ordered, and the only one who may see or cancel the order: the subject of the token
     /// the order was placed with.
     pub customer_id: String,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// What was ordered.
+    /// What was ordered, each unit priced in the total's currency.
     pub lines: Vec<OrderLine>,
-    /// Sum of quantity × unit price, computed by [`decide_place`].
-    pub total_cents: u64,
+    /// Sum of quantity × unit price in the order's currency, computed by [`decide_place`].
+    pub total: Money,
 }
+
+/// The event type of [`OrderEvent::Placed`].
+pub const PLACED: &str = "order.placed";
+
+/// `order.placed` version 1 as version 2: `currency` and `total_cents` become
+/// `total: {currency, minor_units}`. Every other field, known or not, is kept as it is.
+fn placed_v1_to_v2(mut data: Value) -> Result<Value, String> {
+    let fields = data
+        .as_object_mut()
+        .ok_or("the payload is not a JSON object")?;
+    let currency = match fields.remove("currency") {
+        Some(Value::String(currency)) => currency,
+        Some(_) => return Err("currency is not a string".into()),
+        None => return Err("currency is missing".into()),
+    };
+    let total = match fields.remove("total_cents") {
+        Some(total) => total
+            .as_u64()
+            .ok_or("total_cents is not a whole number of cents")?,
+        None => return Err("total_cents is missing".into()),
+    };
+    fields.insert(
+        "total".into(),
+        json!({"currency": currency, "minor_units": total}),
+    );
+    Ok(data)
+}
+
+static UPCASTER: LazyLock<UpcastChain> =
+    LazyLock::new(|| UpcastChain::new().step(PLACED, 1, placed_v1_to_v2));
 
 impl OrderPlaced {
     /// True when `other` asks for the same order: the same customer, currency, skus and
@@ -95,7 +131,7 @@ impl OrderPlaced {
                 .collect()
         };
         self.customer_id == other.customer_id
-            && self.currency == other.currency
+            && self.total.currency == other.total.currency
             && asked(self) == asked(other)
     }
 }
@@ -142,7 +178,7 @@ pub enum OrderEvent {
 
 /// Fields of a `POST /orders` body that only the system may set: the customer is the caller and
 /// prices are the catalog's. A body that sends one is refused, never silently repriced.
-const SYSTEM_FIELDS: [(&str, &str, &str); 2] = [
+const SYSTEM_FIELDS: [(&str, &str, &str); 3] = [
     (
         "customer_id",
         "customer_not_accepted",
@@ -152,6 +188,11 @@ const SYSTEM_FIELDS: [(&str, &str, &str); 2] = [
         "total_cents",
         "price_not_accepted",
         "totals are computed from the catalog; leave total_cents out",
+    ),
+    (
+        "total",
+        "price_not_accepted",
+        "totals are computed from the catalog; leave total out",
     ),
 ];
 
@@ -218,9 +259,11 @@ pub fn decide_place(
     Ok(OrderPlaced {
         order_id: order_id.to_owned(),
         customer_id: customer_id.to_owned(),
-        currency: command.currency,
         lines,
-        total_cents: total,
+        total: Money {
+            currency: command.currency,
+            minor_units: total,
+        },
     })
 }
 
@@ -336,6 +379,10 @@ impl Aggregate for Order {
     const TYPE: &'static str = "Order";
     type Event = OrderEvent;
 
+    fn upcaster() -> &'static dyn Upcaster {
+        &*UPCASTER
+    }
+
     fn apply(&mut self, event: &OrderEvent) {
         match event {
             OrderEvent::Placed(placed) => {
@@ -421,7 +468,7 @@ mod tests {
             &[("A", 1250), ("B", 99)],
         )
         .unwrap();
-        assert_eq!(placed.total_cents, 2599);
+        assert_eq!(placed.total, Money::new("EUR", 2599));
         assert_eq!(
             (placed.order_id.as_str(), placed.customer_id.as_str()),
             ("o-1", "c-1")
@@ -508,7 +555,7 @@ mod tests {
             .map(|i| line(&format!("S{i}"), limits::MAX_QUANTITY))
             .collect();
         let placed = place(command(lines), &skus).unwrap();
-        assert_eq!(placed.total_cents, 50 * 10_000 * 100_000_000);
+        assert_eq!(placed.total.minor_units, 50 * 10_000 * 100_000_000);
     }
 
     #[test]
@@ -621,5 +668,87 @@ mod tests {
             decide_cancel(&Loaded::new("o"), CancelReason::CustomerRequest),
             Err(CancelRefused::NotFound)
         );
+    }
+
+    #[test]
+    fn order_placed_is_written_at_v2_and_v1_history_reads_as_v2_keeping_unknown_fields() {
+        use ripple_kit::Envelope;
+        assert_eq!(Order::upcaster().current_version(PLACED), 2);
+        assert_eq!(Order::upcaster().current_version("order.confirmed"), 1);
+        let placed = place(command(vec![line("A", 2)]), &[("A", 150)]).unwrap();
+        let written = Envelope::encode(
+            "ripple/orders-api",
+            Loaded::<Order>::new("o-1").next(),
+            &OrderEvent::Placed(placed.clone()),
+        )
+        .unwrap();
+        assert_eq!(written.schemaversion, 2);
+        assert_eq!(
+            written.data["total"],
+            json!({"currency": "EUR", "minor_units": 300})
+        );
+
+        let mut v1 = written.clone();
+        v1.schemaversion = 1;
+        v1.data = json!({
+            "order_id": "o-1", "customer_id": "c-1", "currency": "EUR", "total_cents": 300,
+            "lines": [{"sku": "A", "quantity": 2, "unit_price_cents": 150}],
+            "gift_wrap": true
+        });
+        assert_eq!(
+            v1.decode_for::<Order>().unwrap(),
+            OrderEvent::Placed(placed.clone())
+        );
+        let (version, upcast) = Order::upcaster()
+            .upcast(PLACED, 1, v1.data.clone())
+            .unwrap();
+        assert_eq!(version, 2);
+        assert_eq!(upcast["gift_wrap"], json!(true), "{upcast}");
+        assert!(upcast.get("total_cents").is_none() && upcast.get("currency").is_none());
+        assert!(
+            v1.decode::<OrderEvent>().is_err(),
+            "read without its upcaster, v1 is not v2"
+        );
+        assert_eq!(
+            written.decode_for::<Order>().unwrap(),
+            OrderEvent::Placed(placed)
+        );
+    }
+
+    #[test]
+    fn a_v1_order_placed_the_upcaster_cannot_read_is_refused_saying_why() {
+        use ripple_kit::Envelope;
+        let mut v1 = Envelope::encode(
+            "ripple/orders-api",
+            ripple_kit::StreamPosition::new(Order::TYPE, "o-1", 1),
+            &OrderEvent::Confirmed {
+                order_id: "o-1".into(),
+            },
+        )
+        .unwrap();
+        v1.event_type = PLACED.into();
+        for (data, reason) in [
+            (
+                json!({"order_id": "o-1", "total_cents": 1}),
+                "currency is missing",
+            ),
+            (
+                json!({"currency": 7, "total_cents": 1}),
+                "currency is not a string",
+            ),
+            (json!({"currency": "EUR"}), "total_cents is missing"),
+            (
+                json!({"currency": "EUR", "total_cents": -1}),
+                "not a whole number",
+            ),
+            (json!([1]), "not a JSON object"),
+        ] {
+            v1.data = data;
+            let err = v1.decode_for::<Order>().unwrap_err().to_string();
+            assert!(
+                err.contains("upcasting order.placed from schema 1") && err.contains(reason),
+                "{err}"
+            );
+        }
     }
 }

@@ -187,8 +187,8 @@ pub fn decide_charge(order: &OrderPlaced, payment: &Payment) -> Option<ChargeReq
     (*payment == Payment::None).then(|| ChargeRequest {
         order_id: order.order_id.clone(),
         customer_id: order.customer_id.clone(),
-        amount_cents: order.total_cents,
-        currency: order.currency.clone(),
+        amount_cents: order.total.minor_units,
+        currency: order.total.currency.clone(),
         idempotency_key: charge_key(&order.order_id),
     })
 }
@@ -245,8 +245,7 @@ mod tests {
         OrderPlaced {
             order_id: "o-1".into(),
             customer_id: "c-1".into(),
-            total_cents: 2500,
-            currency: "EUR".into(),
+            total: crate::money::Money::new("EUR", 2500),
             lines: vec![],
         }
     }

@@ -85,13 +85,12 @@ mod tests {
         OrderEvent::Placed(OrderPlaced {
             order_id: "o-1".into(),
             customer_id: "c-1".into(),
-            currency: "EUR".into(),
             lines: vec![OrderLine {
                 sku: "A".into(),
                 quantity: 1,
                 unit_price_cents: 500,
             }],
-            total_cents: 500,
+            total: crate::money::Money::new("EUR", 500),
         })
     }
 

@@ -8,7 +8,7 @@ use ripple_kit::envelope::event_type_of;
 use ripple_kit::{Aggregate, Envelope, StreamPosition};
 
 use crate::inventory::{ReservationEvent, Shortage, SkuQuantity, StockEvent, StockReserved};
-use crate::order::{CancelReason, OrderEvent, OrderLine, OrderPlaced};
+use crate::order::{CancelReason, Order, OrderEvent, OrderLine, OrderPlaced};
 use crate::payment::PaymentEvent;
 
 /// The SQS delivery of the sample `order.placed` (`events/inventory-order-placed.json`).
@@ -25,7 +25,9 @@ pub fn placed(order_id: &str) -> OrderPlaced {
         .as_str()
         .expect("the sample record has a body");
     let envelope = Envelope::from_json(body).expect("the sample body is an envelope");
-    let OrderEvent::Placed(mut placed) = envelope.decode().expect("the sample is order.placed")
+    let OrderEvent::Placed(mut placed) = envelope
+        .decode_for::<Order>()
+        .expect("the sample is order.placed")
     else {
         panic!("the sample is not order.placed");
     };
@@ -46,11 +48,13 @@ pub fn placed_with(order_id: &str, lines: &[(&str, u32)]) -> OrderPlaced {
     OrderPlaced {
         order_id: order_id.to_owned(),
         customer_id: CUSTOMER.to_owned(),
-        currency: "EUR".to_owned(),
-        total_cents: lines
-            .iter()
-            .map(|l| u64::from(l.quantity) * l.unit_price_cents)
-            .sum(),
+        total: crate::money::Money::new(
+            "EUR",
+            lines
+                .iter()
+                .map(|l| u64::from(l.quantity) * l.unit_price_cents)
+                .sum(),
+        ),
         lines,
     }
 }
@@ -60,8 +64,8 @@ pub fn reserved(placed: &OrderPlaced) -> ReservationEvent {
     ReservationEvent::Reserved(StockReserved {
         order_id: placed.order_id.clone(),
         customer_id: placed.customer_id.clone(),
-        total_cents: placed.total_cents,
-        currency: placed.currency.clone(),
+        total_cents: placed.total.minor_units,
+        currency: placed.total.currency.clone(),
         lines: placed
             .lines
             .iter()
@@ -135,7 +139,7 @@ pub fn stored<A: Aggregate>(id: &str, sequence: u64, event: &A::Event) -> Envelo
     let source = producers
         .producer_of(A::TYPE, event_type)
         .expect("some producer writes the test event");
-    Envelope::encode(source, StreamPosition::new(A::TYPE, id, sequence), event)
+    Envelope::encode(source, StreamPosition::of::<A>(id, sequence), event)
         .expect("a test event encodes")
 }
 
@@ -160,7 +164,7 @@ pub fn confirmed_flow(order_id: &str) -> Vec<Envelope> {
     vec![
         stored::<Order>(order_id, 1, &OrderEvent::Placed(placed.clone())),
         stored::<Reservation>(order_id, 1, &reserved(&placed)),
-        stored::<Payment>(order_id, 1, &captured(order_id, placed.total_cents)),
+        stored::<Payment>(order_id, 1, &captured(order_id, placed.total.minor_units)),
         stored::<Order>(order_id, 2, &confirmed(order_id)),
     ]
 }
@@ -174,7 +178,7 @@ mod tests {
         let placed = placed("o-9");
         assert_eq!(placed.order_id, "o-9");
         assert_eq!(placed.customer_id, CUSTOMER);
-        assert_eq!((placed.total_cents, placed.lines.len()), (2500, 1));
+        assert_eq!((placed.total.minor_units, placed.lines.len()), (2500, 1));
     }
 
     #[test]

@@ -138,9 +138,9 @@ impl ViewEvent {
     /// order view (`Stock`, say).
     pub fn from_envelope(envelope: &Envelope) -> Result<Option<ViewEvent>, EnvelopeError> {
         let event = match envelope.aggregatetype.as_str() {
-            Order::TYPE => SourceEvent::Order(envelope.decode::<OrderEvent>()?),
-            Reservation::TYPE => SourceEvent::Reservation(envelope.decode::<ReservationEvent>()?),
-            Payment::TYPE => SourceEvent::Payment(envelope.decode::<PaymentEvent>()?),
+            Order::TYPE => SourceEvent::Order(envelope.decode_for::<Order>()?),
+            Reservation::TYPE => SourceEvent::Reservation(envelope.decode_for::<Reservation>()?),
+            Payment::TYPE => SourceEvent::Payment(envelope.decode_for::<Payment>()?),
             _ => return Ok(None),
         };
         Ok(Some(ViewEvent {
@@ -282,9 +282,9 @@ impl OrderView {
         match event {
             OrderEvent::Placed(placed) => {
                 self.customer_id = Some(placed.customer_id.clone());
-                self.currency = Some(placed.currency.clone());
+                self.currency = Some(placed.total.currency.clone());
                 self.lines = placed.lines.clone();
-                self.total_cents = Some(placed.total_cents);
+                self.total_cents = Some(placed.total.minor_units);
             }
             OrderEvent::Confirmed { .. } => self.confirmed = true,
             OrderEvent::Cancelled { reason, .. } => self.cancel_reason = Some(*reason),
@@ -433,13 +433,12 @@ mod tests {
         SourceEvent::Order(OrderEvent::Placed(OrderPlaced {
             order_id: ORDER.into(),
             customer_id: "c-1".into(),
-            currency: "EUR".into(),
             lines: vec![OrderLine {
                 sku: "A".into(),
                 quantity: 2,
                 unit_price_cents: 1250,
             }],
-            total_cents: 2500,
+            total: crate::money::Money::new("EUR", 2500),
         }))
     }
 

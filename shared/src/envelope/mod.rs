@@ -118,8 +118,9 @@ fn split_tagged(value: Value) -> Result<(String, Value), String> {
     }
 }
 
-/// Where an event is written: its aggregate type, aggregate id and the version it creates.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where an event is written: its aggregate type, aggregate id and the version it creates, and
+/// the schema versions its events are written at.
+#[derive(Clone)]
 pub struct StreamPosition {
     /// Aggregate type, e.g. `Order`.
     pub aggregate_type: String,
@@ -127,18 +128,57 @@ pub struct StreamPosition {
     pub aggregate_id: String,
     /// The version this event creates.
     pub sequence: u64,
+    /// Tells the schema version each event type is written at (its aggregate's upcaster).
+    schemas: &'static dyn Upcaster,
 }
 
 impl StreamPosition {
-    /// The position `sequence` in the stream of `aggregate_type` / `aggregate_id`.
+    /// The position `sequence` in the stream of `aggregate_type` / `aggregate_id`, for events
+    /// whose schema has only one version. An aggregate's own positions come from
+    /// [`Loaded::next`](crate::Loaded::next) or [`StreamPosition::of`], which write each event at
+    /// the version its [`Aggregate::upcaster`](crate::Aggregate::upcaster) reaches.
     pub fn new(aggregate_type: &str, aggregate_id: &str, sequence: u64) -> Self {
         StreamPosition {
             aggregate_type: aggregate_type.to_owned(),
             aggregate_id: aggregate_id.to_owned(),
             sequence,
+            schemas: &NoUpcast,
         }
     }
+
+    /// The position `sequence` in the stream of the aggregate `A` with id `aggregate_id`.
+    pub fn of<A: crate::Aggregate>(aggregate_id: &str, sequence: u64) -> Self {
+        StreamPosition {
+            schemas: A::upcaster(),
+            ..StreamPosition::new(A::TYPE, aggregate_id, sequence)
+        }
+    }
+
+    /// The schema version an event of `event_type` is written at here.
+    pub fn schemaversion_of(&self, event_type: &str) -> u32 {
+        self.schemas.current_version(event_type)
+    }
 }
+
+impl std::fmt::Debug for StreamPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamPosition")
+            .field("aggregate_type", &self.aggregate_type)
+            .field("aggregate_id", &self.aggregate_id)
+            .field("sequence", &self.sequence)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Two positions are equal when they name the same place in the same stream.
+impl PartialEq for StreamPosition {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.aggregate_type, &self.aggregate_id, self.sequence)
+            == (&other.aggregate_type, &other.aggregate_id, other.sequence)
+    }
+}
+
+impl Eq for StreamPosition {}
 
 impl Envelope {
     /// A new root event (it starts its own correlation) from a typed payload.
@@ -152,6 +192,7 @@ impl Envelope {
     ) -> Result<Self, EnvelopeError> {
         let value = serde_json::to_value(event).map_err(EnvelopeError::Malformed)?;
         let (event_type, data) = split_tagged(value).map_err(EnvelopeError::Invalid)?;
+        let schemaversion = at.schemaversion_of(&event_type);
         let id = Uuid::now_v7().to_string();
         Ok(Envelope {
             specversion: SPEC_VERSION.to_owned(),
@@ -166,7 +207,7 @@ impl Envelope {
             data,
             aggregatetype: at.aggregate_type,
             sequence: at.sequence,
-            schemaversion: default_schema_version(),
+            schemaversion,
             causationid: None,
             traceparent: None,
             extensions: Map::new(),
@@ -258,7 +299,15 @@ impl Envelope {
         })
     }
 
-    /// The payload as a typed event, with no upcasting.
+    /// The payload as an event of the aggregate `A`, read through its
+    /// [`Aggregate::upcaster`](crate::Aggregate::upcaster): what a consumer of `A`'s events
+    /// calls, so that history written at an older schema version reads as today's.
+    pub fn decode_for<A: crate::Aggregate>(&self) -> Result<A::Event, EnvelopeError> {
+        self.decode_with(A::upcaster())
+    }
+
+    /// The payload as a typed event, with no upcasting: for events whose schema has only one
+    /// version (an aggregate's events are read with [`Envelope::decode_for`]).
     pub fn decode<E: DeserializeOwned>(&self) -> Result<E, EnvelopeError> {
         self.decode_with(&NoUpcast)
     }
@@ -387,5 +436,65 @@ mod tests {
         );
         let (version, _) = chain.upcast("thing.happened", 1, json!({})).unwrap();
         assert_eq!(version, 3);
+    }
+
+    /// A `Thing` whose `thing.happened` is at schema 2: v1 said `count`, v2 says `n`.
+    #[derive(Default)]
+    struct Versioned;
+
+    impl crate::Aggregate for Versioned {
+        const TYPE: &'static str = "Thing";
+        type Event = Test;
+        fn apply(&mut self, _: &Test) {}
+        fn upcaster() -> &'static dyn Upcaster {
+            static CHAIN: std::sync::LazyLock<UpcastChain> = std::sync::LazyLock::new(|| {
+                UpcastChain::new().step("thing.happened", 1, |mut d| {
+                    d["n"] = d["count"].take();
+                    Ok(d)
+                })
+            });
+            &*CHAIN
+        }
+    }
+
+    #[test]
+    fn an_aggregate_writes_each_event_at_the_version_its_upcaster_reaches_and_reads_older_ones() {
+        let at = crate::Loaded::<Versioned>::new("t-1").next();
+        assert_eq!(at, StreamPosition::new("Thing", "t-1", 1));
+        let written = Envelope::encode("ripple/test", at, &Test::Happened { n: 3 }).unwrap();
+        assert_eq!(written.schemaversion, 2);
+        let coloured = Envelope::encode(
+            "ripple/test",
+            StreamPosition::of::<Versioned>("t-1", 2),
+            &Test::Coloured {
+                colour: Colour::Red,
+            },
+        )
+        .unwrap();
+        assert_eq!(coloured.schemaversion, 1, "a type with no step stays at 1");
+        assert_eq!(
+            sample().schemaversion,
+            1,
+            "a plain position writes version 1"
+        );
+
+        let mut old = sample();
+        old.data = json!({"count": 9});
+        assert_eq!(
+            old.decode_for::<Versioned>().unwrap(),
+            Test::Happened { n: 9 }
+        );
+        assert_eq!(
+            written.decode_for::<Versioned>().unwrap(),
+            Test::Happened { n: 3 },
+            "an event at the current version is read as it is"
+        );
+        assert!(matches!(
+            old.decode::<Test>(),
+            Err(EnvelopeError::Payload {
+                schemaversion: 1,
+                ..
+            })
+        ));
     }
 }

@@ -19,6 +19,12 @@ pub trait Upcaster: Send + Sync {
         schemaversion: u32,
         data: Value,
     ) -> Result<(u32, Value), EnvelopeError>;
+
+    /// The schema version `event_type` is written at today: the version its upcasting reaches.
+    fn current_version(&self, event_type: &str) -> u32 {
+        let _ = event_type;
+        1
+    }
 }
 
 /// The upcaster for payloads that have only ever had one schema.
@@ -91,5 +97,14 @@ impl Upcaster for UpcastChain {
             schemaversion += 1;
         }
         Ok((schemaversion, data))
+    }
+
+    fn current_version(&self, event_type: &str) -> u32 {
+        self.steps
+            .iter()
+            .filter(|s| s.event_type == event_type)
+            .map(|s| s.from_version + 1)
+            .max()
+            .unwrap_or(1)
     }
 }

@@ -59,7 +59,11 @@ fn healthy() -> Run {
             },
         ),
         stored::<Reservation>(ORDER, 1, &testing::reserved(&placed)),
-        stored::<Payment>(ORDER, 1, &testing::captured(ORDER, placed.total_cents)),
+        stored::<Payment>(
+            ORDER,
+            1,
+            &testing::captured(ORDER, placed.total.minor_units),
+        ),
         stored::<Order>(ORDER, 2, &testing::confirmed(ORDER)),
     ];
     let mut run = Run {

@@ -13,17 +13,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ripple_kit::Envelope;
 use ripple_kit::envelope::event_types;
+use ripple_kit::{Aggregate, Envelope};
 use schemars::JsonSchema;
 use schemars::generate::SchemaSettings;
-use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
-use crate::catalog::ProductEvent;
-use crate::inventory::{ReservationEvent, StockEvent};
-use crate::order::OrderEvent;
-use crate::payment::PaymentEvent;
+use crate::catalog::Product;
+use crate::inventory::{Reservation, Stock};
+use crate::order::Order;
+use crate::payment::Payment;
 
 mod check;
 pub mod compat;
@@ -34,11 +33,6 @@ mod tests;
 
 /// Where the committed contracts are: `<type>/v<N>.json` under it.
 pub const SCHEMA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas");
-
-/// The schema version every event type is written at today: the envelope's first, as
-/// `Envelope::encode` writes it. A type that gets a second version gets its own entry here and an
-/// upcaster from this one.
-pub const CURRENT_VERSION: u32 = 1;
 
 /// The JSON Schema of one event type at one schema version.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,14 +83,17 @@ pub enum ContractError {
 }
 
 /// The contract of every event type of the domain, at its current version, from the types.
+///
+/// A type's current version is the one its aggregate's upcaster reaches, the version
+/// `Envelope::encode` writes it at ([`current_version`](ripple_kit::envelope::Upcaster::current_version)).
 pub fn generated() -> Vec<Contract> {
     let envelope = root_schema::<Envelope>();
     let mut contracts = Vec::new();
-    contracts.extend(of_enum::<OrderEvent>(&envelope));
-    contracts.extend(of_enum::<StockEvent>(&envelope));
-    contracts.extend(of_enum::<ReservationEvent>(&envelope));
-    contracts.extend(of_enum::<PaymentEvent>(&envelope));
-    contracts.extend(of_enum::<ProductEvent>(&envelope));
+    contracts.extend(of_aggregate::<Order>(&envelope));
+    contracts.extend(of_aggregate::<Stock>(&envelope));
+    contracts.extend(of_aggregate::<Reservation>(&envelope));
+    contracts.extend(of_aggregate::<Payment>(&envelope));
+    contracts.extend(of_aggregate::<Product>(&envelope));
     contracts
 }
 
@@ -181,28 +178,38 @@ fn root_schema<T: JsonSchema>() -> Value {
         .to_value()
 }
 
-/// One contract per variant of an adjacently tagged event enum `E`.
-fn of_enum<E: JsonSchema + DeserializeOwned>(envelope: &Value) -> Vec<Contract> {
-    let root = root_schema::<E>();
+/// One contract per variant of the aggregate's adjacently tagged event enum.
+fn of_aggregate<A>(envelope: &Value) -> Vec<Contract>
+where
+    A: Aggregate,
+    A::Event: JsonSchema,
+{
+    let root = root_schema::<A::Event>();
     let variants = root["oneOf"].as_array().cloned().unwrap_or_default();
     let defs = root.get("$defs").cloned().unwrap_or_else(|| json!({}));
-    event_types::<E>()
+    event_types::<A::Event>()
         .iter()
         .filter_map(|event_type| {
             let variant = variants
                 .iter()
                 .find(|v| v["properties"]["type"]["const"] == **event_type)?;
+            let version = A::upcaster().current_version(event_type);
             Some(Contract {
                 event_type: (*event_type).to_owned(),
-                schemaversion: CURRENT_VERSION,
-                schema: contract_schema(envelope, &defs, event_type, variant),
+                schemaversion: version,
+                schema: contract_schema(envelope, &defs, (event_type, version), variant),
             })
         })
         .collect()
 }
 
 /// The envelope's schema narrowed to one variant: its type, version and payload.
-fn contract_schema(envelope: &Value, defs: &Value, event_type: &str, variant: &Value) -> Value {
+fn contract_schema(
+    envelope: &Value,
+    defs: &Value,
+    (event_type, version): (&str, u32),
+    variant: &Value,
+) -> Value {
     let mut schema = envelope.clone();
     let described = |schema: &Value, field: &str, mut narrowed: Value| {
         if let Some(description) = schema["properties"][field].get("description") {
@@ -218,10 +225,10 @@ fn contract_schema(envelope: &Value, defs: &Value, event_type: &str, variant: &V
     let narrowed_version = described(
         &schema,
         "schemaversion",
-        json!({"type": "integer", "const": CURRENT_VERSION}),
+        json!({"type": "integer", "const": version}),
     );
     let data = described(&schema, "data", variant["properties"]["data"].clone());
-    schema["title"] = json!(format!("{event_type} v{CURRENT_VERSION}"));
+    schema["title"] = json!(format!("{event_type} v{version}"));
     match variant.get("description") {
         Some(description) => schema["description"] = description.clone(),
         None => _ = schema.as_object_mut().map(|s| s.remove("description")),

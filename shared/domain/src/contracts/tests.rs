@@ -5,9 +5,10 @@ use serde_json::{Value, json};
 use ripple_kit::envelope::event_type_of;
 
 use super::*;
-use crate::inventory::Reservation;
-use crate::order::{CancelReason, Order};
-use crate::payment::Payment;
+use crate::catalog::ProductEvent;
+use crate::inventory::{Reservation, ReservationEvent, StockEvent};
+use crate::order::{CancelReason, Order, OrderEvent};
+use crate::payment::{Payment, PaymentEvent};
 use crate::testing;
 
 /// The type name of `order.placed`, from the enum.
@@ -110,7 +111,7 @@ fn every_event_type_of_the_domain_has_a_contract_at_its_version() {
         types.len(),
         "an event type is declared twice"
     );
-    let placed = committed_for(&generated, placed_type(), CURRENT_VERSION).unwrap();
+    let placed = committed_for(&generated, placed_type(), 2).unwrap();
     let data = &placed.schema["properties"]["data"];
     assert_eq!(data["$ref"], "#/$defs/OrderPlaced", "{data}");
     assert_eq!(placed.schema["properties"]["type"]["const"], placed_type());
@@ -118,13 +119,48 @@ fn every_event_type_of_the_domain_has_a_contract_at_its_version() {
 
 #[test]
 fn events_are_written_at_the_version_of_their_contract() {
+    let generated = generated();
     for envelope in testing::confirmed_flow("o-1") {
+        let contract = generated
+            .iter()
+            .find(|c| c.event_type == envelope.event_type)
+            .unwrap();
         assert_eq!(
-            envelope.schemaversion, CURRENT_VERSION,
+            envelope.schemaversion, contract.schemaversion,
             "{}",
             envelope.event_type
         );
     }
+    let placed = &testing::confirmed_flow("o-1")[0];
+    assert_eq!(
+        (placed.event_type.as_str(), placed.schemaversion),
+        (placed_type(), 2)
+    );
+}
+
+#[test]
+fn order_placed_v1_stays_committed_and_each_version_validates_only_its_own_shape() {
+    let contracts = committed_contracts();
+    assert!(committed_for(&contracts, placed_type(), 1).is_some());
+    let v2 = testing::stored::<Order>("o-1", 1, &OrderEvent::Placed(testing::placed("o-1")));
+    let v2: Value = serde_json::from_str(&v2.to_json()).unwrap();
+    assert_eq!(validate(&contracts, &v2), Ok(()));
+    let mut v1 = v2.clone();
+    v1["schemaversion"] = json!(1);
+    let total = v1["data"].as_object_mut().unwrap().remove("total").unwrap();
+    v1["data"]["currency"] = total["currency"].clone();
+    v1["data"]["total_cents"] = total["minor_units"].clone();
+    assert_eq!(
+        validate(&contracts, &v1),
+        Ok(()),
+        "history at v1 keeps its contract"
+    );
+    let mut mislabelled = v2;
+    mislabelled["schemaversion"] = json!(1);
+    assert!(
+        validate(&contracts, &mislabelled).is_err(),
+        "a v2 payload stamped v1 breaks v1's contract"
+    );
 }
 
 #[test]
@@ -206,7 +242,11 @@ fn the_stored_events_of_a_saga_match_their_contracts() {
     let mut stored = testing::confirmed_flow("o-1");
     stored.extend([
         testing::stored::<Reservation>("o-2", 1, &testing::rejected("o-2")),
-        testing::stored::<Payment>("o-2", 1, &testing::declined("o-2", placed.total_cents)),
+        testing::stored::<Payment>(
+            "o-2",
+            1,
+            &testing::declined("o-2", placed.total.minor_units),
+        ),
         testing::stored::<Order>("o-2", 2, &testing::cancelled("o-2", CancelReason::TimedOut)),
         testing::stored::<crate::inventory::Stock>("SKU-1", 1, &testing::restocked("SKU-1", 5)),
     ]);
@@ -229,7 +269,7 @@ fn an_envelope_that_breaks_its_contract_is_refused_with_the_place() {
     bad["time"] = json!("yesterday");
     assert!(validate(&contracts, &bad).unwrap_err().contains("/time"));
     let mut bad = good.clone();
-    bad["data"]["currency"] = Value::Null;
+    bad["data"]["total"]["currency"] = Value::Null;
     assert!(validate(&contracts, &bad).is_err());
     let mut bad = good;
     bad["data"]["reason"] = json!("not a field of order.placed, and ignored");
@@ -251,7 +291,7 @@ fn an_optional_field_a_newer_producer_adds_is_read_past_and_kept() {
     assert_eq!(validate(&contracts, &newer), Ok(()));
     let read = ripple_kit::Envelope::from_json(&newer.to_string()).unwrap();
     assert_eq!(
-        read.decode::<OrderEvent>().unwrap(),
+        read.decode_for::<Order>().unwrap(),
         OrderEvent::Placed(testing::placed("o-1")),
         "today's types read the event as they know it"
     );
