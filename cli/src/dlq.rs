@@ -250,6 +250,9 @@ pub struct Letter {
     receipt: String,
     #[serde(skip)]
     attributes: Option<std::collections::HashMap<String, MessageAttributeValue>>,
+    /// Its message group, in a FIFO queue.
+    #[serde(skip)]
+    group: Option<String>,
 }
 
 impl Letter {
@@ -264,6 +267,7 @@ impl Letter {
             receive_count: read(MessageSystemAttributeName::ApproximateReceiveCount)
                 .and_then(|v| v.parse().ok()),
             sent_at: read(MessageSystemAttributeName::SentTimestamp).and_then(|v| v.parse().ok()),
+            group: read(MessageSystemAttributeName::MessageGroupId).cloned(),
             attributes: message.message_attributes,
             body,
         })
@@ -395,7 +399,8 @@ pub fn selected(
             ]
             .iter()
             .any(|name| *name == asked)
-                || d.source.name == format!("{}-{asked}", deployment.stack_name)
+                || d.source.name.trim_end_matches(".fifo")
+                    == format!("{}-{asked}", deployment.stack_name)
         })
         .cloned()
         .collect();
@@ -574,12 +579,26 @@ async fn move_back(
     dlq: &DeadLetterQueue,
     letters: &[Letter],
 ) -> Result<usize, DlqError> {
+    let fifo = dlq.source.url.ends_with(".fifo");
     for letter in letters {
-        sqs.send_message()
+        let mut send = sqs
+            .send_message()
             .queue_url(&dlq.source.url)
             .message_body(&letter.body)
-            .set_message_attributes(letter.attributes.clone())
-            .send()
+            .set_message_attributes(letter.attributes.clone());
+        if fifo {
+            // Back into the group it came from (its aggregate's), after what that group holds
+            // now; a deduplication id of its own, so that SQS does not take it for the original
+            // delivery still inside its five-minute window.
+            let group = letter
+                .group
+                .clone()
+                .unwrap_or_else(|| letter.message_id.clone());
+            send = send
+                .message_group_id(group)
+                .message_deduplication_id(format!("redrive-{}", letter.message_id));
+        }
+        send.send()
             .await
             .map_err(sqs_error("SendMessage", &dlq.source.name))?;
         sqs.delete_message()
@@ -605,6 +624,7 @@ mod tests {
             sent_at: None,
             receipt: "r".into(),
             attributes: None,
+            group: None,
         }
     }
 

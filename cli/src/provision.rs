@@ -180,7 +180,8 @@ impl Clients {
     }
 }
 
-/// Provisions `template` as stack `stack_name` with the clients of `aws`.
+/// Provisions `template` as stack `stack_name` with the clients of `aws`, with the parameter
+/// overrides of the environment ([`PARAMETER_OVERRIDES`]).
 pub async fn provision(
     aws: &SdkConfig,
     template: &Template,
@@ -188,9 +189,48 @@ pub async fn provision(
 ) -> Result<Deployment, ProvisionError> {
     provision_with(
         &Clients::new(aws),
-        template.resolver(pseudo(aws, stack_name)),
+        local_resolver(template, pseudo(aws, stack_name))?,
     )
     .await
+}
+
+/// The environment variable with the parameter overrides of every stack ripple provisions, and
+/// finds by its names, in the form `sam deploy --parameter-overrides` takes:
+/// `Ordering=fifo PaymentDeclineRate=0.1`. Unset: the template's defaults.
+pub const PARAMETER_OVERRIDES: &str = "RIPPLE_PARAMETER_OVERRIDES";
+
+/// The overrides in [`PARAMETER_OVERRIDES`], `Name=Value` pairs apart by spaces.
+pub fn parameter_overrides() -> Result<Vec<(String, String)>, ProvisionError> {
+    let Ok(text) = std::env::var(PARAMETER_OVERRIDES) else {
+        return Ok(Vec::new());
+    };
+    parse_overrides(&text).map_err(|message| {
+        ProvisionError::Template(TemplateError::Invalid {
+            at: PARAMETER_OVERRIDES.to_owned(),
+            message,
+        })
+    })
+}
+
+/// `Name=Value` pairs apart by whitespace.
+pub fn parse_overrides(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split_whitespace()
+        .map(|pair| {
+            pair.split_once('=')
+                .filter(|(name, _)| !name.is_empty())
+                .map(|(name, value)| (name.to_owned(), value.to_owned()))
+                .ok_or_else(|| format!("{pair:?} is not Name=Value"))
+        })
+        .collect()
+}
+
+/// A resolver of `template` for a stack of the runner: the parameters' defaults, with the
+/// overrides of the environment.
+pub fn local_resolver(
+    template: &Template,
+    pseudo: PseudoParameters,
+) -> Result<Resolver<'_>, ProvisionError> {
+    Ok(template.resolver_with(pseudo, &parameter_overrides()?)?)
 }
 
 /// The pseudo parameters of a local stack in the SDK's region.
@@ -426,4 +466,28 @@ fn by_logical_id<T>(items: Vec<T>, id: impl Fn(&T) -> &String) -> BTreeMap<Strin
         .into_iter()
         .map(|item| (id(&item).clone(), item))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_are_name_value_pairs_apart_by_spaces_as_sam_takes_them() {
+        assert_eq!(
+            parse_overrides(" Ordering=fifo  PaymentDeclineRate=0.1\n"),
+            Ok(vec![
+                ("Ordering".to_owned(), "fifo".to_owned()),
+                ("PaymentDeclineRate".to_owned(), "0.1".to_owned())
+            ])
+        );
+        assert_eq!(parse_overrides(""), Ok(Vec::new()));
+        assert_eq!(
+            parse_overrides("NotificationEmail="),
+            Ok(vec![("NotificationEmail".to_owned(), String::new())])
+        );
+        let bad = parse_overrides("Ordering fifo").unwrap_err();
+        assert!(bad.contains("\"Ordering\" is not Name=Value"), "{bad}");
+        assert!(parse_overrides("=fifo").is_err());
+    }
 }

@@ -151,7 +151,7 @@ pub async fn run(args: &SoakArgs, seed: u64, reasons: ReasonLog) -> Result<SoakR
     });
     let scale = TimeScale::new(args.time_scale);
     let mut compressed = Vec::new();
-    let resolver = template.resolver(provision::pseudo(&aws, &stack_name));
+    let resolver = provision::local_resolver(&template, provision::pseudo(&aws, &stack_name))?;
     let mut deployment = provision::provision_adjusted(&clients, resolver, |stack| {
         compressed = scale.compress_stack(stack);
     })
@@ -682,13 +682,14 @@ async fn cues(
             let Some(url) = queues.get(next.queue) else {
                 continue;
             };
-            match sqs
-                .send_message()
-                .queue_url(url)
-                .message_body(&next.body)
-                .send()
-                .await
-            {
+            let mut send = sqs.send_message().queue_url(url).message_body(&next.body);
+            if url.ends_with(".fifo") {
+                // A poison message in a group of its own: it holds up no aggregate's events.
+                send = send
+                    .message_group_id(&next.token)
+                    .message_deduplication_id(&next.token);
+            }
+            match send.send().await {
                 Ok(_) => plan.count(plan::FaultKind::Poison),
                 Err(err) => {
                     tracing::error!(token = %next.token, error = %ripple_kit::telemetry::error_chain(&err), "could not send a poison message");

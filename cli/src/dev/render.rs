@@ -146,12 +146,17 @@ fn functions(out: &mut String, summary: &Summary) {
 
 /// Per queue: messages left and what the queue is for.
 fn queues(out: &mut String, summary: &Summary) {
-    let _ = writeln!(
-        out,
-        "\nqueue                                         messages  role"
-    );
+    // As wide as the longest name (FIFO names end in .fifo), at least the header's.
+    let width = summary
+        .queues
+        .keys()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max(45);
+    let _ = writeln!(out, "\n{:<width$} messages  role", "queue");
     for (name, q) in &summary.queues {
-        let _ = writeln!(out, "{name:<45} {:>8}  {}", q.messages, q.role);
+        let _ = writeln!(out, "{name:<width$} {:>8}  {}", q.messages, q.role);
     }
 }
 

@@ -67,7 +67,9 @@ pub async fn find(
             tracing::info!(stack = %name, status = %cfn.status, "found the stack in CloudFormation");
             lookup_deployed(clients, template, pseudo.clone(), &cfn).await
         }
-        (None, Find::Anywhere) => lookup_with(clients, template.resolver(pseudo.clone())).await,
+        (None, Find::Anywhere) => {
+            lookup_with(clients, super::local_resolver(template, pseudo.clone())?).await
+        }
         (None, Find::CloudFormation) => Err(ProvisionError::NotDeployed {
             stack: name.clone(),
             region: pseudo.region.clone(),

@@ -16,6 +16,7 @@ use super::resolver::Resolver;
 #[derive(Debug, Clone)]
 pub struct Template {
     pub(super) parameters: BTreeMap<String, Option<Yaml>>,
+    allowed_values: BTreeMap<String, Vec<String>>,
     pub(super) mappings: BTreeMap<String, Yaml>,
     pub(super) conditions: BTreeMap<String, Yaml>,
     pub(super) function_globals: Yaml,
@@ -60,7 +61,12 @@ impl Template {
             return Err(invalid("", "a template is a mapping"));
         }
         let mut parameters = BTreeMap::new();
+        let mut allowed_values = BTreeMap::new();
         for (name, body) in section(&root, "Parameters")? {
+            if let Some(Yaml::Sequence(values)) = body.get("AllowedValues") {
+                let values = values.iter().map(scalar_text).collect();
+                allowed_values.insert(name.clone(), values);
+            }
             parameters.insert(name, body.get("Default").cloned());
         }
         let mut loops = 0;
@@ -81,6 +87,7 @@ impl Template {
         }
         Ok(Template {
             parameters,
+            allowed_values,
             mappings: section(&root, "Mappings")?.into_iter().collect(),
             conditions,
             function_globals: root
@@ -115,9 +122,52 @@ impl Template {
         Resolver::new(self, pseudo)
     }
 
+    /// A resolver with `overrides` (name, value) in place of the parameters' defaults, as
+    /// `sam deploy --parameter-overrides` gives them: a name the template does not declare, or a
+    /// value outside its `AllowedValues`, is refused with what it does accept.
+    pub fn resolver_with(
+        &self,
+        pseudo: PseudoParameters,
+        overrides: &[(String, String)],
+    ) -> Result<Resolver<'_>, TemplateError> {
+        let mut resolver = self.resolver(pseudo);
+        for (name, value) in overrides {
+            if !self.parameters.contains_key(name) {
+                let known: Vec<&str> = self.parameters.keys().map(String::as_str).collect();
+                return Err(invalid(
+                    &format!("Parameters.{name}"),
+                    format!("no such parameter; the template has {}", known.join(", ")),
+                ));
+            }
+            if let Some(allowed) = self.allowed_values.get(name)
+                && !allowed.contains(value)
+            {
+                return Err(invalid(
+                    &format!("Parameters.{name}"),
+                    format!("{value:?} is not one of {}", allowed.join(", ")),
+                ));
+            }
+            resolver = resolver.with_parameter(name, value);
+        }
+        Ok(resolver)
+    }
+
     /// What the template declares for one stack, with parameter defaults.
     pub fn stack(&self, pseudo: PseudoParameters) -> Result<Stack, TemplateError> {
         self.resolver(pseudo).stack()
+    }
+}
+
+/// A scalar as the text CloudFormation compares it as (`true`, `10`, `fifo`).
+fn scalar_text(value: &Yaml) -> String {
+    match value {
+        Yaml::String(text) => text.clone(),
+        Yaml::Bool(flag) => flag.to_string(),
+        Yaml::Number(number) => number.to_string(),
+        other => serde_norway::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
     }
 }
 

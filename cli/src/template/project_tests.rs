@@ -158,3 +158,72 @@ fn every_entry_of_the_consumers_mapping_is_a_consumer_with_its_queue() {
         .collect();
     assert_eq!(consumers, queues);
 }
+
+#[test]
+fn ordering_fifo_makes_the_topic_and_every_consumer_queue_fifo_and_nothing_else() {
+    let (template, standard) = project();
+    let pseudo = PseudoParameters::new("t1", DEFAULT_REGION);
+    let overrides = [("Ordering".to_owned(), "fifo".to_owned())];
+    let fifo = template
+        .resolver_with(pseudo, &overrides)
+        .unwrap()
+        .stack()
+        .unwrap();
+    let events = fifo.topic("DomainEventsTopic").unwrap();
+    assert!(events.fifo && events.name.ends_with(".fifo"), "{events:?}");
+    assert!(
+        !fifo.topic("NotificationsTopic").unwrap().fifo,
+        "email is not FIFO"
+    );
+    let consumers = [
+        "Inventory",
+        "Payments",
+        "OrderSaga",
+        "Projections",
+        "Notifications",
+    ];
+    let mut fifo_queues = BTreeSet::new();
+    for consumer in consumers {
+        for kind in ["Queue", "DLQ", "SubscriptionDLQ"] {
+            let logical_id = format!("{consumer}{kind}");
+            let queue = fifo.queue(&logical_id).unwrap();
+            assert!(queue.fifo && queue.name.ends_with(".fifo"), "{queue:?}");
+            assert!(queue.name.len() <= 80, "{} is too long for SQS", queue.name);
+            let before = standard.queue(&logical_id).unwrap();
+            assert!(!before.fifo, "{logical_id} is FIFO by default");
+            assert_eq!(queue.name, format!("{}.fifo", before.name));
+            fifo_queues.insert(logical_id);
+        }
+    }
+    for queue in fifo
+        .queues
+        .iter()
+        .filter(|q| !fifo_queues.contains(&q.logical_id))
+    {
+        assert!(!queue.fifo, "{} is FIFO too", queue.logical_id);
+    }
+    assert!(!standard.topic("DomainEventsTopic").unwrap().fifo);
+}
+
+#[test]
+fn a_parameter_override_the_template_does_not_accept_is_refused_saying_what_it_accepts() {
+    let (template, _) = project();
+    let pseudo = || PseudoParameters::new("t1", DEFAULT_REGION);
+    let with = |name: &str, value: &str| {
+        template
+            .resolver_with(pseudo(), &[(name.to_owned(), value.to_owned())])
+            .err()
+            .map(|e| e.to_string())
+    };
+    let wrong = with("Ordering", "strict").unwrap();
+    assert!(
+        wrong.contains("Parameters.Ordering") && wrong.contains("standard, fifo"),
+        "{wrong}"
+    );
+    let unknown = with("Orderin", "fifo").unwrap();
+    assert!(
+        unknown.contains("no such parameter") && unknown.contains("Ordering"),
+        "{unknown}"
+    );
+    assert_eq!(with("Ordering", "standard"), None);
+}
