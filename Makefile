@@ -60,8 +60,11 @@ dev: ## Run the whole system locally (ARGS='--orders 100 --json'); leaves the em
 load: ## Orders at a rate through the local pipeline: latency, invariants, AWS requests and cost per order (ARGS='--orders 1000 --rate 20')
 	@$(EMULATOR) run -- cargo run -p ripple -- load $(ARGS)
 
-test: ## All tests: unit, doc, adapter, property, end-to-end, and a seeded fault soak of 500 orders
-	@$(EMULATOR) run -- bash -c 'cargo test --workspace && $(SOAK) --orders $(TEST_SOAK_ORDERS) --seed $(TEST_SOAK_SEED)'
+test: ## All tests: unit, doc, adapter, property, end-to-end (in both ordering modes), and a seeded fault soak of 500 orders
+	@$(EMULATOR) run -- bash -c 'cargo test --workspace \
+	  && echo "make test: the end-to-end suite again with the template parameter Ordering=fifo" \
+	  && RIPPLE_PARAMETER_OVERRIDES="$${RIPPLE_PARAMETER_OVERRIDES:-} Ordering=fifo" cargo test -p ripple-e2e \
+	  && $(SOAK) --orders $(TEST_SOAK_ORDERS) --seed $(TEST_SOAK_SEED)'
 
 soak: ## The property tests at over a million cases, then the fault soak: 10,000 orders, every fault on (ARGS='--seed N ...')
 	@cases=$$(cargo test -q --workspace proptests -- --list 2>/dev/null | grep -c ': test$$'); \

@@ -110,8 +110,14 @@ pub struct TestStack {
 }
 
 impl TestStack {
-    /// Provisions `template.yaml` as a new stack named after `test`.
+    /// Provisions `template.yaml` as a new stack named after `test`, with the parameter
+    /// overrides of the environment (`RIPPLE_PARAMETER_OVERRIDES`, e.g. `Ordering=fifo`).
     pub async fn deploy(test: &str) -> TestStack {
+        Self::deploy_with(test, &[]).await
+    }
+
+    /// The same with `overrides` (name, value) over those of the environment.
+    pub async fn deploy_with(test: &str, overrides: &[(&str, &str)]) -> TestStack {
         let aws = ripple_kit::config::load_sdk_config().await;
         let clients = Clients::new(&aws);
         if let Err(err) = provision::check_reachable(&clients).await {
@@ -123,7 +129,16 @@ impl TestStack {
         let template =
             Template::from_file(repo_root().join("template.yaml")).expect("template.yaml parses");
         let stack = unique(&format!("t{}", test.replace('_', "-")));
-        let deployment = provision::provision(&aws, &template, &stack)
+        let mut parameters = provision::parameter_overrides().expect("RIPPLE_PARAMETER_OVERRIDES");
+        parameters.extend(
+            overrides
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        let resolver = template
+            .resolver_with(provision::pseudo(&aws, &stack), &parameters)
+            .unwrap_or_else(|e| panic!("parameters {parameters:?}: {e}"));
+        let deployment = provision::provision_with(&clients, resolver)
             .await
             .unwrap_or_else(|e| {
                 panic!(
@@ -164,6 +179,24 @@ impl TestStack {
             .unwrap_or_else(|| panic!("no queue {logical_id} in the deployment"))
             .url
             .clone()
+    }
+
+    /// Sends `body` to the queue `logical_id`, as SNS would: in a FIFO queue in the message group
+    /// of its event's stream (or a group of its own, for a body that is not an event).
+    pub async fn send(&self, logical_id: &str, body: String) {
+        let url = self.queue_url(logical_id);
+        let mut send = self.clients.sqs.send_message().queue_url(&url);
+        if url.ends_with(".fifo") {
+            let group =
+                Envelope::from_json(&body).map_or_else(|_| unique("body"), |e| e.stream_key());
+            send = send
+                .message_group_id(group)
+                .message_deduplication_id(uuid::Uuid::now_v7().to_string());
+        }
+        send.message_body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("SendMessage to {logical_id}: {e:?}"));
     }
 
     /// The event store of this stack.
@@ -224,9 +257,22 @@ impl TestStack {
     /// A queue of its own subscribed to one of the stack's topics: what its subscribers are sent.
     pub async fn inbox(&self, topic: &str) -> Inbox {
         let sqs = self.clients.sqs.clone();
-        let url = sqs
-            .create_queue()
-            .queue_name(unique("inbox"))
+        let topic_arn = &self
+            .deployment
+            .topic(topic)
+            .unwrap_or_else(|| panic!("no topic {topic}"))
+            .arn;
+        // A FIFO topic delivers only to FIFO queues.
+        let fifo = topic_arn.ends_with(".fifo");
+        let mut create = sqs.create_queue();
+        if fifo {
+            create = create
+                .queue_name(format!("{}.fifo", unique("inbox")))
+                .attributes(QueueAttributeName::FifoQueue, "true");
+        } else {
+            create = create.queue_name(unique("inbox"));
+        }
+        let url = create
             .send()
             .await
             .expect("inbox queue")
@@ -244,11 +290,6 @@ impl TestStack {
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
             .expect("queue arn")
             .clone();
-        let topic_arn = &self
-            .deployment
-            .topic(topic)
-            .unwrap_or_else(|| panic!("no topic {topic}"))
-            .arn;
         self.clients
             .sns
             .subscribe()

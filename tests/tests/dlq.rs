@@ -33,17 +33,8 @@ async fn a_redrive_moves_the_healthy_message_back_and_leaves_the_poison() {
     stack.restock(&[("SKU-1", 10)]).await;
     stack.price(&["SKU-1"]).await;
     let placed = fixture_envelope("inventory-order-placed.json");
-    let dead_letters = stack.queue_url("InventoryDLQ");
     for body in [placed.to_json(), "{not an event".to_owned()] {
-        stack
-            .clients
-            .sqs
-            .send_message()
-            .queue_url(&dead_letters)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
+        stack.send("InventoryDLQ", body).await;
     }
 
     let listed = dlq(DlqCommand::List(options(&stack, None))).await;
@@ -52,13 +43,20 @@ async fn a_redrive_moves_the_healthy_message_back_and_leaves_the_poison() {
     assert_eq!(queues.len(), 10, "{listed}");
     let inventory = queues
         .iter()
-        .find(|q| q["queue"].as_str().unwrap().ends_with("-inventory-dlq"))
+        .find(|q| {
+            q["queue"]
+                .as_str()
+                .unwrap()
+                .trim_end_matches(".fifo")
+                .ends_with("-inventory-dlq")
+        })
         .unwrap();
     assert_eq!(inventory["messages"], 2);
     assert!(
         inventory["source"]
             .as_str()
             .unwrap()
+            .trim_end_matches(".fifo")
             .ends_with("-inventory")
     );
     let reasons: Vec<&String> = inventory["by_reason"].as_object().unwrap().keys().collect();
@@ -86,7 +84,14 @@ async fn a_redrive_moves_the_healthy_message_back_and_leaves_the_poison() {
     }))
     .await;
     assert!(shown["reason"]["kind"].is_string(), "{shown}");
-    assert!(shown["queue"].as_str().unwrap().ends_with("-inventory-dlq"));
+    assert!(
+        shown["queue"]
+            .as_str()
+            .unwrap()
+            .trim_end_matches(".fifo")
+            .trim_end_matches(".fifo")
+            .ends_with("-inventory-dlq")
+    );
 
     let moved = dlq(DlqCommand::Redrive(RedriveArgs {
         options: options(&stack, Some("inventory")),

@@ -10,15 +10,7 @@ use ripple_e2e::{TestStack, eventually, fixture_envelope};
 
 /// Sends `body` to the projections queue of `stack`.
 async fn send_to_projections(stack: &TestStack, body: String) {
-    stack
-        .clients
-        .sqs
-        .send_message()
-        .queue_url(stack.queue_url("ProjectionsQueue"))
-        .message_body(body)
-        .send()
-        .await
-        .expect("send");
+    stack.send("ProjectionsQueue", body).await;
 }
 
 #[tokio::test]
