@@ -1,0 +1,53 @@
+//! `ripple dev` (what `make dev` runs) sends its sample orders through the whole system and ends
+//! with every order decided, stock conserved and nothing dead-lettered, in the ordering mode of
+//! the environment: `make test` runs this with the template defaults and again with
+//! `RIPPLE_PARAMETER_OVERRIDES=Ordering=fifo`, where every consumer queue is FIFO.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ripple::dev::{DevArgs, run};
+use ripple_e2e::repo_root;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ripple_dev_takes_its_sample_orders_to_an_outcome_in_the_ordering_mode_of_the_environment()
+{
+    let args = DevArgs {
+        orders: Some(12),
+        json: true,
+        template: repo_root().join("template.yaml"),
+        stack: None,
+        keep: false,
+        port: 0,
+        issuer_port: 0,
+        serve: false,
+        timeout: 180,
+    };
+    let (summary, not_quiet) = run(&args).await.unwrap();
+    assert!(not_quiet.is_none(), "the pipeline went quiet");
+    assert_eq!(summary.orders_placed, 12);
+    let outcomes = &summary.outcomes;
+    assert_eq!(outcomes.pending, 0, "{outcomes:?}");
+    assert_eq!(
+        outcomes.confirmed
+            + outcomes.cancelled_out_of_stock
+            + outcomes.cancelled_payment_declined
+            + outcomes.cancelled_customer_request
+            + outcomes.cancelled_timed_out,
+        12
+    );
+    assert!(summary.stock_conserved);
+    assert_eq!((summary.dlq_messages, summary.invocation_errors), (0, 0));
+    assert_eq!(summary.events_published, summary.events_stored);
+    let fifo =
+        std::env::var("RIPPLE_PARAMETER_OVERRIDES").is_ok_and(|o| o.contains("Ordering=fifo"));
+    let consumed: Vec<&String> = summary
+        .queues
+        .iter()
+        .filter(|(_, q)| q.role == "consumed")
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(consumed.len(), 5, "{consumed:?}");
+    assert!(
+        consumed.iter().all(|name| name.ends_with(".fifo") == fifo),
+        "fifo {fifo}: {consumed:?}"
+    );
+}
