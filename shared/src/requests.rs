@@ -20,6 +20,11 @@
 //! - `messages`: the messages SQS `ReceiveMessage` returned and SNS `Publish`/`PublishBatch`
 //!   accepted; `empty`: receives that returned none (long polls that timed out).
 //!
+//! A counter can also be made the **scope** of a piece of work ([`RequestCounter::scope`]): every
+//! request counted while that future runs (on its task) is counted in the scope's counter too.
+//! The local runner gives each function a counter of its own and runs each invocation in it, so
+//! `ripple load` tells which function made which calls.
+//!
 //! ```
 //! use ripple_kit::requests::RequestCounter;
 //!
@@ -37,6 +42,7 @@
 mod intercept;
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
@@ -219,6 +225,11 @@ impl RequestCounts {
 
 static GLOBAL: LazyLock<RequestCounter> = LazyLock::new(RequestCounter::new);
 
+tokio::task_local! {
+    /// The counter of the work running on this task, if any ([`RequestCounter::scope`]).
+    static SCOPE: RequestCounter;
+}
+
 impl RequestCounter {
     /// A counter of its own (count one client, or one tool's calls apart from the functions').
     pub fn new() -> Self {
@@ -229,6 +240,19 @@ impl RequestCounter {
     /// one execution environment's requests; in the local runner, every function's.
     pub fn global() -> &'static RequestCounter {
         &GLOBAL
+    }
+
+    /// Runs `work` with this counter as its scope: every attempt a counted client makes inside
+    /// it, on its task, is recorded here as well as in the client's own counter. Scopes nest;
+    /// the innermost counts. Work spawned onto another task leaves the scope.
+    pub async fn scope<F: Future>(&self, work: F) -> F::Output {
+        SCOPE.scope(self.clone(), work).await
+    }
+
+    /// Records one attempt in the counter of the scope it was made in, if there is one.
+    pub fn record_in_scope(service: &str, operation: &str, attempt: &Attempt) {
+        // Outside any scope there is nothing to add to.
+        let _ = SCOPE.try_with(|scope| scope.record(service, operation, attempt));
     }
 
     /// Records one attempt of `service`'s `operation`.

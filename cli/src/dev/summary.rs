@@ -206,6 +206,7 @@ pub(super) async fn summarize(
     let usage = Usage {
         functions: invocations(deployment, &snapshot),
         requests,
+        by_function: runtime.stats().requests_by_function(),
         event_sources: runtime.event_source_requests(),
         http_requests: snapshot.http_requests,
     };

@@ -35,6 +35,8 @@ pub struct Usage {
     pub functions: BTreeMap<String, Invocations>,
     /// The functions' own requests, by service and operation.
     pub requests: RequestCounts,
+    /// The same, by function (logical id): what each function's invocations made.
+    pub by_function: BTreeMap<String, RequestCounts>,
     /// The event source mappings' SQS requests (receive, delete), made by Lambda's pollers on
     /// AWS and billed to the account.
     pub event_sources: RequestCounts,

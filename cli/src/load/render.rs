@@ -130,6 +130,7 @@ fn requests(out: &mut String, usage: &Usage, orders: u64) {
         per(t.read_units),
         per(t.write_units)
     );
+    by_function(out, usage, orders);
     let _ = writeln!(
         out,
         "Lambda: {:.2} invocations and {:.4} GB-s per order; HTTP API: {:.2} requests per order; {} empty receives by the pollers (idle polling, not an order's)\n",
@@ -138,6 +139,44 @@ fn requests(out: &mut String, usage: &Usage, orders: u64) {
         per(usage.http_requests as f64),
         usage.empty_receives()
     );
+}
+
+/// Each function's DynamoDB requests per order, with the operations that make them up and the
+/// bytes and read units they brought back (what grows if a function reads more history).
+fn by_function(out: &mut String, usage: &Usage, orders: u64) {
+    let per = |n: f64| if orders == 0 { 0.0 } else { n / orders as f64 };
+    let counted: Vec<_> = usage
+        .by_function
+        .iter()
+        .filter(|(_, counts)| counts.service("DynamoDB").requests > 0)
+        .collect();
+    if counted.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "{:<20} {:>9} {:>10} {:>7} {:>7}  by operation",
+        "DynamoDB per order", "requests", "bytes in", "RRU", "WRU"
+    );
+    for (function, counts) in counted {
+        let d = counts.service("DynamoDB");
+        let operations: Vec<String> = counts
+            .services
+            .get("DynamoDB")
+            .into_iter()
+            .flatten()
+            .map(|(operation, c)| format!("{operation} {:.2}", per(c.requests as f64)))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{function:<20} {:>9.2} {:>10.0} {:>7.2} {:>7.2}  {}",
+            per(d.requests as f64),
+            per(d.response_bytes as f64),
+            per(d.read_units),
+            per(d.write_units),
+            operations.join(", ")
+        );
+    }
 }
 
 fn cost_table(out: &mut String, cost: &Cost) {

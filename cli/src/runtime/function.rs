@@ -177,7 +177,10 @@ impl LocalFunction {
         self.stats.invocations.fetch_add(1, Ordering::Relaxed);
         self.all.in_flight.fetch_add(1, Ordering::SeqCst);
         let started = std::time::Instant::now();
-        let call = AssertUnwindSafe((self.invoke)(payload, context)).catch_unwind();
+        let call = self
+            .stats
+            .requests
+            .scope(AssertUnwindSafe((self.invoke)(payload, context)).catch_unwind());
         let outcome = tokio::time::timeout(self.timeout, call).await;
         self.stats
             .billed_ms

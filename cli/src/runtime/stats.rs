@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
+use ripple_kit::requests::{RequestCounter, RequestCounts};
 use serde::Serialize;
 
 /// Counters of one function's traffic.
@@ -36,6 +37,9 @@ pub struct FunctionStats {
     pub stream_retries: AtomicU64,
     /// Stream records given up on and sent to the on-failure destination.
     pub stream_discarded: AtomicU64,
+    /// The AWS requests its invocations made (each invocation runs in this counter's
+    /// [scope](RequestCounter::scope)).
+    pub requests: RequestCounter,
 }
 
 /// A plain copy of [`FunctionStats`].
@@ -160,6 +164,14 @@ impl Stats {
     /// Invocations running right now.
     pub fn in_flight(&self) -> i64 {
         self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// The AWS requests each function's invocations made, by logical id.
+    pub fn requests_by_function(&self) -> BTreeMap<String, RequestCounts> {
+        self.functions
+            .iter()
+            .map(|(id, s)| (id.clone(), s.requests.snapshot()))
+            .collect()
     }
 
     /// Every counter now.

@@ -69,6 +69,7 @@ impl Intercept for RequestCounter {
             _ => attempt.failed = true,
         }
         self.record(metadata.service(), metadata.name(), &attempt);
+        RequestCounter::record_in_scope(metadata.service(), metadata.name(), &attempt);
         Ok(())
     }
 }

@@ -216,3 +216,33 @@ async fn the_interceptor_counts_a_clients_calls_with_the_capacity_dynamodb_repor
     let transact = counts.operation("DynamoDB", "TransactWriteItems");
     assert_eq!((transact.requests, transact.write_units), (1, 6.0));
 }
+
+#[tokio::test]
+async fn a_scope_counts_the_requests_made_inside_it_and_nothing_else() {
+    let put =
+        mock!(aws_sdk_dynamodb::Client::put_item).then_output(|| PutItemOutput::builder().build());
+    let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&put], |c| c
+        .interceptor(RequestCounter::new()));
+    let (inventory, payments) = (RequestCounter::new(), RequestCounter::new());
+
+    client
+        .put_item()
+        .table_name("outside")
+        .send()
+        .await
+        .unwrap();
+    inventory
+        .scope(async {
+            client.put_item().table_name("t").send().await.unwrap();
+            payments
+                .scope(client.put_item().table_name("t").send())
+                .await
+                .unwrap();
+            client.put_item().table_name("t").send().await.unwrap();
+        })
+        .await;
+
+    let puts = |c: &RequestCounter| c.snapshot().operation("DynamoDB", "PutItem").requests;
+    assert_eq!(puts(&inventory), 2, "the inner scope's request is its own");
+    assert_eq!(puts(&payments), 1);
+}
