@@ -6,15 +6,22 @@
 //! with the dedupe marker `dedupe#inventory#<source event id>` in one transaction, so a
 //! redelivered message changes nothing, and two orders racing for the last unit collide on the
 //! sku's stream position, so one of them decides again and sees the stock gone.
+//!
+//! The stocks and reservations it loads stay in the execution environment between invocations
+//! ([`Cached`]): a warm reservation reads nothing but the new order's (empty) reservation stream
+//! before its one transaction. A copy made stale by another writer is caught by that same
+//! transaction (the sku's position is taken) and loaded again; a rejection, which appends to no
+//! sku's stream, is decided again on fresh stock whenever it was decided on copies.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use domain::inventory::{
-    Decision, Reservation, Stock, StockEvent, Stocks, decide_release, decide_reservation,
+    Decision, Reservation, ReservationEvent, Stock, StockEvent, Stocks, decide_release,
+    decide_reservation,
 };
 use domain::order::{Order, OrderEvent, OrderPlaced};
 use ripple_kit::consumer::{Delivery, EventSourced, NewEvent};
 use ripple_kit::envelope::EnvelopeError;
-use ripple_kit::store::{DynamoEventStore, RetryPolicy, retry_on_conflict};
+use ripple_kit::store::{Cached, DynamoEventStore, RetryPolicy, retry_on_conflict};
 use ripple_kit::{
     Aggregate, Append, ConsumerError, Envelope, EventStore, Loaded, Reaction, Reactor, SqsConsumer,
     StoreError,
@@ -24,12 +31,16 @@ use ripple_kit::{
 pub use ripple_kit::config::EventStoreConfig as Config;
 
 /// inventory function: [`Inventory`] behind its queue, over an event store.
-pub type Handler<S = DynamoEventStore> = SqsConsumer<EventSourced<Inventory, S>>;
+pub type Handler<S = Cached<DynamoEventStore>> = SqsConsumer<EventSourced<Inventory, S>>;
 
-/// The handler on the DynamoDB event store named in `config`.
+/// The handler on the DynamoDB event store named in `config`, keeping copies of the streams it
+/// reads between invocations.
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
     let client = ripple_kit::requests::dynamodb_client(aws);
-    handler_with(DynamoEventStore::new(client, config.events_table))
+    handler_with(Cached::new(DynamoEventStore::new(
+        client,
+        config.events_table,
+    )))
 }
 
 /// The handler over any event store (tests pass the in-memory one): it acts only on events the
@@ -94,8 +105,16 @@ async fn reserve<S: EventStore>(
         // Cancelled (before or after reserving): nothing to set aside.
         Reservation::Released => return Ok(Reaction::Ignored),
     }
-    let stocks = stocks(store, placed.lines.iter().map(|l| l.sku.as_str())).await?;
-    let decision = decide_reservation(placed, &stocks);
+    let skus = || placed.lines.iter().map(|l| l.sku.as_str());
+    let mut decision = decide_reservation(placed, &stocks(store, skus()).await?);
+    if matches!(decision.outcome, ReservationEvent::Rejected { .. }) {
+        // A rejection appends to no sku's stream, so nothing would catch a stale copy of one:
+        // if any stock came from a copy, decide again on what the store holds.
+        let copied = skus().fold(false, |copied, sku| store.forget(Stock::TYPE, sku) | copied);
+        if copied {
+            decision = decide_reservation(placed, &stocks(store, skus()).await?);
+        }
+    }
     Ok(Reaction::Append(events_of(&reservation, decision)?))
 }
 

@@ -214,3 +214,50 @@ async fn an_order_event_from_outside_the_order_stream_reserves_nothing() {
     assert!(reservation_types(&h, "o-1").await.is_empty());
     assert_eq!(levels(&h, "A").await, (5, 0));
 }
+
+/// The handler as deployed: over copies of the streams it reads, kept between invocations.
+fn cached_handler() -> Handler<Cached<std::sync::Arc<InMemoryEventStore>>> {
+    handler_with(Cached::new(std::sync::Arc::new(InMemoryEventStore::new())))
+}
+
+#[tokio::test]
+async fn a_rejection_decided_on_a_stale_copy_is_decided_again_on_fresh_stock() {
+    let h = cached_handler();
+    let store = h.consumer().store();
+    restock(store.inner(), "A", 1).await.unwrap();
+    let first = message_for(&order("o-1", &[("A", 1)]), "o-1", 1);
+    h.handle_message(&first, deadline()).await.unwrap();
+    // An operator restocks through the store itself, behind the copy's back.
+    restock(store.inner(), "A", 5).await.unwrap();
+
+    let second = message_for(&order("o-2", &[("A", 3)]), "o-2", 1);
+    let handled = h.handle_message(&second, deadline()).await.unwrap();
+
+    assert_eq!(handled, Handled::Applied("stock.reserved"));
+    let a = stock(store.inner(), "A").await.unwrap();
+    assert_eq!((a.state.available, a.state.allocated), (2, 4));
+}
+
+#[tokio::test]
+async fn a_reservation_on_a_stale_copy_loses_at_the_append_and_is_decided_on_fresh_stock() {
+    let h = cached_handler();
+    let store = h.consumer().store();
+    restock(store.inner(), "A", 2).await.unwrap();
+    let first = message_for(&order("o-1", &[("A", 1)]), "o-1", 1);
+    h.handle_message(&first, deadline()).await.unwrap();
+    // Another execution environment takes the last unit behind the copy's back.
+    let other = handler_with(store.inner().clone());
+    let racing = message_for(&order("o-2", &[("A", 1)]), "o-2", 1);
+    other.handle_message(&racing, deadline()).await.unwrap();
+
+    let late = message_for(&order("o-3", &[("A", 1)]), "o-3", 1);
+    let handled = h.handle_message(&late, deadline()).await.unwrap();
+
+    assert_eq!(
+        handled,
+        Handled::Applied("stock.rejected"),
+        "no unit is sold twice"
+    );
+    let a = stock(store.inner(), "A").await.unwrap();
+    assert_eq!((a.state.available, a.state.allocated), (0, 2));
+}

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime};
 use crate::aggregate::{Aggregate, Loaded};
 use crate::envelope::{Envelope, EnvelopeError};
 
+mod cached;
 #[cfg(feature = "store-dynamodb")]
 mod dynamo;
 #[cfg(feature = "store-dynamodb")]
@@ -25,6 +26,7 @@ mod memory;
 mod snapshot;
 mod time_index;
 
+pub use cached::Cached;
 #[cfg(feature = "store-dynamodb")]
 pub use dynamo::DynamoEventStore;
 #[cfg(any(test, feature = "test-twins"))]
@@ -278,6 +280,15 @@ pub trait EventStore: Send + Sync {
             Ok(loaded)
         }
     }
+
+    /// Drops this store's copy of one stream, if it keeps copies ([`Cached`]); true if it had
+    /// one. A decision made on a stream it does not append to confirms itself with this: if the
+    /// copy is dropped, it loads the stream again and decides again. A store that reads every
+    /// time keeps none.
+    fn forget(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
+        let _ = (aggregate_type, aggregate_id);
+        false
+    }
 }
 
 impl<A: Aggregate> Loaded<A> {
@@ -341,6 +352,24 @@ impl<S: EventStore> EventStore for Arc<S> {
         snapshot: &Snapshot,
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         S::write_snapshot(self, aggregate_type, aggregate_id, snapshot)
+    }
+
+    fn load<A: Aggregate>(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Loaded<A>, StoreError>> + Send {
+        S::load(self, id)
+    }
+
+    fn load_snapshotted<A: Snapshotted>(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Loaded<A>, StoreError>> + Send {
+        S::load_snapshotted(self, id)
+    }
+
+    fn forget(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
+        S::forget(self, aggregate_type, aggregate_id)
     }
 }
 

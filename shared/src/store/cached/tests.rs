@@ -1,0 +1,243 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::envelope::StreamPosition;
+use crate::store::{DedupeMarker, InMemoryEventStore};
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+enum LevelEvent {
+    #[serde(rename = "level.raised")]
+    Raised { by: u64 },
+}
+
+#[derive(Default, Debug, PartialEq, Serialize, Deserialize)]
+struct Level {
+    value: u64,
+}
+
+impl Aggregate for Level {
+    const TYPE: &'static str = "Level";
+    type Event = LevelEvent;
+    fn apply(&mut self, LevelEvent::Raised { by }: &LevelEvent) {
+        self.value += by;
+    }
+}
+
+impl Snapshotted for Level {
+    const SCHEMA: u32 = 1;
+    const EVERY: u64 = 10;
+}
+
+/// The in-memory store, counting the requests a DynamoDB store would make to read.
+#[derive(Default)]
+struct Counting {
+    store: InMemoryEventStore,
+    reads: AtomicU64,
+}
+
+impl Counting {
+    fn reads(&self) -> u64 {
+        self.reads.load(Ordering::Relaxed)
+    }
+}
+
+impl EventStore for Counting {
+    fn append(&self, append: Append) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.append(append)
+    }
+
+    fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        from: u64,
+    ) -> impl Future<Output = Result<Vec<Envelope>, StoreError>> + Send {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.store.read_stream(aggregate_type, aggregate_id, from)
+    }
+
+    fn read_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.store.read_snapshot(aggregate_type, aggregate_id)
+    }
+
+    fn write_snapshot(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        snapshot: &Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store
+            .write_snapshot(aggregate_type, aggregate_id, snapshot)
+    }
+}
+
+fn raised(id: &str, sequence: u64) -> Envelope {
+    Envelope::encode(
+        "test",
+        StreamPosition::new(Level::TYPE, id, sequence),
+        &LevelEvent::Raised { by: sequence },
+    )
+    .unwrap()
+}
+
+async fn raise(store: &impl EventStore, id: &str, from: u64, to: u64) {
+    for sequence in from..=to {
+        store
+            .append(Append::events(vec![raised(id, sequence)]))
+            .await
+            .unwrap();
+    }
+}
+
+fn sum(n: u64) -> u64 {
+    n * (n + 1) / 2
+}
+
+#[tokio::test]
+async fn a_warm_load_reads_nothing_and_sees_its_own_appends() {
+    let cached = Cached::new(Counting::default());
+    raise(cached.inner(), "l-1", 1, 3).await;
+
+    let first: Loaded<Level> = cached.load("l-1").await.unwrap();
+    assert_eq!((first.version, cached.inner().reads()), (3, 1));
+    raise(&cached, "l-1", 4, 5).await;
+    let warm: Loaded<Level> = cached.load("l-1").await.unwrap();
+
+    assert_eq!((warm.version, warm.state.value), (5, sum(5)));
+    assert_eq!(cached.inner().reads(), 1, "served from the copy");
+    let snapshotted: Loaded<Level> = cached.load_snapshotted("l-1").await.unwrap();
+    assert_eq!((snapshotted.version, cached.inner().reads()), (5, 1));
+}
+
+#[tokio::test]
+async fn a_stream_it_created_is_known_without_reading_it() {
+    let cached = Cached::new(Counting::default());
+    raise(&cached, "new", 1, 2).await;
+    let loaded: Loaded<Level> = cached.load("new").await.unwrap();
+    assert_eq!((loaded.version, cached.inner().reads()), (2, 0));
+}
+
+#[tokio::test]
+async fn a_stale_copy_is_refused_at_the_append_and_the_retry_loads_fresh_state() {
+    let cached = Cached::new(Counting::default());
+    raise(cached.inner(), "l-1", 1, 2).await;
+    let stale: Loaded<Level> = cached.load("l-1").await.unwrap();
+    // Another execution environment appends behind this one's back.
+    raise(cached.inner(), "l-1", 3, 3).await;
+    let served: Loaded<Level> = cached.load("l-1").await.unwrap();
+    assert_eq!(served.version, stale.version, "the copy does not know yet");
+
+    let err = cached
+        .append(Append::events(vec![raised("l-1", stale.version + 1)]))
+        .await
+        .unwrap_err();
+
+    assert!(err.is_conflict(), "{err}");
+    let fresh: Loaded<Level> = cached.load("l-1").await.unwrap();
+    assert_eq!((fresh.version, fresh.state.value), (3, sum(3)));
+    assert_eq!(cached.inner().reads(), 2, "read again after the conflict");
+}
+
+#[tokio::test]
+async fn every_failed_append_drops_the_copies_of_all_its_streams() {
+    let cached = Cached::new(Counting::default());
+    raise(&cached, "a", 1, 1).await;
+    raise(&cached, "b", 1, 1).await;
+    let marker = DedupeMarker::new("test", "event-1");
+    cached
+        .append(Append::events(vec![raised("a", 2)]).deduplicated_by(marker.clone()))
+        .await
+        .unwrap();
+    assert_eq!(cached.len(), 2);
+
+    // The same marker again: a duplicate, refused whole.
+    let err = cached
+        .append(Append::events(vec![raised("a", 3), raised("b", 2)]).deduplicated_by(marker))
+        .await
+        .unwrap_err();
+
+    assert!(matches!(err, StoreError::Duplicate { .. }), "{err}");
+    assert!(cached.is_empty(), "neither copy outlives the doubt");
+    let a: Loaded<Level> = cached.load("a").await.unwrap();
+    assert_eq!(a.version, 2, "the refused append left nothing behind");
+}
+
+#[tokio::test]
+async fn forget_drops_a_copy_and_says_whether_there_was_one() {
+    let cached = Cached::new(Counting::default());
+    raise(&cached, "l-1", 1, 1).await;
+    assert!(cached.forget(Level::TYPE, "l-1"));
+    assert!(!cached.forget(Level::TYPE, "l-1"));
+    assert!(!InMemoryEventStore::new().forget(Level::TYPE, "l-1"));
+    let _: Loaded<Level> = cached.load("l-1").await.unwrap();
+    assert_eq!(cached.inner().reads(), 1);
+}
+
+#[tokio::test]
+async fn a_snapshotted_copy_folds_into_a_new_snapshot_every_so_many_events_and_stores_it() {
+    let cached = Cached::new(Counting::default());
+    raise(cached.inner(), "l-1", 1, 4).await;
+    let cold: Loaded<Level> = cached.load_snapshotted("l-1").await.unwrap();
+    assert_eq!(cold.version, 4);
+    assert_eq!(
+        cached.inner().reads(),
+        2,
+        "the snapshot and the events after it"
+    );
+
+    raise(&cached, "l-1", 5, 23).await;
+    let warm: Loaded<Level> = cached.load_snapshotted("l-1").await.unwrap();
+
+    assert_eq!((warm.version, warm.state.value), (23, sum(23)));
+    assert_eq!(cached.inner().reads(), 2, "served from the copy");
+    let stored = cached
+        .inner()
+        .read_snapshot(Level::TYPE, "l-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.version, 23, "written for the next cold start");
+    // The copy is the snapshot now, and still serves the appends after it.
+    raise(&cached, "l-1", 24, 24).await;
+    let after: Loaded<Level> = cached.load_snapshotted("l-1").await.unwrap();
+    assert_eq!((after.version, after.state.value), (24, sum(24)));
+    assert_eq!(cached.inner().reads(), 3, "only the check above read");
+}
+
+#[tokio::test]
+async fn the_copies_are_bounded_least_recently_used_first() {
+    let cached = Cached::with_capacity(Counting::default(), 2);
+    for id in ["a", "b", "c"] {
+        raise(&cached, id, 1, 1).await;
+    }
+    assert_eq!(cached.len(), 2);
+    let _: Loaded<Level> = cached.load("a").await.unwrap();
+    assert_eq!(cached.inner().reads(), 1, "the first one went");
+    let _: Loaded<Level> = cached.load("c").await.unwrap();
+    assert_eq!(cached.inner().reads(), 1);
+}
+
+#[tokio::test]
+async fn a_long_stream_loaded_whole_is_not_kept() {
+    let cached = Cached::new(Counting::default());
+    let events = (1..=Cached::<Counting>::MAX_EVENTS as u64 + 1)
+        .map(|s| raised("long", s))
+        .collect::<Vec<_>>();
+    for chunk in events.chunks(50) {
+        cached
+            .inner()
+            .append(Append::events(chunk.to_vec()))
+            .await
+            .unwrap();
+    }
+    let _: Loaded<Level> = cached.load("long").await.unwrap();
+    assert!(cached.is_empty());
+}
