@@ -218,6 +218,7 @@ mod tests {
                 ("DynamoDB", "GetItem", read),
                 ("SNS", "PublishBatch", publish),
             ]),
+            by_function: BTreeMap::new(),
             event_sources: counted(&[
                 (
                     "SQS",

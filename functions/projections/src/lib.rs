@@ -7,10 +7,20 @@
 //! its way), the view is rebuilt from the event store, which already holds everything published,
 //! so the view jumps forward instead of waiting for redeliveries. Views are written with a version
 //! check ([`ViewStore::put`]), so concurrent deliveries for one order cannot lose an update.
+//!
+//! The views it wrote stay in the execution environment between invocations, so a warm event is
+//! one conditional write and no read: the write names the version of the copy, and a copy made
+//! stale by another writer fails that check and is read again. A stream's first event for a view
+//! it holds no copy of is written as if the view were new (the same check refuses it if it is
+//! not). A gap seen on a copy is checked on the stored view before anything is rebuilt.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
+
+use std::num::NonZeroUsize;
+use std::sync::{Mutex, PoisonError};
 
 use domain::view::{ApplyOutcome, OrderView, ViewEvent};
 use domain::views::{DynamoViewStore, ViewStore, ViewStoreError, rebuild_from};
+use lru::LruCache;
 use ripple_kit::batch::RedeliveryBackoff;
 use ripple_kit::config::{ConfigError, Env};
 use ripple_kit::consumer::{Delivery, Handled};
@@ -111,15 +121,21 @@ pub fn handler_with<S: EventStore, V: ViewStore>(store: S, views: V) -> Handler<
         store,
         views,
         retry: RetryPolicy::default(),
+        copies: Mutex::new(LruCache::new(COPIES)),
     })
     .with_producers(domain::producers())
 }
+
+/// Views kept in the execution environment: about a kilobyte each.
+const COPIES: NonZeroUsize = NonZeroUsize::new(1024).expect("not zero");
 
 /// Keeps the order views: applies each stream's next event, rebuilds a view on a gap.
 pub struct Projection<S, V> {
     store: S,
     views: V,
     retry: RetryPolicy,
+    /// The views as this execution environment last wrote or read them.
+    copies: Mutex<LruCache<String, OrderView>>,
 }
 
 /// What projecting one event did to its view.
@@ -170,6 +186,61 @@ impl<S: EventStore, V: ViewStore> Projection<S, V> {
     }
 
     async fn project(&self, order_id: &str, event: &ViewEvent) -> Result<Projected, Attempt> {
+        if let Some(projected) = self.project_on_copy(order_id, event).await? {
+            return Ok(projected);
+        }
+        self.project_on_stored(order_id, event).await
+    }
+
+    /// Projects `event` on the copy of its view, or on a new view for a stream's first event,
+    /// with no read: `None` when the copy cannot tell (there is none, it is stale, or it shows a
+    /// gap), and the stored view must be read.
+    async fn project_on_copy(
+        &self,
+        order_id: &str,
+        event: &ViewEvent,
+    ) -> Result<Option<Projected>, Attempt> {
+        let copy = self.copies().get(order_id).cloned();
+        let Some(mut view) =
+            copy.or_else(|| (event.sequence == 1).then(|| OrderView::new(order_id)))
+        else {
+            return Ok(None);
+        };
+        let expected = view.events_applied();
+        match view.apply(event) {
+            ApplyOutcome::Applied => match self.views.put(&view, expected).await {
+                Ok(()) => {
+                    self.copies().put(order_id.to_owned(), view);
+                    Ok(Some(Projected::Applied))
+                }
+                Err(err) => {
+                    self.copies().pop(order_id);
+                    match err {
+                        ViewStoreError::Conflict { .. } => Ok(None),
+                        other => Err(ViewError::from(other).into()),
+                    }
+                }
+            },
+            // The stored view only ever holds more than the copy.
+            ApplyOutcome::Duplicate => Ok(Some(Projected::Duplicate)),
+            ApplyOutcome::OtherOrder => Ok(Some(Projected::Ignored)),
+            ApplyOutcome::Gap { .. } => {
+                self.copies().pop(order_id);
+                Ok(None)
+            }
+        }
+    }
+
+    fn copies(&self) -> std::sync::MutexGuard<'_, LruCache<String, OrderView>> {
+        self.copies.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Projects `event` on the stored view, rebuilding it on a gap; keeps the result as the copy.
+    async fn project_on_stored(
+        &self,
+        order_id: &str,
+        event: &ViewEvent,
+    ) -> Result<Projected, Attempt> {
         let (mut view, expected) = match self.views.get(order_id).await.map_err(ViewError::from)? {
             Some(stored) => (stored.view, stored.version),
             None => (OrderView::new(order_id), 0),
@@ -180,9 +251,13 @@ impl<S: EventStore, V: ViewStore> Projection<S, V> {
                     .put(&view, expected)
                     .await
                     .map_err(ViewError::from)?;
+                self.copies().put(order_id.to_owned(), view);
                 Ok(Projected::Applied)
             }
-            ApplyOutcome::Duplicate => Ok(Projected::Duplicate),
+            ApplyOutcome::Duplicate => {
+                self.copies().put(order_id.to_owned(), view);
+                Ok(Projected::Duplicate)
+            }
             ApplyOutcome::OtherOrder => Ok(Projected::Ignored),
             ApplyOutcome::Gap {
                 aggregate_type,
@@ -209,6 +284,7 @@ impl<S: EventStore, V: ViewStore> Projection<S, V> {
                     .put(&rebuilt, expected)
                     .await
                     .map_err(ViewError::from)?;
+                self.copies().put(order_id.to_owned(), rebuilt);
                 Ok(Projected::Rebuilt)
             }
         }

@@ -247,3 +247,80 @@ async fn an_event_of_an_unknown_producer_changes_no_view() {
     assert!(handle(&h, &message(&forged)).await.is_err());
     assert!(projection(&h).views.view(ORDER).await.unwrap().is_none());
 }
+
+/// The in-memory view store, shared, counting the reads a DynamoDB store would make.
+#[derive(Clone, Default)]
+struct CountingViews {
+    views: std::sync::Arc<InMemoryViewStore>,
+    gets: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl CountingViews {
+    fn gets(&self) -> u64 {
+        self.gets.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl ViewStore for CountingViews {
+    async fn get(&self, order_id: &str) -> Result<Option<StoredView>, ViewStoreError> {
+        self.gets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.views.get(order_id).await
+    }
+
+    async fn put(&self, view: &OrderView, expected: u64) -> Result<(), ViewStoreError> {
+        self.views.put(view, expected).await
+    }
+}
+
+#[tokio::test]
+async fn a_warm_projection_writes_each_event_without_reading_the_view() {
+    let views = CountingViews::default();
+    let h = handler_with(InMemoryEventStore::new(), views.clone());
+    for event in &confirmed_flow() {
+        handle(&h, &message(event)).await.unwrap();
+        // A redelivery is told from the copy too.
+        assert_eq!(
+            handle(&h, &message(event)).await.unwrap(),
+            Handled::Duplicate
+        );
+    }
+    assert_eq!(views.gets(), 0, "every event applied to the copy");
+    let stored = views.get(ORDER).await.unwrap().unwrap();
+    assert_eq!(stored.version, 4);
+    assert_eq!(stored.view.status, ViewStatus::Confirmed);
+}
+
+#[tokio::test]
+async fn a_copy_made_stale_by_another_writer_is_refused_by_the_version_check_and_read_again() {
+    let flow = confirmed_flow();
+    let views = CountingViews::default();
+    let store = std::sync::Arc::new(InMemoryEventStore::new());
+    for event in &flow {
+        store
+            .append(Append::events(vec![event.clone()]))
+            .await
+            .unwrap();
+    }
+    let ours = handler_with(store.clone(), views.clone());
+    let theirs = handler_with(store.clone(), views.clone());
+    ours.handle_message(&message(&flow[0]), deadline())
+        .await
+        .unwrap();
+    // Another execution environment applies the next two events.
+    for event in &flow[1..3] {
+        theirs
+            .handle_message(&message(event), deadline())
+            .await
+            .unwrap();
+    }
+
+    let last = ours
+        .handle_message(&message(&flow[3]), deadline())
+        .await
+        .unwrap();
+
+    assert_eq!(last, Handled::Applied("view.updated"));
+    let stored = views.get(ORDER).await.unwrap().unwrap();
+    assert_eq!(stored.version, 4, "nothing lost");
+    assert_eq!(stored.view, ours.consumer().rebuild(ORDER).await.unwrap());
+}
