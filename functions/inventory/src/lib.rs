@@ -10,18 +10,18 @@
 //! The stocks and reservations it loads stay in the execution environment between invocations
 //! ([`Cached`]): a warm reservation reads nothing but the new order's (empty) reservation stream
 //! before its one transaction. A copy made stale by another writer is caught by that same
-//! transaction (the sku's position is taken) and loaded again; a rejection, which appends to no
-//! sku's stream, is decided again on fresh stock whenever it was decided on copies.
+//! transaction: a sku it changes has its next position taken, and a sku it only read (a
+//! rejection for want of it) is checked unchanged in the transaction ([`Unchanged`]); either
+//! way the append is a conflict, the copy is brought up to date and the order decided again.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 use domain::inventory::{
-    Decision, Reservation, ReservationEvent, Stock, StockEvent, Stocks, decide_release,
-    decide_reservation,
+    Decision, Reservation, Stock, StockEvent, Stocks, decide_release, decide_reservation,
 };
 use domain::order::{Order, OrderEvent, OrderPlaced};
 use ripple_kit::consumer::{Delivery, EventSourced, NewEvent};
 use ripple_kit::envelope::EnvelopeError;
-use ripple_kit::store::{Cached, DynamoEventStore, RetryPolicy, retry_on_conflict};
+use ripple_kit::store::{Cached, DynamoEventStore, RetryPolicy, Unchanged, retry_on_conflict};
 use ripple_kit::{
     Aggregate, Append, ConsumerError, Envelope, EventStore, Loaded, Reaction, Reactor, SqsConsumer,
     StoreError,
@@ -105,17 +105,9 @@ async fn reserve<S: EventStore>(
         // Cancelled (before or after reserving): nothing to set aside.
         Reservation::Released => return Ok(Reaction::Ignored),
     }
-    let skus = || placed.lines.iter().map(|l| l.sku.as_str());
-    let mut decision = decide_reservation(placed, &stocks(store, skus()).await?);
-    if matches!(decision.outcome, ReservationEvent::Rejected { .. }) {
-        // A rejection appends to no sku's stream, so nothing would catch a stale copy of one:
-        // if any stock came from a copy, decide again on what the store holds.
-        let copied = skus().fold(false, |copied, sku| store.forget(Stock::TYPE, sku) | copied);
-        if copied {
-            decision = decide_reservation(placed, &stocks(store, skus()).await?);
-        }
-    }
-    Ok(Reaction::Append(events_of(&reservation, decision)?))
+    let stocks = stocks(store, placed.lines.iter().map(|l| l.sku.as_str())).await?;
+    let decision = decide_reservation(placed, &stocks);
+    reaction(&reservation, decision, &stocks)
 }
 
 async fn release<S: EventStore>(store: &S, order_id: &str) -> Result<Reaction, ConsumerError> {
@@ -128,9 +120,26 @@ async fn release<S: EventStore>(store: &S, order_id: &str) -> Result<Reaction, C
     };
     let stocks = stocks(store, skus.into_iter()).await?;
     match decide_release(order_id, &reservation.state, &stocks) {
-        Some(decision) => Ok(Reaction::Append(events_of(&reservation, decision)?)),
+        Some(decision) => reaction(&reservation, decision, &stocks),
         None => Ok(Reaction::Ignored),
     }
+}
+
+/// The decision's events, given that every sku it read and does not change is still as read.
+fn reaction(
+    reservation: &Loaded<Reservation>,
+    decision: Decision,
+    stocks: &Stocks,
+) -> Result<Reaction, ConsumerError> {
+    let unchanged = stocks
+        .iter()
+        .filter(|(sku, _)| !decision.changes.iter().any(|c| &c.sku == *sku))
+        .map(|(_, stock)| Unchanged::of(stock))
+        .collect();
+    Ok(Reaction::AppendGiven(
+        events_of(reservation, decision)?,
+        unchanged,
+    ))
 }
 
 /// A decision's events: the stock changes, then the reservation's outcome at its next position.

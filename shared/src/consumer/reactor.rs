@@ -22,7 +22,8 @@ use crate::batch::latest_start;
 use crate::envelope::{Envelope, EnvelopeError, StreamPosition, event_type_of};
 use crate::parse::ParseError;
 use crate::store::{
-    Append, Conflicting, DedupeMarker, EventStore, RetryPolicy, StoreError, retry_on_conflict_until,
+    Append, Conflicting, DedupeMarker, EventStore, RetryPolicy, StoreError, Unchanged,
+    retry_on_conflict_until,
 };
 #[cfg(feature = "store-dynamodb")]
 use crate::{config::EventStoreConfig, store::DynamoEventStore};
@@ -70,6 +71,12 @@ pub trait Reactor<S: EventStore>: Send + Sync {
 pub enum Reaction {
     /// Append these events, caused by the incoming one, with its dedupe marker, atomically.
     Append(Vec<NewEvent>),
+    /// Append these events as [`Reaction::Append`] does, provided the streams the decision read
+    /// but does not append to are still at the versions it read ([`Unchanged`]): if one has
+    /// moved on, the append is a conflict and the decision is made again on fresh state. What
+    /// a decision reads from a copy ([`Cached`](crate::store::Cached)) must be named here
+    /// unless it is appended to.
+    AppendGiven(Vec<NewEvent>, Vec<Unchanged>),
     /// The store already holds this reaction (its state shows the incoming event was handled).
     AlreadyApplied,
     /// Nothing to do.
@@ -219,8 +226,9 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
         input: &R::Input,
         delivery: &Delivery<'_>,
     ) -> Result<Handled, ConsumerError<R::Error>> {
-        let events = match self.reactor.react(&self.store, input, delivery).await? {
-            Reaction::Append(events) => events,
+        let (events, unchanged) = match self.reactor.react(&self.store, input, delivery).await? {
+            Reaction::Append(events) => (events, Vec::new()),
+            Reaction::AppendGiven(events, unchanged) => (events, unchanged),
             Reaction::AlreadyApplied => return Ok(Handled::Duplicate),
             Reaction::Ignored => return Ok(Handled::Ignored),
         };
@@ -233,7 +241,11 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
             .collect::<Result<Vec<_>, _>>()?;
         let marker = DedupeMarker::new(R::NAME, &delivery.event.id);
         self.store
-            .append(Append::events(envelopes).deduplicated_by(marker))
+            .append(
+                Append::events(envelopes)
+                    .deduplicated_by(marker)
+                    .given_unchanged(unchanged),
+            )
             .await?;
         Ok(Handled::Applied(what))
     }

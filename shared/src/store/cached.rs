@@ -9,13 +9,14 @@
 //!
 //! A copy can be stale: another execution environment, or an operator's tool, may have appended
 //! since. The event store's optimistic concurrency already tells: an append at a position that
-//! is taken is refused ([`StoreError::Conflict`]), and `Cached` then drops the copy of every
-//! stream the append named, so the retry that follows loads them again. So a decision that
-//! appends to every stream it read is never made on stale state. One that reads a stream it does
-//! not append to (a rejection for want of stock, say) must confirm itself on fresh state: drop
-//! the copies with [`EventStore::forget`], which tells whether there was one, and decide again.
-//! Any failed append (a conflict, a duplicate, a timeout that may have written) drops the copies
-//! of its streams; a copy never outlives a doubt.
+//! is taken is refused ([`StoreError::Conflict`]), and `Cached` then puts the copy of every
+//! stream the append named in doubt: before its next use it reads what the store holds after the
+//! copy's version (one query, usually of a few events, never the snapshot again). So a decision
+//! that appends to every stream it read is never made on stale state. One that reads a stream it
+//! does not append to (a rejection for want of stock, say) must confirm itself on fresh state:
+//! put the copies in doubt with [`EventStore::distrust`], which tells whether there was one, and
+//! decide again. Any failed append (a conflict, a duplicate, a timeout that may have written)
+//! puts the copies of its streams in doubt; a copy is never used while in doubt.
 //!
 //! The copies are bounded: at most `capacity` streams (least recently used go first), and a
 //! stream loaded whole (without a snapshot) is kept only up to [`Cached::MAX_EVENTS`] events.
@@ -29,7 +30,7 @@ use std::sync::{Mutex, PoisonError};
 
 use lru::LruCache;
 
-use super::{Append, EventStore, Snapshot, Snapshotted, StoreError};
+use super::{Append, EventStore, Snapshot, Snapshotted, StoreError, Unchanged};
 use crate::aggregate::{Aggregate, Loaded};
 use crate::envelope::{Envelope, stream_key};
 
@@ -45,6 +46,8 @@ pub struct Cached<S> {
 struct Copy {
     snapshot: Option<Snapshot>,
     events: Vec<Envelope>,
+    /// The store may hold more than the copy: read what follows it before using it.
+    doubted: bool,
 }
 
 impl Copy {
@@ -112,6 +115,29 @@ impl<S: EventStore> Cached<S> {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether there is a copy of `key` to use, after bringing it up to date if it is in doubt.
+    async fn usable(&self, aggregate_type: &str, id: &str, key: &str) -> Result<bool, StoreError> {
+        let base = match self.lock().get(key) {
+            None => return Ok(false),
+            Some(copy) if !copy.doubted => return Ok(true),
+            Some(copy) => copy.version(),
+        };
+        let events = self.inner.read_stream(aggregate_type, id, base + 1).await?;
+        let mut streams = self.lock();
+        match streams.get_mut(key) {
+            Some(copy) if copy.version() == base => {
+                copy.events.extend(events);
+                copy.doubted = false;
+                Ok(true)
+            }
+            // Changed while the store was read: read it afresh.
+            _ => {
+                streams.pop(key);
+                Ok(false)
+            }
+        }
+    }
+
     /// Keeps `copy` of `key` unless a copy at a later version is kept already.
     fn keep(&self, key: String, copy: Copy) {
         let mut streams = self.lock();
@@ -133,8 +159,16 @@ impl<S: EventStore> EventStore for Cached<S> {
                 .or_default()
                 .push(event.clone());
         }
+        let checked: Vec<String> = append.unchanged.iter().map(Unchanged::stream_key).collect();
         let result = self.inner.append(append).await;
         let mut streams = self.lock();
+        if result.is_err() {
+            for key in &checked {
+                if let Some(copy) = streams.get_mut(key) {
+                    copy.doubted = true;
+                }
+            }
+        }
         for (key, mut events) in written {
             events.sort_by_key(|e| e.sequence);
             let follows = |version: u64| {
@@ -147,6 +181,7 @@ impl<S: EventStore> EventStore for Cached<S> {
                 Some(copy) if result.is_ok() && follows(copy.version()) => {
                     copy.events.extend(events);
                 }
+                Some(copy) => copy.doubted = true,
                 // A new stream: this append is all of it.
                 None if result.is_ok() && follows(0) => {
                     streams.put(
@@ -154,12 +189,11 @@ impl<S: EventStore> EventStore for Cached<S> {
                         Copy {
                             snapshot: None,
                             events,
+                            doubted: false,
                         },
                     );
                 }
-                _ => {
-                    streams.pop(&key);
-                }
+                None => {}
             }
         }
         result
@@ -194,7 +228,9 @@ impl<S: EventStore> EventStore for Cached<S> {
 
     async fn load<A: Aggregate>(&self, id: &str) -> Result<Loaded<A>, StoreError> {
         let key = stream_key(A::TYPE, id);
-        if let Some(loaded) = self.lock().get(&key).and_then(|copy| copy.whole(id)) {
+        if self.usable(A::TYPE, id, &key).await?
+            && let Some(loaded) = self.lock().get(&key).and_then(|copy| copy.whole(id))
+        {
             return loaded;
         }
         let events = self.inner.read_stream(A::TYPE, id, 1).await?;
@@ -205,6 +241,7 @@ impl<S: EventStore> EventStore for Cached<S> {
                 Copy {
                     snapshot: None,
                     events,
+                    doubted: false,
                 },
             );
         }
@@ -213,7 +250,8 @@ impl<S: EventStore> EventStore for Cached<S> {
 
     async fn load_snapshotted<A: Snapshotted>(&self, id: &str) -> Result<Loaded<A>, StoreError> {
         let key = stream_key(A::TYPE, id);
-        let hit = self.lock().get(&key).and_then(|copy| {
+        let usable = self.usable(A::TYPE, id, &key).await?;
+        let hit = self.lock().get(&key).filter(|_| usable).and_then(|copy| {
             copy.restore::<A>(id)
                 .map(|loaded| (loaded, copy.events.len() as u64))
         });
@@ -234,7 +272,14 @@ impl<S: EventStore> EventStore for Cached<S> {
                     .await?;
                 loaded.apply_stored(&events)?;
                 let count = events.len() as u64;
-                self.keep(key.clone(), Copy { snapshot, events });
+                self.keep(
+                    key.clone(),
+                    Copy {
+                        snapshot,
+                        events,
+                        doubted: false,
+                    },
+                );
                 (loaded, count)
             }
         };
@@ -255,6 +300,7 @@ impl<S: EventStore> EventStore for Cached<S> {
                         Copy {
                             snapshot: Some(snapshot),
                             events: Vec::new(),
+                            doubted: false,
                         },
                     );
                 }
@@ -264,9 +310,10 @@ impl<S: EventStore> EventStore for Cached<S> {
         Ok(loaded)
     }
 
-    fn forget(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
+    fn distrust(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
         self.lock()
-            .pop(&stream_key(aggregate_type, aggregate_id))
+            .get_mut(&stream_key(aggregate_type, aggregate_id))
+            .map(|copy| copy.doubted = true)
             .is_some()
     }
 }

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 
 use super::item::{dedupe_item, envelope_from_item, event_item, snapshot_from_item, snapshot_item};
@@ -86,6 +86,20 @@ impl DynamoEventStore {
                 .map_err(|e| StoreError::Backend(Box::new(e)))?;
             writes.push(TransactWriteItem::builder().put(put).build());
         }
+        for unchanged in &append.unchanged {
+            // Nothing stored after the version the decision read.
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key(attr::PK, AttributeValue::S(unchanged.stream_key()))
+                .key(
+                    attr::SK,
+                    AttributeValue::N((unchanged.version + 1).to_string()),
+                )
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| StoreError::Backend(Box::new(e)))?;
+            writes.push(TransactWriteItem::builder().condition_check(check).build());
+        }
         // The first event's id makes an SDK retry of a transaction that did commit return
         // success instead of a false conflict (DynamoDB keeps tokens for ten minutes).
         let token = append.events.first().map(|e| e.id.clone());
@@ -150,7 +164,7 @@ impl EventStore for DynamoEventStore {
         if let Some(marker) = &append.dedupe {
             items.push(dedupe_item(marker, chrono::Utc::now().timestamp()));
         }
-        if items.len() == 1 {
+        if items.len() == 1 && append.unchanged.is_empty() {
             // One conditional PutItem costs half the write units of a one-item transaction.
             let item = items.remove(0);
             return self.put_one(item, &append).await;

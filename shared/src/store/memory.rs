@@ -74,6 +74,16 @@ impl EventStore for InMemoryEventStore {
                 return Err(collision(&append, index));
             }
         }
+        let checks = append.events.len() + usize::from(append.dedupe.is_some());
+        for (index, unchanged) in append.unchanged.iter().enumerate() {
+            let moved = state
+                .streams
+                .get(&unchanged.stream_key())
+                .is_some_and(|s| s.contains_key(&(unchanged.version + 1)));
+            if moved {
+                return Err(collision(&append, checks + index));
+            }
+        }
         for event in &append.events {
             state
                 .streams
@@ -211,5 +221,29 @@ mod tests {
         assert!(matches!(err, StoreError::Duplicate { .. }));
         assert_eq!(store.read_stream("Thing", "a", 1).await.unwrap().len(), 1);
         assert_eq!(store.all_events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn memory_store_refuses_an_append_given_a_stream_that_moved_on() {
+        let store = InMemoryEventStore::new();
+        store
+            .append(Append::events(vec![event("read", 1)]))
+            .await
+            .unwrap();
+        let read_at = |version| crate::store::Unchanged {
+            aggregate_type: "Thing".into(),
+            aggregate_id: "read".into(),
+            version,
+        };
+        let err = store
+            .append(Append::events(vec![event("a", 1)]).given_unchanged([read_at(0)]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { ref stream } if stream == "Thing#read"));
+        assert!(store.read_stream("Thing", "a", 1).await.unwrap().is_empty());
+        store
+            .append(Append::events(vec![event("a", 1)]).given_unchanged([read_at(1)]))
+            .await
+            .unwrap();
     }
 }

@@ -99,6 +99,34 @@ impl DedupeMarker {
     }
 }
 
+/// A stream a decision read but does not append to, at the version it read: the append
+/// happens only if the stream is still there (nothing stored at `version + 1`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unchanged {
+    /// The stream's aggregate type.
+    pub aggregate_type: String,
+    /// The stream's aggregate id.
+    pub aggregate_id: String,
+    /// Events the decision saw in it.
+    pub version: u64,
+}
+
+impl Unchanged {
+    /// `loaded`'s stream, at the version it was loaded at.
+    pub fn of<A: Aggregate>(loaded: &Loaded<A>) -> Self {
+        Unchanged {
+            aggregate_type: A::TYPE.to_owned(),
+            aggregate_id: loaded.id.clone(),
+            version: loaded.version,
+        }
+    }
+
+    /// The stream's key, `<AggregateType>#<id>`.
+    pub fn stream_key(&self) -> String {
+        crate::envelope::stream_key(&self.aggregate_type, &self.aggregate_id)
+    }
+}
+
 /// Events to append in one atomic step, possibly to several streams, with an optional marker.
 #[derive(Debug, Clone, Default)]
 pub struct Append {
@@ -106,6 +134,9 @@ pub struct Append {
     pub events: Vec<Envelope>,
     /// Written in the same transaction; if it already exists the append is a duplicate.
     pub dedupe: Option<DedupeMarker>,
+    /// Streams the decision read and does not append to: checked in the same transaction, so
+    /// that a decision made on a stream that has moved on since is refused as a conflict.
+    pub unchanged: Vec<Unchanged>,
 }
 
 impl Append {
@@ -114,7 +145,14 @@ impl Append {
         Append {
             events,
             dedupe: None,
+            unchanged: Vec::new(),
         }
+    }
+
+    /// Adds streams that must still be at the version the decision read ([`Unchanged`]).
+    pub fn given_unchanged(mut self, unchanged: impl IntoIterator<Item = Unchanged>) -> Self {
+        self.unchanged.extend(unchanged);
+        self
     }
 
     /// Adds the marker that makes this append happen at most once per source event.
@@ -123,9 +161,9 @@ impl Append {
         self
     }
 
-    /// The items the append writes: its events and its marker.
+    /// The items of its transaction: its events, its marker and its checks of unchanged streams.
     pub fn item_count(&self) -> usize {
-        self.events.len() + usize::from(self.dedupe.is_some())
+        self.events.len() + usize::from(self.dedupe.is_some()) + self.unchanged.len()
     }
 
     /// Checks the rules a store enforces before writing: at least one event, at most
@@ -150,6 +188,16 @@ impl Append {
                     "two events at {} sequence {}",
                     event.stream_key(),
                     event.sequence
+                )));
+            }
+        }
+        let appended: HashSet<String> = self.events.iter().map(Envelope::stream_key).collect();
+        let mut checked = HashSet::new();
+        for unchanged in &self.unchanged {
+            let key = unchanged.stream_key();
+            if appended.contains(&key) || !checked.insert(key.clone()) {
+                return Err(StoreError::InvalidAppend(format!(
+                    "{key} is both appended to, or checked twice, and expected unchanged"
                 )));
             }
         }
@@ -281,11 +329,11 @@ pub trait EventStore: Send + Sync {
         }
     }
 
-    /// Drops this store's copy of one stream, if it keeps copies ([`Cached`]); true if it had
-    /// one. A decision made on a stream it does not append to confirms itself with this: if the
-    /// copy is dropped, it loads the stream again and decides again. A store that reads every
-    /// time keeps none.
-    fn forget(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
+    /// Puts this store's copy of one stream in doubt, if it keeps copies ([`Cached`]): the next
+    /// load reads what the store holds after it. True if there was a copy. A decision made on a
+    /// stream it does not append to confirms itself with this: if there was a copy, it loads the
+    /// stream again and decides again. A store that reads every time keeps none.
+    fn distrust(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
         let _ = (aggregate_type, aggregate_id);
         false
     }
@@ -368,24 +416,32 @@ impl<S: EventStore> EventStore for Arc<S> {
         S::load_snapshotted(self, id)
     }
 
-    fn forget(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
-        S::forget(self, aggregate_type, aggregate_id)
+    fn distrust(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
+        S::distrust(self, aggregate_type, aggregate_id)
     }
 }
 
 #[cfg(any(test, feature = "store-dynamodb", feature = "test-twins"))]
-/// Which stored item made the append fail: the dedupe marker is the last item when present.
+/// Which item of the append's transaction made it fail: its events, then the dedupe marker
+/// when present, then its checks of unchanged streams.
 pub(crate) fn collision(append: &Append, index: usize) -> StoreError {
-    match (append.events.get(index), &append.dedupe) {
-        (Some(event), _) => StoreError::Conflict {
+    let events = append.events.len();
+    if let Some(event) = append.events.get(index) {
+        return StoreError::Conflict {
             stream: event.stream_key(),
-        },
-        (None, Some(marker)) => StoreError::Duplicate {
+        };
+    }
+    let checks = events + usize::from(append.dedupe.is_some());
+    match &append.dedupe {
+        Some(marker) if index == events => StoreError::Duplicate {
             consumer: marker.consumer.clone(),
             source_event_id: marker.source_event_id.clone(),
         },
-        (None, None) => StoreError::Conflict {
-            stream: "transaction".into(),
+        _ => StoreError::Conflict {
+            stream: index
+                .checked_sub(checks)
+                .and_then(|i| append.unchanged.get(i))
+                .map_or_else(|| "transaction".into(), Unchanged::stream_key),
         },
     }
 }
@@ -500,6 +556,27 @@ mod tests {
             Append::validate(&many),
             Err(StoreError::InvalidAppend(_))
         ));
+        let unchanged = |id: &str| Unchanged {
+            aggregate_type: "Thing".into(),
+            aggregate_id: id.into(),
+            version: 1,
+        };
+        let appended_and_checked =
+            Append::events(vec![event("a", 2)]).given_unchanged([unchanged("a")]);
+        assert!(matches!(
+            Append::validate(&appended_and_checked),
+            Err(StoreError::InvalidAppend(_))
+        ));
+        let checked_twice =
+            Append::events(vec![event("a", 2)]).given_unchanged([unchanged("b"), unchanged("b")]);
+        assert!(matches!(
+            Append::validate(&checked_twice),
+            Err(StoreError::InvalidAppend(_))
+        ));
+        let checks_count = Append::events((1..=99).map(|s| event("a", s)).collect())
+            .given_unchanged([unchanged("b"), unchanged("c")]);
+        assert_eq!(checks_count.item_count(), 101);
+        assert!(Append::validate(&checks_count).is_err());
     }
 
     #[tokio::test]

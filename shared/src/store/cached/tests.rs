@@ -147,7 +147,7 @@ async fn a_stale_copy_is_refused_at_the_append_and_the_retry_loads_fresh_state()
 }
 
 #[tokio::test]
-async fn every_failed_append_drops_the_copies_of_all_its_streams() {
+async fn every_failed_append_puts_the_copies_of_all_its_streams_in_doubt() {
     let cached = Cached::new(Counting::default());
     raise(&cached, "a", 1, 1).await;
     raise(&cached, "b", 1, 1).await;
@@ -165,20 +165,45 @@ async fn every_failed_append_drops_the_copies_of_all_its_streams() {
         .unwrap_err();
 
     assert!(matches!(err, StoreError::Duplicate { .. }), "{err}");
-    assert!(cached.is_empty(), "neither copy outlives the doubt");
     let a: Loaded<Level> = cached.load("a").await.unwrap();
-    assert_eq!(a.version, 2, "the refused append left nothing behind");
+    let b: Loaded<Level> = cached.load("b").await.unwrap();
+    assert_eq!(
+        (a.version, b.version),
+        (2, 1),
+        "the refused append left nothing"
+    );
+    assert_eq!(
+        cached.inner().reads(),
+        2,
+        "each copy checked once, then trusted"
+    );
+    let _: Loaded<Level> = cached.load("a").await.unwrap();
+    assert_eq!(cached.inner().reads(), 2);
 }
 
 #[tokio::test]
-async fn forget_drops_a_copy_and_says_whether_there_was_one() {
+async fn a_distrusted_copy_reads_only_what_follows_it_and_says_whether_there_was_one() {
     let cached = Cached::new(Counting::default());
     raise(&cached, "l-1", 1, 1).await;
-    assert!(cached.forget(Level::TYPE, "l-1"));
-    assert!(!cached.forget(Level::TYPE, "l-1"));
-    assert!(!InMemoryEventStore::new().forget(Level::TYPE, "l-1"));
-    let _: Loaded<Level> = cached.load("l-1").await.unwrap();
-    assert_eq!(cached.inner().reads(), 1);
+    raise(cached.inner(), "l-1", 2, 3).await;
+    assert!(cached.distrust(Level::TYPE, "l-1"));
+    assert!(!cached.distrust(Level::TYPE, "other"));
+    assert!(!InMemoryEventStore::new().distrust(Level::TYPE, "l-1"));
+    let before = cached.inner().store.events_read();
+
+    let loaded: Loaded<Level> = cached.load_snapshotted("l-1").await.unwrap();
+
+    assert_eq!((loaded.version, loaded.state.value), (3, sum(3)));
+    assert_eq!(
+        cached.inner().reads(),
+        1,
+        "one read, of the stream, not the snapshot"
+    );
+    assert_eq!(
+        cached.inner().store.events_read() - before,
+        2,
+        "only the events after it"
+    );
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use super::DynamoEventStore;
 use crate::store::item::event_item;
-use crate::store::{Append, DedupeMarker, EventStore, StoreError};
+use crate::store::{Append, DedupeMarker, EventStore, StoreError, Unchanged};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::operation::query::QueryOutput;
@@ -222,6 +222,62 @@ async fn a_transaction_without_a_marker_maps_its_failed_item_to_its_stream() {
         .unwrap_err();
     assert!(
         matches!(err, StoreError::Conflict { ref stream } if stream == "Thing#a"),
+        "{err:?}"
+    );
+}
+
+fn unchanged(id: &str, version: u64) -> Unchanged {
+    Unchanged {
+        aggregate_type: "Thing".into(),
+        aggregate_id: id.into(),
+        version,
+    }
+}
+
+#[tokio::test]
+async fn a_stream_read_but_not_appended_to_is_checked_in_the_transaction_after_the_marker() {
+    let transact = mock!(Client::transact_write_items)
+        .match_requests(|req| {
+            let items = req.transact_items();
+            let check = items.get(2).and_then(|i| i.condition_check());
+            items.len() == 3
+                && items[0].put().is_some()
+                && items[1].put().is_some()
+                && check.is_some_and(|c| {
+                    c.key().get("pk") == Some(&AttributeValue::S("Thing#read".into()))
+                        && c.key().get("sk") == Some(&AttributeValue::N("8".into()))
+                        && c.condition_expression() == "attribute_not_exists(pk)"
+                })
+        })
+        .then_output(|| TransactWriteItemsOutput::builder().build());
+    let client = mock_client!(aws_sdk_dynamodb, [&transact]);
+    let store = DynamoEventStore::new(client, "events");
+
+    // One event, but with a check: a transaction, not a single put.
+    let append = Append::events(vec![event("a", 1)])
+        .deduplicated_by(DedupeMarker::new("inventory", "src-1"))
+        .given_unchanged([unchanged("read", 7)]);
+    store.append(append).await.unwrap();
+    assert_eq!(transact.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_that_moved_on_since_it_was_read_is_a_conflict_on_that_stream() {
+    let transact = mock!(Client::transact_write_items)
+        .then_error(|| cancelled(&["None", "None", "None", "ConditionalCheckFailed"]));
+    let client = mock_client!(aws_sdk_dynamodb, [&transact]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let err = store
+        .append(
+            Append::events(vec![event("a", 1)])
+                .deduplicated_by(DedupeMarker::new("inventory", "src-1"))
+                .given_unchanged([unchanged("x", 3), unchanged("y", 0)]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { ref stream } if stream == "Thing#y"),
         "{err:?}"
     );
 }
