@@ -4,7 +4,10 @@
 //! `RIPPLE_PARAMETER_OVERRIDES=Ordering=fifo`, where every consumer queue is FIFO.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ripple::dev::{DevArgs, run};
+use std::collections::BTreeSet;
+
+use ripple::dev::{DevArgs, Summary, run};
+use ripple::template::{Template, target_of};
 use ripple_e2e::repo_root;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -50,4 +53,51 @@ async fn ripple_dev_takes_its_sample_orders_to_an_outcome_in_the_ordering_mode_o
         consumed.iter().all(|name| name.ends_with(".fifo") == fifo),
         "fifo {fifo}: {consumed:?}"
     );
+    every_call_is_one_its_role_allows(&summary);
+}
+
+/// Every AWS operation each function made in the run is an action its role allows. The local
+/// emulators enforce no IAM, so a call its role lacks would fail only once deployed.
+fn every_call_is_one_its_role_allows(summary: &Summary) {
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
+    let template = Template::parse(&text).unwrap();
+    assert!(
+        summary.usage.by_function.len() >= 6,
+        "{:?}",
+        summary.usage.by_function.keys()
+    );
+    for (function, counts) in &summary.usage.by_function {
+        let declared = template.resource(function).unwrap();
+        let (role, _) = target_of(&declared.properties()["Role"]).unwrap();
+        let allowed: BTreeSet<&str> = template.resource(&role).unwrap().properties()["Policies"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .flat_map(|p| p["PolicyDocument"]["Statement"].as_sequence().unwrap())
+            .filter(|s| s["Effect"].as_str() == Some("Allow"))
+            .flat_map(|s| match s["Action"].as_str() {
+                Some(one) => vec![one],
+                None => s["Action"]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|a| a.as_str())
+                    .collect(),
+            })
+            .collect();
+        for (service, operations) in &counts.services {
+            for operation in operations.keys() {
+                // A transaction's puts are authorised as PutItem; a batch publish as Publish.
+                let action = match (service.as_str(), operation.as_str()) {
+                    ("DynamoDB", "TransactWriteItems") => "dynamodb:PutItem".to_owned(),
+                    ("SNS", "PublishBatch") => "sns:Publish".to_owned(),
+                    (service, operation) => format!("{}:{operation}", service.to_lowercase()),
+                };
+                assert!(
+                    allowed.contains(action.as_str()),
+                    "{function} calls {service} {operation}; its role {role} does not allow {action}"
+                );
+            }
+        }
+    }
 }
