@@ -4,7 +4,9 @@
 //! events on one sku; then inventory's real handler reserves stock for orders of it, on a
 //! DynamoDB client whose every call is counted by an SDK interceptor (calls by operation, items
 //! returned). The first reservation folds the whole history and writes the snapshot; every one
-//! after it reads the snapshot and the few events since. Prints a table and writes
+//! after it reads the snapshot and the few events since (what a new execution environment pays).
+//! Then the handler as deployed, over `store::Cached`, reserves as a warm execution environment
+//! does: from its copy of the stream, with no read. Prints a table and writes
 //! `target/bench/stock-history.json`.
 //!
 //! `cargo run --release -p ripple-e2e --example stock_history -- 10 1000 10000 100000`
@@ -26,7 +28,7 @@ use domain::inventory::StockEvent;
 use domain::order::{Order, OrderEvent};
 use domain::testing::{placed_with, stored};
 use ripple_e2e::TestStack;
-use ripple_kit::store::DynamoEventStore;
+use ripple_kit::store::{Cached, DynamoEventStore};
 use ripple_kit::{Append, Envelope, EventStore, StreamPosition};
 use serde::Serialize;
 
@@ -91,6 +93,9 @@ struct Row {
     first_ms: f64,
     after_snapshot: Counts,
     after_snapshot_ms: f64,
+    /// Each reservation of a warm execution environment (the deployed handler, with copies).
+    warm: Counts,
+    warm_ms: f64,
 }
 
 fn total(counts: &Counts) -> u64 {
@@ -138,7 +143,7 @@ async fn measure(n: u64) -> Row {
         .interceptor(counter.clone())
         .build();
     let client = aws_sdk_dynamodb::Client::from_conf(config);
-    let handler = inventory::handler_with(DynamoEventStore::new(client, table));
+    let handler = inventory::handler_with(DynamoEventStore::new(client.clone(), table.clone()));
     let deadline = SystemTime::now() + std::time::Duration::from_secs(600);
 
     let started = Instant::now();
@@ -156,18 +161,30 @@ async fn measure(n: u64) -> Row {
             .unwrap();
     }
     let after_snapshot_ms = started.elapsed().as_secs_f64() * 1000.0 / WARM as f64;
-    let mut after_snapshot = counter.take();
-    for count in after_snapshot.calls.values_mut() {
-        *count = count.div_ceil(WARM as u64);
+    let after_snapshot = mean(counter.take());
+    // The deployed handler: its first reservation fills its copy, the ones after use it.
+    let cached = inventory::handler_with(Cached::new(DynamoEventStore::new(client, table)));
+    cached
+        .handle_message(&order_placed(WARM + 1), deadline)
+        .await
+        .unwrap();
+    counter.take();
+    let started = Instant::now();
+    for i in WARM + 2..=2 * WARM + 1 {
+        cached
+            .handle_message(&order_placed(i), deadline)
+            .await
+            .unwrap();
     }
-    after_snapshot.items_read = after_snapshot.items_read.div_ceil(WARM as u64);
+    let warm_ms = started.elapsed().as_secs_f64() * 1000.0 / WARM as f64;
+    let warm = mean(counter.take());
     let (stock, version) = stack.inventory().stock(SKU).await.unwrap();
     assert_eq!(
         version,
-        n + 1 + WARM as u64,
+        n + 2 + 2 * WARM as u64,
         "each reservation allocated once"
     );
-    assert_eq!(stock.allocated, 1 + WARM as u64);
+    assert_eq!(stock.allocated, 2 + 2 * WARM as u64);
     stack.teardown().await;
     Row {
         prior_events: n,
@@ -175,7 +192,18 @@ async fn measure(n: u64) -> Row {
         first_ms,
         after_snapshot,
         after_snapshot_ms,
+        warm,
+        warm_ms,
     }
+}
+
+/// `counts` of `WARM` reservations, per reservation (rounded up).
+fn mean(mut counts: Counts) -> Counts {
+    for count in counts.calls.values_mut() {
+        *count = count.div_ceil(WARM as u64);
+    }
+    counts.items_read = counts.items_read.div_ceil(WARM as u64);
+    counts
 }
 
 fn calls(counts: &Counts) -> String {
@@ -204,16 +232,16 @@ async fn main() {
         rows.push(measure(n).await);
     }
     println!(
-        "{:>12}  {:>22}  {:>26}",
-        "prior events", "first reservation", "each one after (mean)"
+        "{:>12}  {:>22}  {:>26}  {:>26}",
+        "prior events", "first reservation", "each one after, cold env", "each one after, warm env"
     );
     println!(
-        "{:>12}  {:>8} {:>6} {:>6}  {:>8} {:>6} {:>10}",
-        "", "items", "calls", "ms", "items", "calls", "ms"
+        "{:>12}  {:>8} {:>6} {:>6}  {:>8} {:>6} {:>10}  {:>8} {:>6} {:>10}",
+        "", "items", "calls", "ms", "items", "calls", "ms", "items", "calls", "ms"
     );
     for row in &rows {
         println!(
-            "{:>12}  {:>8} {:>6} {:>6.0}  {:>8} {:>6} {:>10.1}   ({})",
+            "{:>12}  {:>8} {:>6} {:>6.0}  {:>8} {:>6} {:>10.1}  {:>8} {:>6} {:>10.1}   (cold: {}; warm: {})",
             row.prior_events,
             row.first.items_read,
             total(&row.first),
@@ -221,7 +249,11 @@ async fn main() {
             row.after_snapshot.items_read,
             total(&row.after_snapshot),
             row.after_snapshot_ms,
+            row.warm.items_read,
+            total(&row.warm),
+            row.warm_ms,
             calls(&row.after_snapshot),
+            calls(&row.warm),
         );
     }
     let dir = ripple_e2e::repo_root().join("target/bench");
