@@ -13,9 +13,11 @@
 //! stream the append named in doubt: before its next use it reads what the store holds after the
 //! copy's version (one query, usually of a few events, never the snapshot again). So a decision
 //! that appends to every stream it read is never made on stale state. One that reads a stream it
-//! does not append to (a rejection for want of stock, say) must confirm itself on fresh state:
-//! put the copies in doubt with [`EventStore::distrust`], which tells whether there was one, and
-//! decide again. Any failed append (a conflict, a duplicate, a timeout that may have written)
+//! does not append to (a rejection for want of stock, say) names it in its append
+//! ([`Append::given_unchanged`], [`Reaction::AppendGiven`](crate::Reaction::AppendGiven)): the
+//! transaction checks that nothing follows the version it read, and a stream that moved on
+//! makes the append a conflict like any other. (Or, outside a transaction, it puts the copy in
+//! doubt with [`EventStore::distrust`], which tells whether there was one, and decides again.) Any failed append (a conflict, a duplicate, a timeout that may have written)
 //! puts the copies of its streams in doubt; a copy is never used while in doubt.
 //!
 //! The copies are bounded: at most `capacity` streams (least recently used go first), and a
