@@ -8,25 +8,47 @@
 use std::collections::BTreeSet;
 
 use domain::catalog::{Catalog, PriceRefused, Product, decide_price};
-use ripple_kit::store::{Conflicting, RetryPolicy, retry_on_conflict};
+use ripple_kit::store::{Conflicting, RetryPolicy, Unchanged, retry_on_conflict};
 use ripple_kit::{Append, Envelope, EventStore, Loaded, StoreError};
 
-/// The products of `skus`, loaded at once; a sku without a product stream is left out.
+/// The catalog an order was priced from, and the product streams as they were read.
+#[derive(Debug)]
+pub struct Priced {
+    /// The products of the order's skus; a sku without a product stream is left out.
+    pub catalog: Catalog,
+    /// Every product stream read, at the version read: the order is appended only if none has
+    /// moved on since ([`Append::given_unchanged`]), so no order is priced from an old price.
+    pub read: Vec<Unchanged>,
+}
+
+/// The products of `skus`, loaded at once.
 pub async fn load<S: EventStore>(
     store: &S,
     skus: impl IntoIterator<Item = &str>,
-) -> Result<Catalog, StoreError> {
+) -> Result<Priced, StoreError> {
     let skus: BTreeSet<&str> = skus.into_iter().collect();
     let loads = skus.into_iter().map(|sku| async move {
         let product: Loaded<Product> = store.load(sku).await?;
         Ok::<_, StoreError>((sku.to_owned(), product))
     });
     let loaded = futures::future::try_join_all(loads).await?;
-    Ok(loaded
+    let read = loaded
+        .iter()
+        .map(|(_, product)| Unchanged::of(product))
+        .collect();
+    let catalog = loaded
         .into_iter()
         .filter(|(_, product)| product.exists())
         .map(|(sku, product)| (sku, product.state))
-        .collect())
+        .collect();
+    Ok(Priced { catalog, read })
+}
+
+/// Whether an order's refused append was refused for something other than its own stream
+/// (`order_stream`): a product stream that moved on since the order was priced (a price set),
+/// or a transaction racing on one. Pricing again answers both.
+pub fn repriced(err: &StoreError, order_stream: &str) -> bool {
+    matches!(err, StoreError::Conflict { stream } if stream != order_stream)
 }
 
 /// Why a price could not be set.
@@ -83,8 +105,17 @@ mod tests {
             2,
             "an unchanged price appends nothing"
         );
-        let catalog = load(&store, ["A", "B", "Z", "A"]).await.unwrap();
+        let Priced { catalog, read } = load(&store, ["A", "B", "Z", "A"]).await.unwrap();
         assert_eq!(catalog.len(), 2, "Z is not in the catalog");
+        let versions: Vec<_> = read
+            .iter()
+            .map(|r| (r.aggregate_id.as_str(), r.version))
+            .collect();
+        assert_eq!(
+            versions,
+            [("A", 1), ("B", 1), ("Z", 0)],
+            "every stream read, once"
+        );
         assert_eq!(catalog["A"].price_in("EUR"), Some(1250));
         assert!(matches!(
             set_price(&store, "A", "XTS", 1).await,

@@ -1,7 +1,9 @@
 //! `orders-api`: the HTTP API (API Gateway HTTP API, payload v2) of the order pipeline.
 //!
 //! - `POST /orders` prices the body's lines from the catalog and appends `order.placed` to a new
-//!   order stream, owned by the caller;
+//!   order stream, owned by the caller, provided no product's stream moved on since it was read
+//!   (the products stay in the execution environment between invocations, [`Cached`], so a
+//!   warm order reads nothing; a price set meanwhile makes the order be priced again);
 //! - `POST /orders/{id}/cancel` cancels an order until it is confirmed (a repeat is a no-op);
 //! - `GET /orders/{id}` returns the order's read model, `?version=N` the order rebuilt from the
 //!   store as it was after its N-th event;
@@ -32,7 +34,7 @@ use lambda_runtime::{Error, LambdaEvent};
 use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
-use ripple_kit::store::{DynamoEventStore, RetryPolicy, retry_on_conflict};
+use ripple_kit::store::{Cached, DynamoEventStore, RetryPolicy, Unchanged, retry_on_conflict};
 use ripple_kit::telemetry::Metrics;
 use ripple_kit::{Aggregate, Append, Envelope, EventStore, Loaded, StoreError, StreamPosition};
 use serde_json::{Value, json};
@@ -64,6 +66,9 @@ pub const IDEMPOTENCY_NAME: &str = "orders-api.place-order";
 pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+/// Times an order is priced at most when prices keep moving on under it.
+const REPRICINGS: u32 = 3;
+
 /// The namespace of order ids derived from a caller and an `Idempotency-Key` (UUID v5); never
 /// change it, or a retry in flight would place a second order.
 const ORDER_ID_NAMESPACE: Uuid = Uuid::from_u128(0xe0b7_29ee_b134_4c8d_909d_2c13_d272_6cc3);
@@ -77,7 +82,7 @@ pub fn order_id_for(customer_id: &str, idempotency_key: &str) -> String {
 }
 
 /// The HTTP handler over an event store and an idempotency store.
-pub struct Handler<S = DynamoEventStore, I = DynamoIdempotencyStore, V = DynamoViewStore> {
+pub struct Handler<S = Cached<DynamoEventStore>, I = DynamoIdempotencyStore, V = DynamoViewStore> {
     store: S,
     idempotency: Idempotency<I>,
     views: V,
@@ -89,7 +94,7 @@ pub struct Handler<S = DynamoEventStore, I = DynamoIdempotencyStore, V = DynamoV
 pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
     let client = ripple_kit::requests::dynamodb_client(aws);
     Handler::with_stores(
-        DynamoEventStore::new(client.clone(), config.events_table),
+        Cached::new(DynamoEventStore::new(client.clone(), config.events_table)),
         DynamoIdempotencyStore::new(client.clone(), config.idempotency_table),
         DynamoViewStore::new(client, config.views_table),
     )
@@ -174,30 +179,53 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
             Some(key) => order_id_for(&caller.customer_id, key),
             None => Uuid::now_v7().to_string(),
         };
-        let skus = command.lines.iter().map(|l| l.sku.as_str());
-        let catalog = catalog::load(&self.store, skus).await?;
-        let placed = decide_place(command, &caller.customer_id, &order_id, &catalog)
-            .map_err(ApiError::from)?;
         let traceparent = ripple_kit::telemetry::traceparent(header(request, "traceparent"));
-        let append = || self.append_placed(&placed, traceparent);
-        let (stored, replayed) = match key {
-            None => (append().await?, false),
-            Some(key) => {
-                let completed = self
+        let order_stream = ripple_kit::envelope::stream_key(Order::TYPE, &order_id);
+        let mut attempt = 1;
+        let (stored, replayed) = loop {
+            let skus = command.lines.iter().map(|l| l.sku.as_str());
+            let priced = catalog::load(&self.store, skus).await?;
+            let placed = decide_place(
+                command.clone(),
+                &caller.customer_id,
+                &order_id,
+                &priced.catalog,
+            )
+            .map_err(ApiError::from)?;
+            let append = || self.append_placed(&placed, &priced.read, traceparent.clone());
+            let result = match key {
+                None => append().await.map(|stored| (stored, false)),
+                Some(key) => self
                     .idempotency
                     .run(&json!([caller.customer_id, key]), &body, deadline, append)
                     .await
-                    .map_err(idempotency_failure)?;
-                (completed.value, completed.replayed)
+                    .map(|completed| (completed.value, completed.replayed))
+                    .map_err(idempotency_failure),
+            };
+            match result {
+                // A price was set between pricing and appending: price the order again.
+                Err(Failure::Store(err))
+                    if catalog::repriced(&err, &order_stream) && attempt < REPRICINGS =>
+                {
+                    tracing::info!(
+                        order_id,
+                        attempt,
+                        "a product's price moved on; pricing again"
+                    );
+                    attempt += 1;
+                }
+                other => break other?,
             }
         };
         Ok(self.placed_response(&stored, replayed))
     }
 
-    /// Appends `order.placed` as the first event of its order.
+    /// Appends `order.placed` as the first event of its order, provided the products it was
+    /// priced from are still as `read`.
     async fn append_placed(
         &self,
         placed: &OrderPlaced,
+        read: &[Unchanged],
         traceparent: String,
     ) -> Result<StoredResponse, Failure> {
         let order_id = &placed.order_id;
@@ -209,11 +237,15 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         .map_err(|e| Failure::Store(StoreError::InvalidAppend(e.to_string())))?
         .with_traceparent(Some(traceparent));
         let event_id = event.id.clone();
-        match self.store.append(Append::events(vec![event])).await {
+        let order_stream = event.stream_key();
+        let append = Append::events(vec![event]).given_unchanged(read.iter().cloned());
+        match self.store.append(append).await {
             Ok(()) => {}
             // Only an order id derived from an Idempotency-Key can be taken: an earlier attempt
             // under the same key appended it and died before recording its answer.
-            Err(StoreError::Conflict { .. }) => return self.already_placed(placed).await,
+            Err(StoreError::Conflict { stream }) if stream == order_stream => {
+                return self.already_placed(placed).await;
+            }
             Err(err) => return Err(err.into()),
         }
         self.metrics.count("OrdersPlaced");

@@ -686,3 +686,33 @@ async fn a_takeover_with_another_body_under_the_same_key_is_refused() {
     );
     assert_eq!(takeover.orders().len(), 1);
 }
+
+#[tokio::test]
+async fn a_warm_api_prices_from_its_copies_and_a_price_set_meanwhile_prices_the_order_again() {
+    let store = std::sync::Arc::new(InMemoryEventStore::new());
+    seed_catalog(&store).await;
+    let h = Handler::with_stores(
+        ripple_kit::store::Cached::new(store.clone()),
+        InMemoryIdempotencyStore::new(),
+        InMemoryViewStore::new(),
+    );
+    let (status, _) = call_any(&h, request(POST_ORDER)).await;
+    assert_eq!(status, 201);
+    // An operator sets a new price behind the copy's back.
+    catalog::set_price(&store, "SKU-1", "EUR", 990)
+        .await
+        .unwrap();
+
+    let (status, body) = call_any(&h, request(POST_ORDER)).await;
+
+    assert_eq!(status, 201, "{body}");
+    let order_id = body["order_id"].as_str().unwrap();
+    let stored = store.read_stream("Order", order_id, 1).await.unwrap();
+    let OrderEvent::Placed(placed) = stored[0].decode_for::<Order>().unwrap() else {
+        panic!("not order.placed");
+    };
+    assert_eq!(
+        placed.lines[0].unit_price_cents, 990,
+        "never the price the copy held"
+    );
+}
