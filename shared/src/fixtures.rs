@@ -31,3 +31,30 @@ pub(crate) fn event(id: &str, sequence: u64) -> Envelope {
     )
     .expect("a test event encodes")
 }
+
+/// The events of the snapshotted `Level` aggregate the store tests write.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub(crate) enum LevelEvent {
+    #[serde(rename = "level.raised")]
+    Raised { by: u64 },
+}
+
+/// A level raised by each event's `by`: an aggregate with snapshots every 10 events.
+#[derive(Default, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Level {
+    pub(crate) value: u64,
+}
+
+impl crate::Aggregate for Level {
+    const TYPE: &'static str = "Level";
+    type Event = LevelEvent;
+    fn apply(&mut self, LevelEvent::Raised { by }: &LevelEvent) {
+        self.value += by;
+    }
+}
+
+impl crate::store::Snapshotted for Level {
+    const SCHEMA: u32 = 2;
+    const EVERY: u64 = 10;
+}

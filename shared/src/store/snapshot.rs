@@ -98,33 +98,9 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::{Level, LevelEvent};
     use crate::store::{Append, EventStore, InMemoryEventStore};
     use crate::{Envelope, StreamPosition};
-
-    #[derive(Serialize, serde::Deserialize)]
-    #[serde(tag = "type", content = "data")]
-    enum LevelEvent {
-        #[serde(rename = "level.raised")]
-        Raised { by: u64 },
-    }
-
-    #[derive(Default, Debug, PartialEq, Serialize, serde::Deserialize)]
-    struct Level {
-        value: u64,
-    }
-
-    impl Aggregate for Level {
-        const TYPE: &'static str = "Level";
-        type Event = LevelEvent;
-        fn apply(&mut self, LevelEvent::Raised { by }: &LevelEvent) {
-            self.value += by;
-        }
-    }
-
-    impl Snapshotted for Level {
-        const SCHEMA: u32 = 2;
-        const EVERY: u64 = 10;
-    }
 
     async fn raise(store: &InMemoryEventStore, from: u64, to: u64) {
         for sequence in from..=to {

@@ -1,35 +1,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use serde::{Deserialize, Serialize};
-
 use super::*;
 use crate::envelope::StreamPosition;
+use crate::fixtures::{Level, LevelEvent};
 use crate::store::{DedupeMarker, InMemoryEventStore};
-
-#[derive(Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-enum LevelEvent {
-    #[serde(rename = "level.raised")]
-    Raised { by: u64 },
-}
-
-#[derive(Default, Debug, PartialEq, Serialize, Deserialize)]
-struct Level {
-    value: u64,
-}
-
-impl Aggregate for Level {
-    const TYPE: &'static str = "Level";
-    type Event = LevelEvent;
-    fn apply(&mut self, LevelEvent::Raised { by }: &LevelEvent) {
-        self.value += by;
-    }
-}
-
-impl Snapshotted for Level {
-    const SCHEMA: u32 = 1;
-    const EVERY: u64 = 10;
-}
 
 /// The in-memory store, counting the requests a DynamoDB store would make to read.
 #[derive(Default)]
