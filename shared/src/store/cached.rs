@@ -8,17 +8,20 @@
 //! request. Its own appends extend the copies they write to.
 //!
 //! A copy can be stale: another execution environment, or an operator's tool, may have appended
-//! since. The event store's optimistic concurrency already tells: an append at a position that
-//! is taken is refused ([`StoreError::Conflict`]), and `Cached` then puts the copy of every
-//! stream the append named in doubt: before its next use it reads what the store holds after the
-//! copy's version (one query, usually of a few events, never the snapshot again). So a decision
-//! that appends to every stream it read is never made on stale state. One that reads a stream it
+//! since. The event store's optimistic concurrency already tells: an append at a position that is
+//! taken is refused ([`StoreError::Conflict`]), and `Cached` then puts the copy of every stream the
+//! append named in doubt: before its next use it reads what the store holds after the copy's
+//! version (one query, usually of a few events, never the snapshot again). So a decision that
+//! appends to every stream it read is never committed on stale state. One that reads a stream it
 //! does not append to (a rejection for want of stock, say) names it in its append
 //! ([`Append::given_unchanged`], [`Reaction::AppendGiven`](crate::Reaction::AppendGiven)): the
-//! transaction checks that nothing follows the version it read, and a stream that moved on
-//! makes the append a conflict like any other. (Or, outside a transaction, it puts the copy in
-//! doubt with [`EventStore::distrust`], which tells whether there was one, and decides again.) Any failed append (a conflict, a duplicate, a timeout that may have written)
-//! puts the copies of its streams in doubt; a copy is never used while in doubt.
+//! transaction checks that nothing follows the version it read, and a stream that moved on makes
+//! the append a conflict like any other. (Or, outside a transaction, it puts the copy in doubt with
+//! [`EventStore::distrust`], which tells whether there was one, and decides again.) Any failed
+//! append (a conflict, a duplicate, a timeout that may have written) puts the copies of its streams
+//! in doubt, and a copy in doubt is checked before its next use. (A copy can still be stale when
+//! used, an append elsewhere may land a moment after it was checked: what makes that safe is the
+//! append's check, never the copy.)
 //!
 //! The copies are bounded: at most `capacity` streams (least recently used go first), and a
 //! stream loaded whole (without a snapshot) is kept only up to [`Cached::MAX_EVENTS`] events.
