@@ -16,12 +16,10 @@
 //! does not append to (a rejection for want of stock, say) names it in its append
 //! ([`Append::given_unchanged`], [`Reaction::AppendGiven`](crate::Reaction::AppendGiven)): the
 //! transaction checks that nothing follows the version it read, and a stream that moved on makes
-//! the append a conflict like any other. (Or, outside a transaction, it puts the copy in doubt with
-//! [`EventStore::distrust`], which tells whether there was one, and decides again.) Any failed
-//! append (a conflict, a duplicate, a timeout that may have written) puts the copies of its streams
-//! in doubt, and a copy in doubt is checked before its next use. (A copy can still be stale when
-//! used, an append elsewhere may land a moment after it was checked: what makes that safe is the
-//! append's check, never the copy.)
+//! the append a conflict like any other. Any failed append (a conflict, a duplicate, a timeout that
+//! may have written) puts the copies of its streams in doubt, and a copy in doubt is checked before
+//! its next use. (A copy can still be stale when used, an append elsewhere may land a moment after
+//! it was checked: what makes that safe is the append's check, never the copy.)
 //!
 //! The copies are bounded: at most `capacity` streams (least recently used go first), and a
 //! stream loaded whole (without a snapshot) is kept only up to [`Cached::MAX_EVENTS`] events.
@@ -43,19 +41,19 @@ use crate::envelope::{Envelope, stream_key};
 #[derive(Debug)]
 pub struct Cached<S> {
     inner: S,
-    streams: Mutex<LruCache<String, Copy>>,
+    streams: Mutex<LruCache<String, StreamCopy>>,
 }
 
 /// One stream as this process knows it: a snapshot, if one was read, and the events after it.
 #[derive(Debug)]
-struct Copy {
+struct StreamCopy {
     snapshot: Option<Snapshot>,
     events: Vec<Envelope>,
     /// The store may hold more than the copy: read what follows it before using it.
     doubted: bool,
 }
 
-impl Copy {
+impl StreamCopy {
     /// Events the copy holds, the snapshot's included.
     fn version(&self) -> u64 {
         self.snapshot.as_ref().map_or(0, |s| s.version) + self.events.len() as u64
@@ -116,7 +114,7 @@ impl<S: EventStore> Cached<S> {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, Copy>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<String, StreamCopy>> {
         self.streams.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -144,7 +142,7 @@ impl<S: EventStore> Cached<S> {
     }
 
     /// Keeps `copy` of `key` unless a copy at a later version is kept already.
-    fn keep(&self, key: String, copy: Copy) {
+    fn keep(&self, key: String, copy: StreamCopy) {
         let mut streams = self.lock();
         if streams
             .peek(&key)
@@ -191,7 +189,7 @@ impl<S: EventStore> EventStore for Cached<S> {
                 None if result.is_ok() && follows(0) => {
                     streams.put(
                         key,
-                        Copy {
+                        StreamCopy {
                             snapshot: None,
                             events,
                             doubted: false,
@@ -243,7 +241,7 @@ impl<S: EventStore> EventStore for Cached<S> {
         if events.len() <= Self::MAX_EVENTS {
             self.keep(
                 key,
-                Copy {
+                StreamCopy {
                     snapshot: None,
                     events,
                     doubted: false,
@@ -279,7 +277,7 @@ impl<S: EventStore> EventStore for Cached<S> {
                 let count = events.len() as u64;
                 self.keep(
                     key.clone(),
-                    Copy {
+                    StreamCopy {
                         snapshot,
                         events,
                         doubted: false,
@@ -302,7 +300,7 @@ impl<S: EventStore> EventStore for Cached<S> {
                     }
                     self.keep(
                         key,
-                        Copy {
+                        StreamCopy {
                             snapshot: Some(snapshot),
                             events: Vec::new(),
                             doubted: false,
@@ -313,13 +311,6 @@ impl<S: EventStore> EventStore for Cached<S> {
             }
         }
         Ok(loaded)
-    }
-
-    fn distrust(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
-        self.lock()
-            .get_mut(&stream_key(aggregate_type, aggregate_id))
-            .map(|copy| copy.doubted = true)
-            .is_some()
     }
 }
 

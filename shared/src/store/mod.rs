@@ -328,15 +328,6 @@ pub trait EventStore: Send + Sync {
             Ok(loaded)
         }
     }
-
-    /// Puts this store's copy of one stream in doubt, if it keeps copies ([`Cached`]): the next
-    /// load reads what the store holds after it. True if there was a copy. A decision made on a
-    /// stream it does not append to confirms itself with this: if there was a copy, it loads the
-    /// stream again and decides again. A store that reads every time keeps none.
-    fn distrust(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
-        let _ = (aggregate_type, aggregate_id);
-        false
-    }
 }
 
 impl<A: Aggregate> Loaded<A> {
@@ -414,10 +405,6 @@ impl<S: EventStore> EventStore for Arc<S> {
         id: &str,
     ) -> impl Future<Output = Result<Loaded<A>, StoreError>> + Send {
         S::load_snapshotted(self, id)
-    }
-
-    fn distrust(&self, aggregate_type: &str, aggregate_id: &str) -> bool {
-        S::distrust(self, aggregate_type, aggregate_id)
     }
 }
 

@@ -156,13 +156,13 @@ async fn every_failed_append_puts_the_copies_of_all_its_streams_in_doubt() {
 }
 
 #[tokio::test]
-async fn a_distrusted_copy_reads_only_what_follows_it_and_says_whether_there_was_one() {
+async fn a_copy_in_doubt_reads_only_what_follows_it() {
     let cached = Cached::new(Counting::default());
     raise(&cached, "l-1", 1, 1).await;
     raise(cached.inner(), "l-1", 2, 3).await;
-    assert!(cached.distrust(Level::TYPE, "l-1"));
-    assert!(!cached.distrust(Level::TYPE, "other"));
-    assert!(!InMemoryEventStore::new().distrust(Level::TYPE, "l-1"));
+    // A refused append puts the copy in doubt.
+    let refused = cached.append(Append::events(vec![raised("l-1", 2)])).await;
+    assert!(refused.unwrap_err().is_conflict());
     let before = cached.inner().store.events_read();
 
     let loaded: Loaded<Level> = cached.load_snapshotted("l-1").await.unwrap();
