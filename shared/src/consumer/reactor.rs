@@ -52,6 +52,17 @@ pub trait Reactor<S: EventStore>: Send + Sync {
         delivery: &Delivery<'_>,
     ) -> impl Future<Output = Result<Reaction, ConsumerError<Self::Error>>> + Send;
 
+    /// Decides without reading the store, for the state the incoming event nearly always finds
+    /// (say, an order that holds only `order.placed`), so that such a delivery costs one write:
+    /// the events are appended where the decision presumes their streams stand
+    /// ([`Append::presumed`]), with the marker, before [`react`](Self::react) is asked. Where a
+    /// stream stands elsewhere, that append is refused and `react` decides on what it reads.
+    /// `None`, the default: always read first.
+    fn presume(&self, input: &Self::Input) -> Result<Option<Vec<NewEvent>>, EnvelopeError> {
+        let _ = input;
+        Ok(None)
+    }
+
     /// Runs once the reaction is stored (or found stored before): a follow-up that must see the
     /// reaction's events, such as re-checking for a race. Nothing by default.
     fn after(
@@ -232,21 +243,63 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
             Reaction::AlreadyApplied => return Ok(Handled::Duplicate),
             Reaction::Ignored => return Ok(Handled::Ignored),
         };
+        let append = self.append_of(events, delivery)?;
+        self.store_reaction(append.map(|(a, what)| (a.given_unchanged(unchanged), what)))
+            .await
+    }
+
+    /// The presumed decision stored, or `None` when a stream stood elsewhere than presumed.
+    async fn presumed(
+        &self,
+        input: &R::Input,
+        delivery: &Delivery<'_>,
+    ) -> Result<Option<Handled>, ConsumerError<R::Error>> {
+        let Some(events) = self.reactor.presume(input)? else {
+            return Ok(None);
+        };
+        let append = self.append_of(events, delivery)?;
+        match self
+            .store_reaction(append.map(|(a, what)| (a.presumed(), what)))
+            .await
+        {
+            Err(ConsumerError::Store(err)) if err.is_conflict() => {
+                tracing::debug!(error = %err, "not where presumed; deciding on what the store holds");
+                delivery.metrics.count("PresumptionsRefused");
+                Ok(None)
+            }
+            other => other.map(Some),
+        }
+    }
+
+    /// `events`, caused by the delivered one, with its marker; `None` with the type of the last
+    /// event when there are none.
+    fn append_of(
+        &self,
+        events: Vec<NewEvent>,
+        delivery: &Delivery<'_>,
+    ) -> Result<Option<(Append, &'static str)>, ConsumerError<R::Error>> {
         let Some(what) = events.last().map(|e| e.event_type) else {
-            return Ok(Handled::Ignored);
+            return Ok(None);
         };
         let envelopes = events
             .into_iter()
             .map(|event| event.into_envelope(R::SOURCE, delivery.event))
             .collect::<Result<Vec<_>, _>>()?;
         let marker = DedupeMarker::new(R::NAME, &delivery.event.id);
-        self.store
-            .append(
-                Append::events(envelopes)
-                    .deduplicated_by(marker)
-                    .given_unchanged(unchanged),
-            )
-            .await?;
+        Ok(Some((
+            Append::events(envelopes).deduplicated_by(marker),
+            what,
+        )))
+    }
+
+    async fn store_reaction(
+        &self,
+        append: Option<(Append, &'static str)>,
+    ) -> Result<Handled, ConsumerError<R::Error>> {
+        let Some((append, what)) = append else {
+            return Ok(Handled::Ignored);
+        };
+        self.store.append(append).await?;
         Ok(Handled::Applied(what))
     }
 }
@@ -259,11 +312,17 @@ impl<R: Reactor<S>, S: EventStore> Consumer for EventSourced<R, S> {
         let Some(input) = self.reactor.input(delivery.event)? else {
             return Ok(Handled::Ignored);
         };
-        let until = latest_start(delivery.deadline);
-        let handled = retry_on_conflict_until(&self.retry, Some(until), || {
-            self.react_and_append(&input, delivery)
-        })
-        .await;
+        let handled = match self.presumed(&input, delivery).await {
+            Ok(Some(handled)) => Ok(handled),
+            Ok(None) => {
+                let until = latest_start(delivery.deadline);
+                retry_on_conflict_until(&self.retry, Some(until), || {
+                    self.react_and_append(&input, delivery)
+                })
+                .await
+            }
+            Err(err) => Err(err),
+        };
         let handled = match handled {
             // The marker is taken: this very message was handled before.
             Err(ConsumerError::Store(StoreError::Duplicate { .. })) => Handled::Duplicate,

@@ -100,6 +100,17 @@ impl DynamoEventStore {
                 .map_err(|e| StoreError::Backend(Box::new(e)))?;
             writes.push(TransactWriteItem::builder().condition_check(check).build());
         }
+        for (stream, version) in append.predecessors() {
+            // The event a presumed position follows is there.
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .key(attr::PK, AttributeValue::S(stream))
+                .key(attr::SK, AttributeValue::N(version.to_string()))
+                .condition_expression("attribute_exists(pk)")
+                .build()
+                .map_err(|e| StoreError::Backend(Box::new(e)))?;
+            writes.push(TransactWriteItem::builder().condition_check(check).build());
+        }
         // The first event's id makes an SDK retry of a transaction that did commit return
         // success instead of a false conflict (DynamoDB keeps tokens for ten minutes).
         let token = append.events.first().map(|e| e.id.clone());
@@ -164,7 +175,7 @@ impl EventStore for DynamoEventStore {
         if let Some(marker) = &append.dedupe {
             items.push(dedupe_item(marker, chrono::Utc::now().timestamp()));
         }
-        if items.len() == 1 && append.unchanged.is_empty() {
+        if items.len() == 1 && append.unchanged.is_empty() && append.predecessors().is_empty() {
             // One conditional PutItem costs half the write units of a one-item transaction.
             let item = items.remove(0);
             return self.put_one(item, &append).await;

@@ -84,6 +84,16 @@ impl EventStore for InMemoryEventStore {
                 return Err(collision(&append, checks + index));
             }
         }
+        let presumed = checks + append.unchanged.len();
+        for (index, (stream, version)) in append.predecessors().into_iter().enumerate() {
+            let there = state
+                .streams
+                .get(&stream)
+                .is_some_and(|s| s.contains_key(&version));
+            if !there {
+                return Err(collision(&append, presumed + index));
+            }
+        }
         for event in &append.events {
             state
                 .streams
@@ -243,6 +253,27 @@ mod tests {
         assert!(store.read_stream("Thing", "a", 1).await.unwrap().is_empty());
         store
             .append(Append::events(vec![event("a", 1)]).given_unchanged([read_at(1)]))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn memory_store_appends_at_a_presumed_position_only_right_after_the_event_before_it() {
+        let store = InMemoryEventStore::new();
+        let presumed = |sequence| Append::events(vec![event("a", sequence)]).presumed();
+        // Nothing at 1 yet: an event presumed to follow it is refused, and nothing is written.
+        let err = store.append(presumed(2)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict { ref stream } if stream == "Thing#a"));
+        assert!(store.all_events().is_empty());
+        store.append(presumed(1)).await.unwrap();
+        store.append(presumed(2)).await.unwrap();
+        // The position is taken: refused by the event's own check.
+        let err = store.append(presumed(2)).await.unwrap_err();
+        assert!(err.is_conflict());
+        assert_eq!(store.read_stream("Thing", "a", 1).await.unwrap().len(), 2);
+        // Not presumed, the same gap would be the caller's own business.
+        store
+            .append(Append::events(vec![event("b", 3)]))
             .await
             .unwrap();
     }

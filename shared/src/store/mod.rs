@@ -137,6 +137,11 @@ pub struct Append {
     /// Streams the decision read and does not append to: checked in the same transaction, so
     /// that a decision made on a stream that has moved on since is refused as a conflict.
     pub unchanged: Vec<Unchanged>,
+    /// The decision did not read the streams it appends to but presumed where they stand: each
+    /// must already hold the event just before its first new one ([`Append::predecessors`]),
+    /// checked in the same transaction. With every event's own check that its position is
+    /// free, that pins each stream at exactly the version presumed.
+    pub presumed: bool,
 }
 
 impl Append {
@@ -146,7 +151,36 @@ impl Append {
             events,
             dedupe: None,
             unchanged: Vec::new(),
+            presumed: false,
         }
+    }
+
+    /// Marks the append as made on presumed positions ([`Append::presumed`]).
+    pub fn presumed(mut self) -> Self {
+        self.presumed = true;
+        self
+    }
+
+    /// The events a presumed append requires to be there already: for each stream it appends
+    /// to, in the order the events name them, the position before its first new event (none for
+    /// a stream that starts at 1, whose own checks say it is empty). Empty unless presumed.
+    pub fn predecessors(&self) -> Vec<(String, u64)> {
+        if !self.presumed {
+            return Vec::new();
+        }
+        let mut first: Vec<(String, u64)> = Vec::new();
+        for event in &self.events {
+            let key = event.stream_key();
+            match first.iter_mut().find(|(stream, _)| *stream == key) {
+                Some((_, sequence)) => *sequence = (*sequence).min(event.sequence),
+                None => first.push((key, event.sequence)),
+            }
+        }
+        first
+            .into_iter()
+            .filter(|(_, sequence)| *sequence > 1)
+            .map(|(stream, sequence)| (stream, sequence - 1))
+            .collect()
     }
 
     /// Adds streams that must still be at the version the decision read ([`Unchanged`]).
@@ -161,9 +195,13 @@ impl Append {
         self
     }
 
-    /// The items of its transaction: its events, its marker and its checks of unchanged streams.
+    /// The items of its transaction: its events, its marker, its checks of unchanged streams and
+    /// of presumed ones.
     pub fn item_count(&self) -> usize {
-        self.events.len() + usize::from(self.dedupe.is_some()) + self.unchanged.len()
+        self.events.len()
+            + usize::from(self.dedupe.is_some())
+            + self.unchanged.len()
+            + self.predecessors().len()
     }
 
     /// Checks the rules a store enforces before writing: at least one event, at most
@@ -410,7 +448,7 @@ impl<S: EventStore> EventStore for Arc<S> {
 
 #[cfg(any(test, feature = "store-dynamodb", feature = "test-twins"))]
 /// Which item of the append's transaction made it fail: its events, then the dedupe marker
-/// when present, then its checks of unchanged streams.
+/// when present, then its checks of unchanged streams, then those of presumed ones.
 pub(crate) fn collision(append: &Append, index: usize) -> StoreError {
     let events = append.events.len();
     if let Some(event) = append.events.get(index) {
@@ -424,12 +462,21 @@ pub(crate) fn collision(append: &Append, index: usize) -> StoreError {
             consumer: marker.consumer.clone(),
             source_event_id: marker.source_event_id.clone(),
         },
-        _ => StoreError::Conflict {
-            stream: index
+        _ => {
+            let stream = index
                 .checked_sub(checks)
-                .and_then(|i| append.unchanged.get(i))
-                .map_or_else(|| "transaction".into(), Unchanged::stream_key),
-        },
+                .and_then(|i| match append.unchanged.get(i) {
+                    Some(unchanged) => Some(unchanged.stream_key()),
+                    None => append
+                        .predecessors()
+                        .into_iter()
+                        .nth(i - append.unchanged.len())
+                        .map(|(stream, _)| stream),
+                });
+            StoreError::Conflict {
+                stream: stream.unwrap_or_else(|| "transaction".into()),
+            }
+        }
     }
 }
 
@@ -564,6 +611,44 @@ mod tests {
             .given_unchanged([unchanged("b"), unchanged("c")]);
         assert_eq!(checks_count.item_count(), 101);
         assert!(Append::validate(&checks_count).is_err());
+    }
+
+    #[test]
+    fn a_presumed_append_requires_the_event_before_each_streams_first_new_one() {
+        let append = Append::events(vec![
+            event("a", 3),
+            event("b", 1),
+            event("a", 4),
+            event("c", 7),
+        ]);
+        assert!(append.predecessors().is_empty());
+        assert_eq!(append.item_count(), 4);
+        let presumed = append.presumed();
+        assert_eq!(
+            presumed.predecessors(),
+            vec![("Thing#a".to_owned(), 2), ("Thing#c".to_owned(), 6)]
+        );
+        assert_eq!(presumed.item_count(), 6);
+        let marked = presumed
+            .deduplicated_by(DedupeMarker::new("c", "src"))
+            .given_unchanged([Unchanged {
+                aggregate_type: "Thing".into(),
+                aggregate_id: "read".into(),
+                version: 1,
+            }]);
+        // events 0..4, the marker 4, the unchanged stream 5, the predecessors 6 and 7.
+        let stream = |index| match collision(&marked, index) {
+            StoreError::Conflict { stream } => stream,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            collision(&marked, 4),
+            StoreError::Duplicate { .. }
+        ));
+        assert_eq!(stream(5), "Thing#read");
+        assert_eq!(stream(6), "Thing#a");
+        assert_eq!(stream(7), "Thing#c");
+        assert_eq!(stream(8), "transaction");
     }
 
     #[tokio::test]

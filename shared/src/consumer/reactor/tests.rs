@@ -299,3 +299,116 @@ fn a_new_event_must_be_a_tagged_enum() {
     assert!(NewEvent::new(at.clone(), &TallyEvent::Added { n: 1 }).is_ok());
     assert!(NewEvent::new(at, &serde_json::json!({"type": "tally.added"})).is_err());
 }
+
+/// The tallier, presuming every tally holds one event already.
+#[derive(Default)]
+struct PresumingTallier(Tallier);
+
+impl<S: EventStore> Reactor<S> for PresumingTallier {
+    const NAME: &'static str = "tallier";
+    const SOURCE: &'static str = "test/tallier";
+    type Input = (String, u32);
+    type Error = Infallible;
+
+    fn input(&self, event: &Envelope) -> Result<Option<(String, u32)>, EnvelopeError> {
+        <Tallier as Reactor<S>>::input(&self.0, event)
+    }
+
+    fn presume(
+        &self,
+        (subject, n): &(String, u32),
+    ) -> Result<Option<Vec<NewEvent>>, EnvelopeError> {
+        let at = StreamPosition::of::<Tally>(subject, 2);
+        Ok(Some(vec![NewEvent::new(at, &TallyEvent::Added { n: *n })?]))
+    }
+
+    async fn react(
+        &self,
+        store: &S,
+        input: &(String, u32),
+        delivery: &Delivery<'_>,
+    ) -> Result<Reaction, ConsumerError> {
+        self.0.react(store, input, delivery).await
+    }
+
+    async fn after(
+        &self,
+        store: &S,
+        input: &(String, u32),
+        handled: Handled,
+        delivery: &Delivery<'_>,
+    ) -> Result<(), ConsumerError> {
+        self.0.after(store, input, handled, delivery).await
+    }
+}
+
+async fn deliver_presumed<S: EventStore>(
+    consumer: &EventSourced<PresumingTallier, S>,
+    event: &Envelope,
+) -> Result<Handled, ConsumerError> {
+    let metrics = Metrics::new("Test", "tallier");
+    let delivery = Delivery {
+        event,
+        deadline: SystemTime::now() + Duration::from_secs(10),
+        metrics: &metrics,
+    };
+    consumer.consume(&delivery).await
+}
+
+#[tokio::test]
+async fn a_presumed_decision_is_stored_without_deciding_where_the_stream_stands_as_presumed() {
+    let consumer = EventSourced::new(PresumingTallier::default(), InMemoryEventStore::new());
+    let first = Envelope::encode(
+        "test",
+        StreamPosition::of::<Tally>("t-1", 1),
+        &TallyEvent::Added { n: 5 },
+    )
+    .unwrap();
+    consumer
+        .store()
+        .append(Append::events(vec![first]))
+        .await
+        .unwrap();
+    let counted = event("t-1", 1);
+    assert_eq!(
+        deliver_presumed(&consumer, &counted).await.unwrap(),
+        Handled::Applied("tally.added")
+    );
+    // Its redelivery meets the marker, also without deciding.
+    assert_eq!(
+        deliver_presumed(&consumer, &counted).await.unwrap(),
+        Handled::Duplicate
+    );
+    let reactor = consumer.reactor();
+    assert_eq!(reactor.0.reactions.load(Ordering::SeqCst), 0);
+    assert_eq!(consumer.store().events_read(), 0);
+    assert_eq!(
+        *reactor.0.after.lock().unwrap(),
+        [Handled::Applied("tally.added"), Handled::Duplicate]
+    );
+    let tally: Loaded<Tally> = consumer.store().load("t-1").await.unwrap();
+    assert_eq!((tally.state.total, tally.version), (6, 2));
+}
+
+#[tokio::test]
+async fn a_presumption_refused_is_decided_on_what_the_store_holds() {
+    let consumer = EventSourced::new(PresumingTallier::default(), InMemoryEventStore::new());
+    // An empty tally: position 2 is free but 1 is not there, so the presumed write is refused.
+    assert_eq!(
+        deliver_presumed(&consumer, &event("new", 1)).await.unwrap(),
+        Handled::Applied("tally.added")
+    );
+    assert_eq!(consumer.reactor().0.reactions.load(Ordering::SeqCst), 1);
+    let tally: Loaded<Tally> = consumer.store().load("new").await.unwrap();
+    assert_eq!((tally.state.total, tally.version), (1, 1));
+    // One event on, the tally is where presumed; two on, position 2 is taken.
+    deliver_presumed(&consumer, &event("new", 2)).await.unwrap();
+    assert_eq!(consumer.reactor().0.reactions.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        deliver_presumed(&consumer, &event("new", 3)).await.unwrap(),
+        Handled::Applied("tally.added")
+    );
+    assert_eq!(consumer.reactor().0.reactions.load(Ordering::SeqCst), 2);
+    let tally: Loaded<Tally> = consumer.store().load("new").await.unwrap();
+    assert_eq!((tally.state.total, tally.version), (3, 3));
+}

@@ -283,6 +283,53 @@ async fn a_stream_that_moved_on_since_it_was_read_is_a_conflict_on_that_stream()
 }
 
 #[tokio::test]
+async fn a_presumed_position_is_checked_to_follow_the_event_before_it_and_refused_if_not() {
+    let transact = mock!(Client::transact_write_items)
+        .match_requests(|req| {
+            let items = req.transact_items();
+            let check = items.get(2).and_then(|i| i.condition_check());
+            items.len() == 3
+                && items[0].put().is_some()
+                && items[1].put().is_some()
+                && check.is_some_and(|c| {
+                    c.key().get("pk") == Some(&AttributeValue::S("Thing#a".into()))
+                        && c.key().get("sk") == Some(&AttributeValue::N("1".into()))
+                        && c.condition_expression() == "attribute_exists(pk)"
+                })
+        })
+        .then_error(|| cancelled(&["None", "None", "ConditionalCheckFailed"]));
+    let client = mock_client!(aws_sdk_dynamodb, [&transact]);
+    let store = DynamoEventStore::new(client, "events");
+
+    let err = store
+        .append(
+            Append::events(vec![event("a", 2)])
+                .deduplicated_by(DedupeMarker::new("order-saga", "src-1"))
+                .presumed(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict { ref stream } if stream == "Thing#a"),
+        "{err:?}"
+    );
+    assert_eq!(transact.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_presumed_first_event_needs_no_check_and_stays_one_put() {
+    let put = mock!(Client::put_item).then_output(|| PutItemOutput::builder().build());
+    let client = mock_client!(aws_sdk_dynamodb, [&put]);
+    let store = DynamoEventStore::new(client, "events");
+
+    store
+        .append(Append::events(vec![event("a", 1)]).presumed())
+        .await
+        .unwrap();
+    assert_eq!(put.num_calls(), 1);
+}
+
+#[tokio::test]
 async fn other_cancellations_are_backend_errors() {
     let transact =
         mock!(Client::transact_write_items).then_error(|| cancelled(&["ValidationError", "None"]));
