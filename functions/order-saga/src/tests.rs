@@ -118,6 +118,38 @@ async fn payment_captured_confirms_the_order_once() {
 }
 
 #[tokio::test]
+async fn a_placed_order_is_decided_with_one_write_and_no_read() {
+    let h = given_a_placed_order().await;
+    let source = rejected();
+    assert_eq!(
+        handle(&h, &source).await.unwrap(),
+        Handled::Applied("order.cancelled")
+    );
+    // Its redelivery is refused by the marker, still without a read.
+    assert_eq!(handle(&h, &source).await.unwrap(), Handled::Duplicate);
+    assert_eq!(h.consumer().store().events_read(), 0, "nothing read");
+    assert_eq!(order_stream(&h).await.len(), 2);
+
+    // Where the order stands elsewhere, the saga reads it: here it was confirmed by this very
+    // capture before, and the marker is gone (expired), so only the causation tells.
+    let h = given_a_placed_order().await;
+    let capture = captured();
+    let mut confirmed = stored::<Order>(
+        ORDER,
+        2,
+        &OrderEvent::Confirmed {
+            order_id: ORDER.into(),
+        },
+    );
+    confirmed.causationid = Some(capture.id.clone());
+    let store = h.consumer().store();
+    store.append(Append::events(vec![confirmed])).await.unwrap();
+    assert_eq!(handle(&h, &capture).await.unwrap(), Handled::Duplicate);
+    assert_eq!(store.events_read(), 2, "the order read once");
+    assert_eq!(order_stream(&h).await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_capture_after_the_customer_cancelled_confirms_nothing() {
     let h = given_a_placed_order().await;
     h.consumer()
@@ -168,7 +200,8 @@ async fn a_customer_cancel_racing_the_capture_wins_and_the_saga_backs_off() {
         inner,
         cancel: Mutex::new(Some(customer_cancel(2))),
     });
-    // The saga loads version 1, loses position 2 to the customer, reloads and sees a cancelled order.
+    // The saga writes at position 2 presuming the order placed, loses it to the customer, reads
+    // the order and sees it cancelled.
     assert_eq!(handle(&h, &captured()).await.unwrap(), Handled::Ignored);
     let order = order(&h).await;
     assert_eq!(
@@ -196,6 +229,8 @@ async fn an_event_for_an_unknown_order_fails_and_a_poison_message_fails_alone() 
     let h = handler_with(InMemoryEventStore::new());
     let err = handle(&h, &captured()).await.unwrap_err();
     assert!(matches!(err, ConsumerError::NotFound { ref stream } if stream == "Order#o-1"));
+    // The write presuming the order placed was refused: no order.confirmed without an order.
+    assert!(h.consumer().store().all_events().is_empty());
 
     let h = given_a_placed_order().await;
     let poison = raw_sqs_message("poison", "{\"not\": \"an envelope\"}");

@@ -46,7 +46,14 @@ pub fn decide(order: &Loaded<Order>, input: &SagaInput) -> Option<OrderEvent> {
     if order.state.status != OrderStatus::Placed {
         return None;
     }
-    let order_id = order.id.clone();
+    decide_placed(&order.id, input)
+}
+
+/// The order event `input` leads to for an order still `placed`, which holds only its
+/// `order.placed` (confirmed and cancelled are final): where nearly every order is when
+/// inventory or payments decide, so the saga writes this at version 2 without reading first.
+pub fn decide_placed(order_id: &str, input: &SagaInput) -> Option<OrderEvent> {
+    let order_id = order_id.to_owned();
     match input {
         SagaInput::Reservation(ReservationEvent::Rejected { .. }) => Some(OrderEvent::Cancelled {
             order_id,
