@@ -21,10 +21,12 @@
 //! idempotency key (`charge-<order id>`, `refund-<order id>`) and the same amount, so the provider
 //! answers the first charge or refund instead of making a second one.
 //!
-//! A customer may cancel while the charge is in flight: the `order.cancelled` message then finds
-//! no capture to refund. So after every capture the order is read again ([`Reactor::after`]), and
-//! a cancelled one is refunded there and then. Reads are consistent, so one of the two paths
-//! always sees the other.
+//! A customer may cancel while the charge is in flight, so a charge is stored only if the order
+//! is still at the version it was read at (the order stream is checked in the payment's
+//! transaction, [`Reaction::AppendGiven`]). Either the capture is stored first, and the
+//! cancellation, written after it, finds it when payments hears of it and refunds it; or the
+//! cancellation is, and the charge is decided again on the cancelled order: the gateway's answer
+//! (stored by the idempotency utility) is recorded and refunded in the same write.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod gateway;
@@ -34,20 +36,19 @@ use std::time::SystemTime;
 use domain::inventory::{Reservation, ReservationEvent, StockReserved};
 use domain::order::{Order, OrderEvent, OrderStatus};
 use domain::payment::{
-    ChargeRequest, ChargeResult, Payment, RefundReceipt, charged, decide_charge, decide_refund,
-    refunded,
+    ChargeRequest, ChargeResult, Payment, RefundReceipt, RefundRequest, charged, decide_charge,
+    decide_refund, refunded,
 };
 use ripple_kit::batch::RedeliveryBackoff;
 use ripple_kit::config::{ConfigError, Env};
-use ripple_kit::consumer::{Delivery, EventSourced, Handled};
+use ripple_kit::consumer::{Delivery, EventSourced, NewEvent};
 use ripple_kit::envelope::{EnvelopeError, stream_key};
 use ripple_kit::idempotency::{
     DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
 };
-use ripple_kit::store::{DynamoEventStore, RetryPolicy, retry_on_conflict};
+use ripple_kit::store::{DynamoEventStore, Unchanged};
 use ripple_kit::{
-    Aggregate, Append, ConsumerError, DedupeMarker, Envelope, EventStore, Loaded, Reaction,
-    Reactor, SqsConsumer, StoreError,
+    Aggregate, ConsumerError, Envelope, EventStore, Loaded, Reaction, Reactor, SqsConsumer,
 };
 use serde_json::json;
 
@@ -219,23 +220,6 @@ where
             }
         }
     }
-
-    /// After a capture: an order cancelled in the meantime gets its money back now.
-    async fn after(
-        &self,
-        store: &S,
-        trigger: &Trigger,
-        handled: Handled,
-        delivery: &Delivery<'_>,
-    ) -> Result<(), ConsumerError<GatewayCallError>> {
-        match (trigger, handled) {
-            (Trigger::Reserved(reserved), Handled::Applied(_) | Handled::Duplicate) => {
-                self.refund_if_cancelled(store, &reserved.order_id, delivery.deadline)
-                    .await
-            }
-            _ => Ok(()),
-        }
-    }
 }
 
 impl<G: PaymentGateway, I: IdempotencyStore> Payments<G, I> {
@@ -288,10 +272,19 @@ impl<G: PaymentGateway, I: IdempotencyStore> Payments<G, I> {
             return Ok(Reaction::Ignored);
         }
         let result = self.call_charge(&request, deadline).await?;
-        Ok(Reaction::append(
-            payment.next(),
-            &charged(&request, result),
-        )?)
+        let charge = charged(&request, result);
+        let mut events = vec![NewEvent::new(payment.next(), &charge)?];
+        let mut charged_payment = payment;
+        charged_payment.apply(&charge);
+        if order.state.status == OrderStatus::Cancelled
+            && let Some(refund) = decide_refund(order_id, &charged_payment.state)
+        {
+            tracing::info!(order_id, "order was cancelled during the charge; refunding it");
+            self.call_refund(&refund, deadline).await?;
+            events.push(NewEvent::new(charged_payment.next(), &refunded(&refund))?);
+        }
+        // Stored only if the order has not moved on since it was read (module docs).
+        Ok(Reaction::AppendGiven(events, vec![Unchanged::of(&order)]))
     }
 
     async fn call_charge(
@@ -323,59 +316,25 @@ impl<G: PaymentGateway, I: IdempotencyStore> Payments<G, I> {
                 _ => Reaction::Ignored,
             });
         };
-        let _receipt: RefundReceipt = self
-            .refunds
-            .run(&json!(order_id), &json!(request), deadline, || {
-                self.gateway.refund(request.clone())
-            })
-            .await
-            .map_err(ConsumerError::Own)?
-            .value;
+        self.call_refund(&request, deadline).await?;
         Ok(Reaction::append(payment.next(), &refunded(&request))?)
     }
 
-    /// Refunds the order now if it is cancelled: the refund is caused by the cancellation and
-    /// carries its dedupe marker, so the cancellation's own delivery finds it done.
-    async fn refund_if_cancelled<S: EventStore>(
+    async fn call_refund(
         &self,
-        store: &S,
-        order_id: &str,
+        request: &RefundRequest,
         deadline: SystemTime,
-    ) -> Result<(), ConsumerError<GatewayCallError>> {
-        let history = store.read_stream(Order::TYPE, order_id, 1).await?;
-        let Some(cancellation) = history
-            .iter()
-            .rev()
-            .find(|e| matches!(e.decode_for::<Order>(), Ok(OrderEvent::Cancelled { .. })))
-        else {
-            return Ok(());
-        };
-        let refunded = retry_on_conflict(&RetryPolicy::default(), || async {
-            let Reaction::Append(events) = self.refund(store, order_id, deadline).await? else {
-                return Ok(false);
-            };
-            let source = <Self as Reactor<S>>::SOURCE;
-            let envelopes = events
-                .into_iter()
-                .map(|event| event.into_envelope(source, cancellation))
-                .collect::<Result<Vec<_>, _>>()?;
-            let marker = DedupeMarker::new(<Self as Reactor<S>>::NAME, &cancellation.id);
-            match store
-                .append(Append::events(envelopes).deduplicated_by(marker))
-                .await
-            {
-                Ok(()) => Ok(true),
-                // The cancellation's own delivery refunded it first.
-                Err(StoreError::Duplicate { .. }) => Ok(false),
-                Err(other) => Err(ConsumerError::Store(other)),
-            }
-        })
-        .await?;
-        if refunded {
-            tracing::info!(order_id, "order was cancelled during the charge; refunded");
-        }
-        Ok(())
+    ) -> Result<RefundReceipt, ConsumerError<GatewayCallError>> {
+        let refunded = self
+            .refunds
+            .run(&json!(request.order_id), &json!(request), deadline, || {
+                self.gateway.refund(request.clone())
+            })
+            .await
+            .map_err(ConsumerError::Own)?;
+        Ok(refunded.value)
     }
+
 }
 
 /// The order `order_id`; an order the store does not hold is an error.

@@ -5,7 +5,9 @@ use super::*;
 use domain::order::CancelReason;
 use domain::payment::{PaymentEvent, RefundRequest};
 use domain::testing::{self as story, stored};
+use ripple_kit::consumer::Handled;
 use ripple_kit::envelope::event_type_of;
+use ripple_kit::{Append, StoreError};
 use ripple_kit::idempotency::InMemoryIdempotencyStore;
 use ripple_kit::store::InMemoryEventStore;
 use ripple_kit::testing::{
@@ -149,6 +151,9 @@ async fn a_reserved_order_is_charged_once_however_often_it_is_delivered() {
         h.handle_message(&m, deadline()).await.unwrap(),
         Handled::Applied("payment.captured")
     );
+    // Read once: the order (the payment stream is empty); nothing read again after the capture,
+    // since the capture was stored only if the order had not moved on.
+    assert_eq!(store(&h).events_read(), 1);
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
         Handled::Duplicate
@@ -300,10 +305,10 @@ async fn a_charge_not_stored_before_the_order_was_cancelled_is_recorded_and_refu
         Handled::Ignored
     );
 
-    // The redelivered reservation records the capture the gateway made, then refunds it.
+    // The redelivered reservation records the capture the gateway made and its refund.
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
-        Handled::Applied("payment.captured")
+        Handled::Applied("payment.refunded")
     );
     assert_eq!(
         (
@@ -405,19 +410,20 @@ async fn an_order_cancelled_before_its_charge_is_never_charged() {
 }
 
 #[tokio::test]
-async fn a_cancel_that_lands_while_the_charge_is_in_flight_is_refunded_after_the_capture() {
+async fn a_cancel_that_lands_while_the_charge_is_in_flight_is_refunded_with_the_capture() {
     let h = handler_over(SimulatedGateway::default());
     let reserved = given_a_reserved_order(store(&h), "c-1").await;
     let cancel = cancelled(CancelReason::CustomerRequest);
-    // The customer cancels while the gateway is charging...
+    // The customer cancels while the gateway is charging: the capture, checked against the order
+    // it read, is refused; decided again on the cancelled order, it is stored with its refund...
     *gateway(&h).during_charge.lock().unwrap() = Some((store(&h).clone(), cancel.clone()));
     assert_eq!(
         h.handle_message(&message(&reserved), deadline())
             .await
             .unwrap(),
-        Handled::Applied("payment.captured")
+        Handled::Applied("payment.refunded")
     );
-    // ...so the capture is followed by its refund, and the cancel message finds nothing left to do.
+    // ...and the cancel message finds nothing left to do.
     assert_eq!(
         h.handle_message(&message(&cancel), deadline())
             .await
