@@ -65,16 +65,20 @@ impl<S: EventStore> Reactor<S> for Saga {
     }
 
     /// The answer for an order that holds only `order.placed`, at version 2.
-    fn presume(&self, input: &SagaInput) -> Result<Option<Vec<NewEvent>>, EnvelopeError> {
+    async fn presume(
+        &self,
+        _: &S,
+        input: &SagaInput,
+        _: &Delivery<'_>,
+    ) -> Result<Option<Reaction>, ConsumerError> {
         let order_id = input.order_id();
-        decide_placed(order_id, input)
-            .map(|event| {
-                Ok(vec![NewEvent::new(
-                    StreamPosition::of::<Order>(order_id, 2),
-                    &event,
-                )?])
-            })
-            .transpose()
+        let Some(event) = decide_placed(order_id, input) else {
+            return Ok(None);
+        };
+        let at = StreamPosition::of::<Order>(order_id, 2);
+        Ok(Some(Reaction::AppendPresumed(vec![NewEvent::new(
+            at, &event,
+        )?])))
     }
 
     async fn react(

@@ -52,15 +52,22 @@ pub trait Reactor<S: EventStore>: Send + Sync {
         delivery: &Delivery<'_>,
     ) -> impl Future<Output = Result<Reaction, ConsumerError<Self::Error>>> + Send;
 
-    /// Decides without reading the store, for the state the incoming event nearly always finds
-    /// (say, an order that holds only `order.placed`), so that such a delivery costs one write:
-    /// the events are appended where the decision presumes their streams stand
-    /// ([`Append::presumed`]), with the marker, before [`react`](Self::react) is asked. Where a
-    /// stream stands elsewhere, that append is refused and `react` decides on what it reads.
-    /// `None`, the default: always read first.
-    fn presume(&self, input: &Self::Input) -> Result<Option<Vec<NewEvent>>, EnvelopeError> {
-        let _ = input;
-        Ok(None)
+    /// Decides on the state the incoming event nearly always finds (say, an order that holds
+    /// only `order.placed`, or a reservation stream not yet begun), reading only what it already
+    /// holds (copies, [`Cached`](crate::store::Cached)), so that such a delivery costs one
+    /// write. Asked once, before [`react`](Self::react); its reaction is stored with the marker,
+    /// and if a stream stands elsewhere than presumed, the append is refused (the events' own
+    /// positions, the checks of [`Reaction::AppendGiven`] and [`Reaction::AppendPresumed`]) and
+    /// `react` decides on what it reads. An outside effect made here must be idempotent, as in
+    /// `react`. `None`, the default: always `react`.
+    fn presume(
+        &self,
+        store: &S,
+        input: &Self::Input,
+        delivery: &Delivery<'_>,
+    ) -> impl Future<Output = Result<Option<Reaction>, ConsumerError<Self::Error>>> + Send {
+        let _ = (store, input, delivery);
+        async { Ok(None) }
     }
 
     /// Runs once the reaction is stored (or found stored before): a follow-up that must see the
@@ -88,6 +95,10 @@ pub enum Reaction {
     /// a decision reads from a copy ([`Cached`](crate::store::Cached)) must be named here
     /// unless it is appended to.
     AppendGiven(Vec<NewEvent>, Vec<Unchanged>),
+    /// Append these events where the decision presumes their streams stand, without having read
+    /// them ([`Reactor::presume`]): each stream must hold the event just before its first new
+    /// one ([`Append::presumed`]), or the append is a conflict.
+    AppendPresumed(Vec<NewEvent>),
     /// The store already holds this reaction (its state shows the incoming event was handled).
     AlreadyApplied,
     /// Nothing to do.
@@ -237,31 +248,21 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
         input: &R::Input,
         delivery: &Delivery<'_>,
     ) -> Result<Handled, ConsumerError<R::Error>> {
-        let (events, unchanged) = match self.reactor.react(&self.store, input, delivery).await? {
-            Reaction::Append(events) => (events, Vec::new()),
-            Reaction::AppendGiven(events, unchanged) => (events, unchanged),
-            Reaction::AlreadyApplied => return Ok(Handled::Duplicate),
-            Reaction::Ignored => return Ok(Handled::Ignored),
-        };
-        let append = self.append_of(events, delivery)?;
-        self.store_reaction(append.map(|(a, what)| (a.given_unchanged(unchanged), what)))
-            .await
+        let reaction = self.reactor.react(&self.store, input, delivery).await?;
+        self.store_reaction(reaction, delivery).await
     }
 
-    /// The presumed decision stored, or `None` when a stream stood elsewhere than presumed.
+    /// The presumed decision stored, or `None` when there is none or a stream stood elsewhere
+    /// than presumed.
     async fn presumed(
         &self,
         input: &R::Input,
         delivery: &Delivery<'_>,
     ) -> Result<Option<Handled>, ConsumerError<R::Error>> {
-        let Some(events) = self.reactor.presume(input)? else {
+        let Some(reaction) = self.reactor.presume(&self.store, input, delivery).await? else {
             return Ok(None);
         };
-        let append = self.append_of(events, delivery)?;
-        match self
-            .store_reaction(append.map(|(a, what)| (a.presumed(), what)))
-            .await
-        {
+        match self.store_reaction(reaction, delivery).await {
             Err(ConsumerError::Store(err)) if err.is_conflict() => {
                 tracing::debug!(error = %err, "not where presumed; deciding on what the store holds");
                 delivery.metrics.count("PresumptionsRefused");
@@ -271,8 +272,29 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
         }
     }
 
-    /// `events`, caused by the delivered one, with its marker; `None` with the type of the last
-    /// event when there are none.
+    async fn store_reaction(
+        &self,
+        reaction: Reaction,
+        delivery: &Delivery<'_>,
+    ) -> Result<Handled, ConsumerError<R::Error>> {
+        let (events, unchanged, presumed) = match reaction {
+            Reaction::Append(events) => (events, Vec::new(), false),
+            Reaction::AppendGiven(events, unchanged) => (events, unchanged, false),
+            Reaction::AppendPresumed(events) => (events, Vec::new(), true),
+            Reaction::AlreadyApplied => return Ok(Handled::Duplicate),
+            Reaction::Ignored => return Ok(Handled::Ignored),
+        };
+        let Some((append, what)) = self.append_of(events, delivery)? else {
+            return Ok(Handled::Ignored);
+        };
+        let append = append.given_unchanged(unchanged);
+        let append = if presumed { append.presumed() } else { append };
+        self.store.append(append).await?;
+        Ok(Handled::Applied(what))
+    }
+
+    /// `events`, caused by the delivered one, with its marker, and the type of the last of them;
+    /// `None` when there are none.
     fn append_of(
         &self,
         events: Vec<NewEvent>,
@@ -290,17 +312,6 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
             Append::events(envelopes).deduplicated_by(marker),
             what,
         )))
-    }
-
-    async fn store_reaction(
-        &self,
-        append: Option<(Append, &'static str)>,
-    ) -> Result<Handled, ConsumerError<R::Error>> {
-        let Some((append, what)) = append else {
-            return Ok(Handled::Ignored);
-        };
-        self.store.append(append).await?;
-        Ok(Handled::Applied(what))
     }
 }
 

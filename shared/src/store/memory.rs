@@ -24,6 +24,7 @@ struct MemoryState {
     markers: HashSet<String>,
     snapshots: BTreeMap<String, Snapshot>,
     events_read: u64,
+    reads: u64,
 }
 
 impl InMemoryEventStore {
@@ -41,6 +42,12 @@ impl InMemoryEventStore {
     /// How many events every `read_stream` so far returned, in total: what loading costs.
     pub fn events_read(&self) -> u64 {
         self.state.lock().map_or(0, |state| state.events_read)
+    }
+
+    /// How many times `read_stream` was called so far, an empty stream's included: the Queries
+    /// DynamoDB would have answered.
+    pub fn reads(&self) -> u64 {
+        self.state.lock().map_or(0, |state| state.reads)
     }
 
     /// Every stored event, stream by stream.
@@ -120,6 +127,7 @@ impl EventStore for InMemoryEventStore {
             .map(|s| s.range(from..).map(|(_, e)| e.clone()).collect())
             .unwrap_or_default();
         state.events_read += events.len() as u64;
+        state.reads += 1;
         Ok(events)
     }
 

@@ -314,12 +314,15 @@ impl<S: EventStore> Reactor<S> for PresumingTallier {
         <Tallier as Reactor<S>>::input(&self.0, event)
     }
 
-    fn presume(
+    async fn presume(
         &self,
+        _: &S,
         (subject, n): &(String, u32),
-    ) -> Result<Option<Vec<NewEvent>>, EnvelopeError> {
+        _: &Delivery<'_>,
+    ) -> Result<Option<Reaction>, ConsumerError> {
         let at = StreamPosition::of::<Tally>(subject, 2);
-        Ok(Some(vec![NewEvent::new(at, &TallyEvent::Added { n: *n })?]))
+        let added = NewEvent::new(at, &TallyEvent::Added { n: *n })?;
+        Ok(Some(Reaction::AppendPresumed(vec![added])))
     }
 
     async fn react(
