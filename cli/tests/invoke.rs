@@ -239,12 +239,13 @@ async fn make_invoke_runs_the_sweeper_on_its_sample_and_it_reports_what_it_swept
 async fn make_invoke_fails_at_once_with_the_log_of_a_function_that_cannot_start() {
     let stack = TestStack::new("broken").await;
     let template = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
-    let declared = "          IDEMPOTENCY_TABLE: !Ref IdempotencyTable\n          VIEWS_TABLE";
+    let declared =
+        "          VIEWS_TABLE: !Ref OrderViewsTable\n      Events:\n        PlaceOrder:";
     assert!(
         template.contains(declared),
-        "orders-api declares IDEMPOTENCY_TABLE"
+        "orders-api declares VIEWS_TABLE"
     );
-    let forgotten = template.replace(declared, "          VIEWS_TABLE");
+    let forgotten = template.replace(declared, "      Events:\n        PlaceOrder:");
     let path = std::env::temp_dir().join(format!("{}.yaml", stack.name));
     std::fs::write(&path, forgotten).unwrap();
 
@@ -256,7 +257,7 @@ async fn make_invoke_fails_at_once_with_the_log_of_a_function_that_cannot_start(
     .await;
     assert!(!ran.status.success(), "{}", ran.output());
     assert!(
-        ran.stderr.contains("Missing(\"IDEMPOTENCY_TABLE\")"),
+        ran.stderr.contains("Missing(\"VIEWS_TABLE\")"),
         "the function's own log: {}",
         ran.output()
     );
@@ -288,7 +289,6 @@ async fn a_stack_brought_up_gives_each_function_its_template_environment_until_t
         lines,
         [
             format!("EVENTS_TABLE={name}-events"),
-            format!("IDEMPOTENCY_TABLE={name}-idempotency"),
             "REDELIVERY_BASE_SECONDS=30".to_owned(),
             "REDELIVERY_CAP_SECONDS=900".to_owned(),
             "RUST_LOG=info".to_owned(),

@@ -111,7 +111,7 @@ impl ApiClient {
             answer.status = status;
             answer.body = reply;
             answer.statuses.push(status);
-            if !retried(status, &answer.body) {
+            if !retried(status) {
                 break;
             }
         }
@@ -162,13 +162,10 @@ impl ApiClient {
     }
 }
 
-/// Whether a careful client sends the request again after this answer: no answer, a throttle, a
-/// server error, or the API saying the same key is still being worked on.
-pub fn retried(status: u16, body: &Value) -> bool {
-    status == 0
-        || status == 429
-        || status >= 500
-        || (status == 409 && body["code"] == "request_in_progress")
+/// Whether a careful client sends the request again after this answer: no answer, a throttle or
+/// a server error. (A retry under the same `Idempotency-Key` lands on the order placed first.)
+pub fn retried(status: u16) -> bool {
+    status == 0 || status == 429 || status >= 500
 }
 
 #[cfg(test)]
@@ -178,16 +175,10 @@ mod tests {
     #[test]
     fn server_errors_and_silence_are_retried_and_answers_are_not() {
         for status in [0, 500, 502, 503, 504, 429] {
-            assert!(retried(status, &Value::Null), "{status}");
+            assert!(retried(status), "{status}");
         }
         for status in [200, 201, 202, 400, 404, 409, 415, 422] {
-            assert!(!retried(status, &Value::Null), "{status}");
+            assert!(!retried(status), "{status}");
         }
-        let in_progress = serde_json::json!({"code": "request_in_progress"});
-        assert!(retried(409, &in_progress));
-        assert!(!retried(
-            409,
-            &serde_json::json!({"code": "order_confirmed"})
-        ));
     }
 }

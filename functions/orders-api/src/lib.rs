@@ -11,9 +11,14 @@
 //!
 //! Every route needs a verified identity ([`identity`]): the customer is the token's subject,
 //! placing and cancelling need the write scope, reading the read scope, and an order of another
-//! customer answers exactly as an order that does not exist (404). `Idempotency-Key` records are
-//! the caller's own, and the order id follows from the caller and the key, so a retry that takes
-//! over a key whose first attempt died after its append lands on that order and answers it.
+//! customer answers exactly as an order that does not exist (404).
+//!
+//! `Idempotency-Key` needs no record of its own: the order id follows from the caller and the
+//! key ([`order_id_for`]), and an order stream starts only once, so the order is its own record.
+//! A retry under the same key, whether its first attempt answered, died after its append or is
+//! still running, lands on that order's first position, is refused there, and answers the order
+//! stored (`idempotent-replayed: true`); a retry asking for another order under the key is
+//! refused (422). A keyed order is one write, as an order without a key is.
 //!
 //! Bad input gets a 4xx with a JSON body `{"code", "message", "field"?}` and nothing is written.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used))]
@@ -31,13 +36,10 @@ use domain::views::{DynamoViewStore, ViewStore};
 use http::HeaderValue;
 use http::header::LOCATION;
 use lambda_runtime::{Error, LambdaEvent};
-use ripple_kit::idempotency::{
-    DynamoIdempotencyStore, Idempotency, IdempotencyError, IdempotencyStore,
-};
 use ripple_kit::store::{Cached, DynamoEventStore, RetryPolicy, Unchanged, retry_on_conflict};
 use ripple_kit::telemetry::Metrics;
 use ripple_kit::{Aggregate, Append, Envelope, EventStore, Loaded, StoreError, StreamPosition};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 use identity::{Caller, scopes};
@@ -53,17 +55,11 @@ ripple_kit::settings! {
     pub struct Config {
         /// The events table.
         events_table: "EVENTS_TABLE",
-        /// The idempotency table (`Idempotency-Key` responses).
-        idempotency_table: "IDEMPOTENCY_TABLE",
         /// The order views table (the read model `GET /orders/{id}` serves).
         views_table: "VIEWS_TABLE",
     }
 }
 
-/// The name that prefixes `Idempotency-Key` records; never change it, or keys in flight are lost.
-pub const IDEMPOTENCY_NAME: &str = "orders-api.place-order";
-/// How long an `Idempotency-Key` replays its first response.
-pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Longest `Idempotency-Key` accepted.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Times an order is priced at most when prices keep moving on under it.
@@ -81,10 +77,9 @@ pub fn order_id_for(customer_id: &str, idempotency_key: &str) -> String {
     Uuid::new_v5(&ORDER_ID_NAMESPACE, name.as_bytes()).to_string()
 }
 
-/// The HTTP handler over an event store and an idempotency store.
-pub struct Handler<S = Cached<DynamoEventStore>, I = DynamoIdempotencyStore, V = DynamoViewStore> {
+/// The HTTP handler over an event store and the order views.
+pub struct Handler<S = Cached<DynamoEventStore>, V = DynamoViewStore> {
     store: S,
-    idempotency: Idempotency<I>,
     views: V,
     retry: RetryPolicy,
     metrics: Metrics,
@@ -95,27 +90,16 @@ pub fn handler(config: Config, aws: &aws_config::SdkConfig) -> Handler {
     let client = ripple_kit::requests::dynamodb_client(aws);
     Handler::with_stores(
         Cached::new(DynamoEventStore::new(client.clone(), config.events_table)),
-        DynamoIdempotencyStore::new(client.clone(), config.idempotency_table),
         DynamoViewStore::new(client, config.views_table),
     )
 }
 
-impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
+impl<S: EventStore, V: ViewStore> Handler<S, V> {
     /// The handler over any stores (tests pass the in-memory ones).
-    pub fn with_stores(store: S, idempotency: I, views: V) -> Self {
-        Self::with_idempotency(
-            store,
-            Idempotency::new(idempotency, IDEMPOTENCY_NAME).expires_after(IDEMPOTENCY_WINDOW),
-            views,
-        )
-    }
-
-    /// The handler with its `Idempotency-Key` runner built by the caller (a test's clock).
-    pub fn with_idempotency(store: S, idempotency: Idempotency<I>, views: V) -> Self {
+    pub fn with_stores(store: S, views: V) -> Self {
         Handler {
             store,
             views,
-            idempotency,
             retry: RetryPolicy::default(),
             metrics: Metrics::new("Ripple", "orders-api"),
         }
@@ -136,7 +120,7 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         let route = Route::of(&request);
         tracing::info!(request_id = %event.context.request_id, ?route, "request");
         let result = match route {
-            Route::PlaceOrder => self.place_order(&request, event.context.deadline()).await,
+            Route::PlaceOrder => self.place_order(&request).await,
             Route::CancelOrder(id) => self.cancel_order(&request, &id).await,
             Route::GetOrder(id) => self.get_order(&request, &id).await,
             Route::OrderEvents(id) => self.order_events(&request, &id).await,
@@ -164,12 +148,11 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         }
     }
 
-    /// `POST /orders`. With an `Idempotency-Key` header, the first response for that caller and
-    /// key is stored and replayed for the same body; another body with the same key is refused.
+    /// `POST /orders`. With an `Idempotency-Key` header, the order placed first for that caller
+    /// and key is answered again for the same order; another order under the key is refused.
     async fn place_order(
         &self,
         request: &ApiGatewayV2httpRequest,
-        deadline: std::time::SystemTime,
     ) -> Result<ApiGatewayV2httpResponse, Failure> {
         let caller = Caller::of(request, scopes::WRITE)?;
         let body = parse_json_body(request)?;
@@ -182,7 +165,7 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         let traceparent = ripple_kit::telemetry::traceparent(header(request, "traceparent"));
         let order_stream = ripple_kit::envelope::stream_key(Order::TYPE, &order_id);
         let mut attempt = 1;
-        let (stored, replayed) = loop {
+        let placed = loop {
             let skus = command.lines.iter().map(|l| l.sku.as_str());
             let priced = catalog::load(&self.store, skus).await?;
             let placed = decide_place(
@@ -192,17 +175,10 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
                 &priced.catalog,
             )
             .map_err(ApiError::from)?;
-            let append = || self.append_placed(&placed, &priced.read, traceparent.clone());
-            let result = match key {
-                None => append().await.map(|stored| (stored, false)),
-                Some(key) => self
-                    .idempotency
-                    .run(&json!([caller.customer_id, key]), &body, deadline, append)
-                    .await
-                    .map(|completed| (completed.value, completed.replayed))
-                    .map_err(idempotency_failure),
-            };
-            match result {
+            match self
+                .append_placed(&placed, &priced.read, traceparent.clone())
+                .await
+            {
                 // A price was set between pricing and appending: price the order again.
                 Err(Failure::Store(err))
                     if catalog::repriced(&err, &order_stream) && attempt < REPRICINGS =>
@@ -217,7 +193,7 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
                 other => break other?,
             }
         };
-        Ok(self.placed_response(&stored, replayed))
+        Ok(self.placed_response(&placed))
     }
 
     /// Appends `order.placed` as the first event of its order, provided the products it was
@@ -227,7 +203,7 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         placed: &OrderPlaced,
         read: &[Unchanged],
         traceparent: String,
-    ) -> Result<StoredResponse, Failure> {
+    ) -> Result<Placed, Failure> {
         let order_id = &placed.order_id;
         let event = Envelope::encode(
             SOURCE,
@@ -241,8 +217,8 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         let append = Append::events(vec![event]).given_unchanged(read.iter().cloned());
         match self.store.append(append).await {
             Ok(()) => {}
-            // Only an order id derived from an Idempotency-Key can be taken: an earlier attempt
-            // under the same key appended it and died before recording its answer.
+            // Only an order id derived from an Idempotency-Key can be taken: by an earlier
+            // attempt under the same key.
             Err(StoreError::Conflict { stream }) if stream == order_stream => {
                 return self.already_placed(placed).await;
             }
@@ -250,12 +226,16 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
         }
         self.metrics.count("OrdersPlaced");
         tracing::info!(order_id = %order_id, event_id = %event_id, "order placed");
-        Ok(StoredResponse::placed(order_id, &event_id))
+        Ok(Placed {
+            order_id: order_id.clone(),
+            event_id,
+            replayed: false,
+        })
     }
 
     /// The answer for an order an earlier attempt under the same key placed: that order, if it
     /// is the one asked for again; a refusal if the key was reused for another order.
-    async fn already_placed(&self, placed: &OrderPlaced) -> Result<StoredResponse, Failure> {
+    async fn already_placed(&self, placed: &OrderPlaced) -> Result<Placed, Failure> {
         let history = self
             .store
             .read_stream(Order::TYPE, &placed.order_id, 1)
@@ -286,18 +266,21 @@ impl<S: EventStore, I: IdempotencyStore, V: ViewStore> Handler<S, I, V> {
             return Err(key_reused().into());
         }
         tracing::info!(order_id = %placed.order_id, event_id = %first.id, "order already placed under this key; answering it");
-        Ok(StoredResponse::placed(&placed.order_id, &first.id))
+        Ok(Placed {
+            order_id: placed.order_id.clone(),
+            event_id: first.id.clone(),
+            replayed: true,
+        })
     }
 
-    fn placed_response(&self, stored: &StoredResponse, replayed: bool) -> ApiGatewayV2httpResponse {
-        let mut response = json_response(stored.status, &stored.body);
-        if let Some(location) = stored.body["order_id"]
-            .as_str()
-            .and_then(|id| HeaderValue::from_str(&format!("/orders/{id}")).ok())
-        {
+    fn placed_response(&self, placed: &Placed) -> ApiGatewayV2httpResponse {
+        let body =
+            json!({"order_id": placed.order_id, "status": "placed", "event_id": placed.event_id});
+        let mut response = json_response(201, &body);
+        if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", placed.order_id)) {
             response.headers.insert(LOCATION, location);
         }
-        if replayed {
+        if placed.replayed {
             self.metrics.count("IdempotentReplays");
             response
                 .headers
@@ -492,49 +475,22 @@ fn check_order_id(order_id: &str) -> Result<(), ApiError> {
     }
 }
 
-/// A response kept under an `Idempotency-Key`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct StoredResponse {
-    status: u16,
-    body: Value,
-}
-
-impl StoredResponse {
-    fn placed(order_id: &str, event_id: &str) -> Self {
-        StoredResponse {
-            status: 201,
-            body: json!({"order_id": order_id, "status": "placed", "event_id": event_id}),
-        }
-    }
+/// The order a `POST /orders` placed, or found placed under its `Idempotency-Key`.
+#[derive(Debug)]
+struct Placed {
+    order_id: String,
+    event_id: String,
+    /// Placed by an earlier request under the same key.
+    replayed: bool,
 }
 
 fn key_reused() -> ApiError {
     ApiError::new(
         422,
         "idempotency_key_reused",
-        "this Idempotency-Key was used with a different body",
+        "this Idempotency-Key was used for another order",
     )
     .on("Idempotency-Key")
-}
-
-/// What an idempotent `POST /orders` that did not complete tells the client.
-fn idempotency_failure(err: IdempotencyError<Failure>) -> Failure {
-    match err {
-        IdempotencyError::Effect(failure) => failure,
-        IdempotencyError::PayloadMismatch { .. } => key_reused().into(),
-        IdempotencyError::AlreadyInProgress { .. } | IdempotencyError::InconsistentState { .. } => {
-            ApiError::new(
-                409,
-                "request_in_progress",
-                "a request with this Idempotency-Key is still being processed; retry shortly",
-            )
-            .into()
-        }
-        other => {
-            tracing::error!(error = %other, "idempotency store failed");
-            Failure::Store(StoreError::Backend(other.to_string().into()))
-        }
-    }
 }
 
 /// The routes this function serves.

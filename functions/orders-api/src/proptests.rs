@@ -8,12 +8,12 @@ use domain::catalog::{Catalog, Product};
 use domain::views::InMemoryViewStore;
 use http::header::CONTENT_TYPE;
 use proptest::prelude::*;
-use ripple_kit::idempotency::InMemoryIdempotencyStore;
 use ripple_kit::store::InMemoryEventStore;
+use serde_json::Value;
 
 use super::*;
 
-type TestHandler = Handler<InMemoryEventStore, InMemoryIdempotencyStore, InMemoryViewStore>;
+type TestHandler = Handler<InMemoryEventStore, InMemoryViewStore>;
 
 const POST_ORDER: &str = include_str!("../../../events/orders-api-post-order.json");
 
@@ -31,11 +31,7 @@ async fn handler() -> Result<TestHandler, TestCaseError> {
             .await
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
     }
-    Ok(Handler::with_stores(
-        store,
-        InMemoryIdempotencyStore::new(),
-        InMemoryViewStore::new(),
-    ))
+    Ok(Handler::with_stores(store, InMemoryViewStore::new()))
 }
 
 /// The catalog as the handler's store holds it.

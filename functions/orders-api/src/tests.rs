@@ -9,11 +9,10 @@ use aws_lambda_events::encodings::Body;
 use base64::Engine;
 use domain::views::InMemoryViewStore;
 use http::header::CONTENT_TYPE;
-use ripple_kit::idempotency::InMemoryIdempotencyStore;
 use ripple_kit::store::InMemoryEventStore;
-use ripple_kit::testing::{DiesBeforeComplete, ManualClock};
+use serde_json::Value;
 
-type TestHandler = Handler<InMemoryEventStore, InMemoryIdempotencyStore, InMemoryViewStore>;
+type TestHandler = Handler<InMemoryEventStore, InMemoryViewStore>;
 
 const POST_ORDER: &str = include_str!("../../../events/orders-api-post-order.json");
 const GET_EVENTS: &str = include_str!("../../../events/orders-api-get-events.json");
@@ -57,20 +56,12 @@ async fn seed_catalog<S: EventStore>(store: &S) {
 async fn handler() -> TestHandler {
     let store = InMemoryEventStore::new();
     seed_catalog(&store).await;
-    Handler::with_stores(
-        store,
-        InMemoryIdempotencyStore::new(),
-        InMemoryViewStore::new(),
-    )
+    Handler::with_stores(store, InMemoryViewStore::new())
 }
 
 /// Every Order event in the store.
-fn orders<I, V>(h: &Handler<InMemoryEventStore, I, V>) -> Vec<Envelope> {
-    h.store
-        .all_events()
-        .into_iter()
-        .filter(|e| e.aggregatetype == Order::TYPE)
-        .collect()
+fn orders<V>(h: &Handler<InMemoryEventStore, V>) -> Vec<Envelope> {
+    orders_in(&h.store)
 }
 
 /// `r` as sent by `customer` with a token granting `scopes`.
@@ -582,60 +573,18 @@ fn order_ids_follow_from_the_caller_and_the_key() {
     assert!(domain::is_valid_id(&order_id_for("c-1", "k")));
 }
 
-/// The handler of a process whose idempotency records never complete, and one of a process
-/// started later, both over the same event and idempotency stores and the same clock.
-struct Takeover {
-    store: Arc<InMemoryEventStore>,
-    records: Arc<InMemoryIdempotencyStore>,
-    clock: ManualClock,
-}
-
-impl Takeover {
-    async fn new() -> Self {
-        let store = Arc::new(InMemoryEventStore::new());
-        seed_catalog(&store).await;
-        Takeover {
-            store,
-            records: Arc::new(InMemoryIdempotencyStore::new()),
-            clock: ManualClock::at(std::time::SystemTime::now()),
-        }
-    }
-
-    fn dying(
-        &self,
-    ) -> Handler<
-        Arc<InMemoryEventStore>,
-        DiesBeforeComplete<Arc<InMemoryIdempotencyStore>>,
-        InMemoryViewStore,
-    > {
-        let records = DiesBeforeComplete(self.records.clone());
-        let idempotency =
-            Idempotency::new(records, IDEMPOTENCY_NAME).with_clock(self.clock.reader());
-        Handler::with_idempotency(self.store.clone(), idempotency, InMemoryViewStore::new())
-    }
-
-    fn restarted(
-        &self,
-    ) -> Handler<Arc<InMemoryEventStore>, Arc<InMemoryIdempotencyStore>, InMemoryViewStore> {
-        let idempotency = Idempotency::new(self.records.clone(), IDEMPOTENCY_NAME)
-            .expires_after(IDEMPOTENCY_WINDOW)
-            .with_clock(self.clock.reader());
-        Handler::with_idempotency(self.store.clone(), idempotency, InMemoryViewStore::new())
-    }
-
-    fn orders(&self) -> Vec<Envelope> {
-        self.store
-            .all_events()
-            .into_iter()
-            .filter(|e| e.aggregatetype == Order::TYPE)
-            .collect()
-    }
-}
-
-async fn call_any<S: EventStore, I: IdempotencyStore, V: ViewStore>(
-    handler: &Handler<S, I, V>,
+async fn call_any<S: EventStore, V: ViewStore>(
+    handler: &Handler<S, V>,
     r: ApiGatewayV2httpRequest,
 ) -> (i64, Value) {
+    let (status, _, body) = call_with_headers(handler, r).await;
+    (status, body)
+}
+
+async fn call_with_headers<S: EventStore, V: ViewStore>(
+    handler: &Handler<S, V>,
+    r: ApiGatewayV2httpRequest,
+) -> (i64, http::HeaderMap, Value) {
     let response = handler
         .handle(LambdaEvent::new(r, lambda_runtime::Context::default()))
         .await
@@ -643,48 +592,77 @@ async fn call_any<S: EventStore, I: IdempotencyStore, V: ViewStore>(
     let Some(Body::Text(text)) = response.body else {
         panic!("a text body");
     };
-    (response.status_code, serde_json::from_str(&text).unwrap())
+    (
+        response.status_code,
+        response.headers,
+        serde_json::from_str(&text).unwrap(),
+    )
+}
+
+fn orders_in(store: &InMemoryEventStore) -> Vec<Envelope> {
+    store
+        .all_events()
+        .into_iter()
+        .filter(|e| e.aggregatetype == Order::TYPE)
+        .collect()
 }
 
 #[tokio::test]
-async fn a_retry_that_takes_over_an_expired_key_answers_the_order_already_placed() {
-    let takeover = Takeover::new().await;
-    // The append commits; the process dies before it completes the key's record.
-    let (status, first) = call_any(&takeover.dying(), with_key(request(POST_ORDER), "k-1")).await;
+async fn a_retry_whose_first_answer_was_lost_answers_the_order_already_placed() {
+    let store = Arc::new(InMemoryEventStore::new());
+    seed_catalog(&store).await;
+    // The first attempt appends its order; its answer never reaches the client.
+    let first_process = Handler::with_stores(store.clone(), InMemoryViewStore::new());
+    let (status, first) = call_any(&first_process, with_key(request(POST_ORDER), "k-1")).await;
     assert_eq!(status, 201);
-    // While the record is in progress, a retry is told to wait.
-    let (status, _) = call_any(&takeover.restarted(), with_key(request(POST_ORDER), "k-1")).await;
-    assert_eq!(status, 409);
-    // After the in-progress expiry (the longest Lambda run), a retry takes the key over...
-    takeover
-        .clock
-        .advance(ripple_kit::idempotency::MAX_LAMBDA_TIMEOUT + std::time::Duration::from_secs(1));
-    let (status, retried) =
-        call_any(&takeover.restarted(), with_key(request(POST_ORDER), "k-1")).await;
-    // ...and lands on the order the first attempt stored, which it answers.
+    // The retry reaches another execution environment, with nothing of the first in memory; a
+    // price set meanwhile changes nothing, since the order asked for is the same.
+    catalog::set_price(&store, "SKU-1", "EUR", 990)
+        .await
+        .unwrap();
+    let retry_process = Handler::with_stores(store.clone(), InMemoryViewStore::new());
+    let (status, headers, retried) =
+        call_with_headers(&retry_process, with_key(request(POST_ORDER), "k-1")).await;
     assert_eq!(status, 201, "{retried}");
-    assert_eq!(retried["order_id"], first["order_id"]);
-    assert_eq!(retried["event_id"], first["event_id"]);
-    assert_eq!(takeover.orders().len(), 1, "one order, not two");
-    // The answer is recorded now: the next retry replays it.
-    let (_, replayed) = call_any(&takeover.restarted(), with_key(request(POST_ORDER), "k-1")).await;
-    assert_eq!(replayed, first);
+    assert_eq!(retried, first);
+    assert_eq!(
+        headers.get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    assert_eq!(
+        headers.get("location").map(|v| v.as_bytes()),
+        Some(format!("/orders/{}", first["order_id"].as_str().unwrap()).as_bytes())
+    );
+    let orders = orders_in(&store);
+    assert_eq!(orders.len(), 1, "one order, not two");
+    let OrderEvent::Placed(placed) = orders[0].decode_for::<Order>().unwrap() else {
+        panic!("not order.placed");
+    };
+    assert_ne!(placed.lines[0].unit_price_cents, 990, "priced once, first");
 }
 
 #[tokio::test]
-async fn a_takeover_with_another_body_under_the_same_key_is_refused() {
-    let takeover = Takeover::new().await;
-    call_any(&takeover.dying(), with_key(request(POST_ORDER), "k-1")).await;
-    takeover
-        .clock
-        .advance(ripple_kit::idempotency::MAX_LAMBDA_TIMEOUT + std::time::Duration::from_secs(1));
-    let other = post(r#"{"currency":"EUR","lines":[{"sku":"SKU-1","quantity":3}]}"#);
-    let (status, body) = call_any(&takeover.restarted(), with_key(other, "k-1")).await;
+async fn two_attempts_under_one_key_at_once_place_one_order_and_both_answer_it() {
+    let store = Arc::new(InMemoryEventStore::new());
+    seed_catalog(&store).await;
+    let one = Handler::with_stores(store.clone(), InMemoryViewStore::new());
+    let other = Handler::with_stores(store.clone(), InMemoryViewStore::new());
+    let ((s1, a), (s2, b)) = tokio::join!(
+        call_any(&one, with_key(request(POST_ORDER), "k-1")),
+        call_any(&other, with_key(request(POST_ORDER), "k-1")),
+    );
+    assert_eq!((s1, s2), (201, 201), "{a} {b}");
+    assert_eq!(a, b);
+    assert_eq!(orders_in(&store).len(), 1);
+    // Another order under the key, even from a fresh environment, is refused.
+    let later = Handler::with_stores(store.clone(), InMemoryViewStore::new());
+    let another = post(r#"{"currency":"EUR","lines":[{"sku":"SKU-1","quantity":3}]}"#);
+    let (status, body) = call_any(&later, with_key(another, "k-1")).await;
     assert_eq!(
         (status, body["code"].as_str()),
         (422, Some("idempotency_key_reused"))
     );
-    assert_eq!(takeover.orders().len(), 1);
+    assert_eq!(orders_in(&store).len(), 1);
 }
 
 #[tokio::test]
@@ -693,7 +671,6 @@ async fn a_warm_api_prices_from_its_copies_and_a_price_set_meanwhile_prices_the_
     seed_catalog(&store).await;
     let h = Handler::with_stores(
         ripple_kit::store::Cached::new(store.clone()),
-        InMemoryIdempotencyStore::new(),
         InMemoryViewStore::new(),
     );
     let (status, _) = call_any(&h, request(POST_ORDER)).await;
