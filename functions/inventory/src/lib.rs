@@ -8,8 +8,11 @@
 //! sku's stream position, so one of them decides again and sees the stock gone.
 //!
 //! The stocks and reservations it loads stay in the execution environment between invocations
-//! ([`Cached`]): a warm reservation reads nothing but the new order's (empty) reservation stream
-//! before its one transaction. A copy made stale by another writer is caught by that same
+//! ([`Cached`]), and a placed order has no reservation yet, so a warm reservation reads nothing:
+//! it is decided on the copies and its outcome written at the reservation stream's first
+//! position ([`Reactor::presume`]); an order decided before (or cancelled first) has that
+//! position taken, and is decided again on what the store holds. A copy made stale by another
+//! writer is caught by that same
 //! transaction: a sku it changes has its next position taken, and a sku it only read (a
 //! rejection for want of it) is checked unchanged in the transaction ([`Unchanged`]); either
 //! way the append is a conflict, the copy is brought up to date and the order decided again.
@@ -80,6 +83,22 @@ impl<S: EventStore> Reactor<S> for Inventory {
         })
     }
 
+    /// A placed order has no reservation yet.
+    async fn presume(
+        &self,
+        store: &S,
+        input: &Input,
+        _: &Delivery<'_>,
+    ) -> Result<Option<Reaction>, ConsumerError> {
+        match input {
+            Input::Placed(placed) => {
+                let none = Loaded::<Reservation>::new(&placed.order_id);
+                decide_reserve(store, placed, &none).await.map(Some)
+            }
+            Input::Cancelled { .. } => Ok(None),
+        }
+    }
+
     async fn react(
         &self,
         store: &S,
@@ -105,9 +124,19 @@ async fn reserve<S: EventStore>(
         // Cancelled (before or after reserving): nothing to set aside.
         Reservation::Released => return Ok(Reaction::Ignored),
     }
+    decide_reserve(store, placed, &reservation).await
+}
+
+/// The reservation of `placed` on the current stock of its skus, its outcome written after
+/// `reservation`.
+async fn decide_reserve<S: EventStore>(
+    store: &S,
+    placed: &OrderPlaced,
+    reservation: &Loaded<Reservation>,
+) -> Result<Reaction, ConsumerError> {
     let stocks = stocks(store, placed.lines.iter().map(|l| l.sku.as_str())).await?;
     let decision = decide_reservation(placed, &stocks);
-    reaction(&reservation, decision, &stocks)
+    reaction(reservation, decision, &stocks)
 }
 
 async fn release<S: EventStore>(store: &S, order_id: &str) -> Result<Reaction, ConsumerError> {

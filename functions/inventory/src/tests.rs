@@ -261,3 +261,29 @@ async fn a_reservation_on_a_stale_copy_loses_at_the_append_and_is_decided_on_fre
     let a = stock(store.inner(), "A").await.unwrap();
     assert_eq!((a.state.available, a.state.allocated), (0, 2));
 }
+
+#[tokio::test]
+async fn a_warm_reservation_reads_nothing_and_an_order_decided_before_is_read_and_left_alone() {
+    let h = cached_handler();
+    let store = h.consumer().store();
+    restock(store.inner(), "A", 3).await.unwrap();
+    let first = message_for(&order("o-1", &[("A", 1)]), "o-1", 1);
+    h.handle_message(&first, deadline()).await.unwrap();
+    let reads = store.inner().reads();
+
+    let second = message_for(&order("o-2", &[("A", 1)]), "o-2", 1);
+    let handled = h.handle_message(&second, deadline()).await.unwrap();
+    assert_eq!(handled, Handled::Applied("stock.reserved"));
+    assert_eq!(store.inner().reads(), reads, "nothing read when warm");
+
+    // The same order again under another message id (its marker no help): its reservation's
+    // first position is taken, so it is read, found decided, and nothing more is set aside.
+    let again = message_for(&order("o-2", &[("A", 1)]), "o-2", 1);
+    assert_ne!(again.body, second.body);
+    assert_eq!(
+        h.handle_message(&again, deadline()).await.unwrap(),
+        Handled::Duplicate
+    );
+    let a = stock(store.inner(), "A").await.unwrap();
+    assert_eq!((a.state.available, a.state.allocated), (1, 2));
+}
