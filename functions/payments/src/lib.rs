@@ -4,6 +4,11 @@
 //! on the order's `Payment` stream. `order.cancelled` after a capture → the gateway refunds →
 //! `payment.refunded`.
 //!
+//! A reserved order has no payment yet, so a charge does not read the payment stream: it is
+//! written at the stream's first position ([`Reactor::presume`]), which an earlier charge of the
+//! order takes (then the charge is decided again on what the store holds). An order cancelled
+//! out of stock or declined was never charged, so its cancellation is not even read.
+//!
 //! What is charged, and to whom, is read from the order's own stream (`order.placed`, priced by
 //! the API from the catalog), never taken from the message that asked for the charge; the message
 //! only says when.
@@ -37,7 +42,7 @@ use domain::inventory::{Reservation, ReservationEvent, StockReserved};
 use domain::order::{Order, OrderEvent, OrderStatus};
 use domain::payment::{
     ChargeRequest, ChargeResult, Payment, RefundReceipt, RefundRequest, charged, decide_charge,
-    decide_refund, refunded,
+    decide_refund, may_hold_a_charge, refunded,
 };
 use ripple_kit::batch::RedeliveryBackoff;
 use ripple_kit::config::{ConfigError, Env};
@@ -200,11 +205,33 @@ where
                 _ => None,
             },
             Order::TYPE => match event.decode_for::<Order>()? {
-                OrderEvent::Cancelled { order_id, .. } => Some(Trigger::Cancelled { order_id }),
+                // Out of stock or declined: never charged, nothing to read or refund.
+                OrderEvent::Cancelled { order_id, reason } if may_hold_a_charge(reason) => {
+                    Some(Trigger::Cancelled { order_id })
+                }
                 _ => None,
             },
             _ => return Err(EnvelopeError::UnknownType(event.event_type.clone())),
         })
+    }
+
+    /// A reserved order has no payment yet: charged without reading the payment stream, the
+    /// charge written at its first position (taken, if an earlier delivery charged it).
+    async fn presume(
+        &self,
+        store: &S,
+        trigger: &Trigger,
+        delivery: &Delivery<'_>,
+    ) -> Result<Option<Reaction>, ConsumerError<GatewayCallError>> {
+        match trigger {
+            Trigger::Reserved(reserved) => {
+                let none = Loaded::new(&reserved.order_id);
+                self.charge(store, reserved, none, delivery.deadline)
+                    .await
+                    .map(Some)
+            }
+            Trigger::Cancelled { .. } => Ok(None),
+        }
     }
 
     async fn react(
@@ -214,7 +241,11 @@ where
         delivery: &Delivery<'_>,
     ) -> Result<Reaction, ConsumerError<GatewayCallError>> {
         match trigger {
-            Trigger::Reserved(reserved) => self.charge(store, reserved, delivery.deadline).await,
+            Trigger::Reserved(reserved) => {
+                let payment = store.load(&reserved.order_id).await?;
+                self.charge(store, reserved, payment, delivery.deadline)
+                    .await
+            }
             Trigger::Cancelled { order_id } => {
                 self.refund(store, order_id, delivery.deadline).await
             }
@@ -223,15 +254,15 @@ where
 }
 
 impl<G: PaymentGateway, I: IdempotencyStore> Payments<G, I> {
-    /// Charges a reserved order once.
+    /// Charges a reserved order once, its payment as `payment`.
     async fn charge<S: EventStore>(
         &self,
         store: &S,
         reserved: &StockReserved,
+        payment: Loaded<Payment>,
         deadline: SystemTime,
     ) -> Result<Reaction, ConsumerError<GatewayCallError>> {
         let order_id = reserved.order_id.as_str();
-        let payment: Loaded<Payment> = store.load(order_id).await?;
         let order = load_order(store, order_id).await?;
         let Some(placed) = &order.state.placed else {
             return Err(ConsumerError::NotFound {
@@ -279,7 +310,10 @@ impl<G: PaymentGateway, I: IdempotencyStore> Payments<G, I> {
         if order.state.status == OrderStatus::Cancelled
             && let Some(refund) = decide_refund(order_id, &charged_payment.state)
         {
-            tracing::info!(order_id, "order was cancelled during the charge; refunding it");
+            tracing::info!(
+                order_id,
+                "order was cancelled during the charge; refunding it"
+            );
             self.call_refund(&refund, deadline).await?;
             events.push(NewEvent::new(charged_payment.next(), &refunded(&refund))?);
         }
@@ -334,7 +368,6 @@ impl<G: PaymentGateway, I: IdempotencyStore> Payments<G, I> {
             .map_err(ConsumerError::Own)?;
         Ok(refunded.value)
     }
-
 }
 
 /// The order `order_id`; an order the store does not hold is an error.

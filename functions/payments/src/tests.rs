@@ -7,13 +7,13 @@ use domain::payment::{PaymentEvent, RefundRequest};
 use domain::testing::{self as story, stored};
 use ripple_kit::consumer::Handled;
 use ripple_kit::envelope::event_type_of;
-use ripple_kit::{Append, StoreError};
 use ripple_kit::idempotency::InMemoryIdempotencyStore;
 use ripple_kit::store::InMemoryEventStore;
 use ripple_kit::testing::{
     DiesBeforeComplete, ManualClock, deadline, failed_message_ids, raw_sqs_message, sqs_invocation,
     sqs_message as message,
 };
+use ripple_kit::{Append, StoreError};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::UNIX_EPOCH;
@@ -151,9 +151,10 @@ async fn a_reserved_order_is_charged_once_however_often_it_is_delivered() {
         h.handle_message(&m, deadline()).await.unwrap(),
         Handled::Applied("payment.captured")
     );
-    // Read once: the order (the payment stream is empty); nothing read again after the capture,
-    // since the capture was stored only if the order had not moved on.
-    assert_eq!(store(&h).events_read(), 1);
+    // One read, the order's: the payment stream is presumed empty (its first position is the
+    // check), and nothing is read again after the capture, which was stored only if the order
+    // had not moved on.
+    assert_eq!(store(&h).reads(), 1);
     assert_eq!(
         h.handle_message(&m, deadline()).await.unwrap(),
         Handled::Duplicate
@@ -386,6 +387,21 @@ async fn a_captured_order_that_is_cancelled_is_refunded_once() {
             ..
         }
     ));
+}
+
+#[tokio::test]
+async fn an_order_cancelled_out_of_stock_or_declined_is_not_even_read() {
+    let h = handler_over(SimulatedGateway::default());
+    for reason in [CancelReason::OutOfStock, CancelReason::PaymentDeclined] {
+        assert_eq!(
+            h.handle_message(&message(&cancelled(reason)), deadline())
+                .await
+                .unwrap(),
+            Handled::Ignored
+        );
+    }
+    assert_eq!(store(&h).reads(), 0);
+    assert_eq!((charges(&h), refunds(&h)), (0, 0));
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 use ripple_kit::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use crate::order::OrderPlaced;
+use crate::order::{CancelReason, OrderPlaced};
 
 /// Events of the `Payment` aggregate (one stream per order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +193,16 @@ pub fn decide_charge(order: &OrderPlaced, payment: &Payment) -> Option<ChargeReq
     })
 }
 
+/// Whether an order cancelled for `reason` may hold a charge to refund. One cancelled for want of
+/// stock was never charged (only a reserved order is), nor one whose charge was declined (a
+/// payment is decided once); one its customer cancelled, or that timed out, may have been.
+pub fn may_hold_a_charge(reason: CancelReason) -> bool {
+    match reason {
+        CancelReason::OutOfStock | CancelReason::PaymentDeclined => false,
+        CancelReason::CustomerRequest | CancelReason::TimedOut => true,
+    }
+}
+
 /// The event recording the gateway's answer to `request`.
 pub fn charged(request: &ChargeRequest, result: ChargeResult) -> PaymentEvent {
     match result {
@@ -238,6 +248,19 @@ pub fn refunded(request: &RefundRequest) -> PaymentEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_cancellation_by_the_customer_or_the_clock_may_hold_a_charge() {
+        let may: Vec<_> = [
+            CancelReason::OutOfStock,
+            CancelReason::PaymentDeclined,
+            CancelReason::CustomerRequest,
+            CancelReason::TimedOut,
+        ]
+        .map(may_hold_a_charge)
+        .into();
+        assert_eq!(may, [false, false, true, true]);
+    }
     use ripple_kit::Loaded;
     use serde_json::json;
 
