@@ -18,7 +18,9 @@
 //! transaction checks that nothing follows the version it read, and a stream that moved on makes
 //! the append a conflict like any other. Any failed append (a conflict, a duplicate, a timeout that
 //! may have written) puts the copies of its streams in doubt, and a copy in doubt is checked before
-//! its next use. (A copy can still be stale when used, an append elsewhere may land a moment after
+//! its next use, unless the copy moved past the position the append was refused at: another
+//! append of this process took it meanwhile (two records of a batch racing for one stream), so
+//! the copy already holds what refused it. (A copy can still be stale when used, an append elsewhere may land a moment after
 //! it was checked: what makes that safe is the append's check, never the copy.)
 //!
 //! The copies are bounded: at most `capacity` streams (least recently used go first), and a
@@ -33,7 +35,7 @@ use std::sync::{Mutex, PoisonError};
 
 use lru::LruCache;
 
-use super::{Append, EventStore, Snapshot, Snapshotted, StoreError, Unchanged};
+use super::{Append, EventStore, Snapshot, Snapshotted, StoreError};
 use crate::aggregate::{Aggregate, Loaded};
 use crate::envelope::{Envelope, stream_key};
 
@@ -162,18 +164,27 @@ impl<S: EventStore> EventStore for Cached<S> {
                 .or_default()
                 .push(event.clone());
         }
-        let checked: Vec<String> = append.unchanged.iter().map(Unchanged::stream_key).collect();
+        let checked: Vec<(String, u64)> = append
+            .unchanged
+            .iter()
+            .map(|u| (u.stream_key(), u.version))
+            .collect();
         let result = self.inner.append(append).await;
         let mut streams = self.lock();
         if result.is_err() {
-            for key in &checked {
-                if let Some(copy) = streams.get_mut(key) {
+            for (key, version) in &checked {
+                // A copy that moved on since the decision read it was extended by another append
+                // of this process: that is what refused this one, and the copy holds it.
+                if let Some(copy) = streams.get_mut(key)
+                    && copy.version() <= *version
+                {
                     copy.doubted = true;
                 }
             }
         }
         for (key, mut events) in written {
             events.sort_by_key(|e| e.sequence);
+            let first = events.first().map_or(0, |e| e.sequence);
             let follows = |version: u64| {
                 events
                     .iter()
@@ -184,6 +195,10 @@ impl<S: EventStore> EventStore for Cached<S> {
                 Some(copy) if result.is_ok() && follows(copy.version()) => {
                     copy.events.extend(events);
                 }
+                // Refused at a position another append of this process took meanwhile: the copy
+                // holds what refused it. (If a writer elsewhere took the next one too, the retry
+                // is refused there, with the copy where it expected, and that doubts it.)
+                Some(copy) if result.is_err() && copy.version() >= first => {}
                 Some(copy) => copy.doubted = true,
                 // A new stream: this append is all of it.
                 None if result.is_ok() && follows(0) => {

@@ -3,7 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::*;
 use crate::envelope::StreamPosition;
 use crate::fixtures::{Level, LevelEvent};
-use crate::store::{DedupeMarker, InMemoryEventStore};
+use crate::store::{DedupeMarker, InMemoryEventStore, Unchanged};
 
 /// The in-memory store, counting the requests a DynamoDB store would make to read.
 #[derive(Default)]
@@ -153,6 +153,47 @@ async fn every_failed_append_puts_the_copies_of_all_its_streams_in_doubt() {
     );
     let _: Loaded<Level> = cached.load("a").await.unwrap();
     assert_eq!(cached.inner().reads(), 2);
+}
+
+#[tokio::test]
+async fn an_append_refused_by_one_of_this_process_leaves_the_copy_it_extended_trusted() {
+    let cached = Cached::new(Counting::default());
+    raise(&cached, "a", 1, 1).await;
+    raise(&cached, "read", 1, 1).await;
+    // Two records of a batch decide on the same copies at once: both append at "a" 2, both
+    // given "read" unchanged at 1.
+    let given = || {
+        [Unchanged {
+            aggregate_type: Level::TYPE.into(),
+            aggregate_id: "read".into(),
+            version: 1,
+        }]
+    };
+    cached
+        .append(Append::events(vec![raised("a", 2)]).given_unchanged(given()))
+        .await
+        .unwrap();
+    raise(&cached, "read", 2, 2).await;
+    let err = cached
+        .append(Append::events(vec![raised("a", 2)]).given_unchanged(given()))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+
+    // The copies hold what refused it: nothing to read before deciding again.
+    let a: Loaded<Level> = cached.load("a").await.unwrap();
+    let read: Loaded<Level> = cached.load("read").await.unwrap();
+    assert_eq!((a.version, read.version, cached.inner().reads()), (2, 2, 0));
+
+    // Refused where the copy still stands (a writer elsewhere): the copy is read again.
+    raise(cached.inner(), "a", 3, 3).await;
+    let err = cached
+        .append(Append::events(vec![raised("a", 3)]))
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    let a: Loaded<Level> = cached.load("a").await.unwrap();
+    assert_eq!((a.version, cached.inner().reads()), (3, 1));
 }
 
 #[tokio::test]
