@@ -234,20 +234,31 @@ fn unchanged(id: &str, version: u64) -> Unchanged {
     }
 }
 
+/// Whether `req` is two puts (an event and a marker) and then a check of `pk`, `sk` with
+/// `expression`.
+fn two_puts_then_a_check(
+    req: &aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput,
+    pk: &str,
+    sk: &str,
+    expression: &str,
+) -> bool {
+    let items = req.transact_items();
+    let check = items.get(2).and_then(|i| i.condition_check());
+    items.len() == 3
+        && items[0].put().is_some()
+        && items[1].put().is_some()
+        && check.is_some_and(|c| {
+            c.key().get("pk") == Some(&AttributeValue::S(pk.into()))
+                && c.key().get("sk") == Some(&AttributeValue::N(sk.into()))
+                && c.condition_expression() == expression
+        })
+}
+
 #[tokio::test]
 async fn a_stream_read_but_not_appended_to_is_checked_in_the_transaction_after_the_marker() {
     let transact = mock!(Client::transact_write_items)
         .match_requests(|req| {
-            let items = req.transact_items();
-            let check = items.get(2).and_then(|i| i.condition_check());
-            items.len() == 3
-                && items[0].put().is_some()
-                && items[1].put().is_some()
-                && check.is_some_and(|c| {
-                    c.key().get("pk") == Some(&AttributeValue::S("Thing#read".into()))
-                        && c.key().get("sk") == Some(&AttributeValue::N("8".into()))
-                        && c.condition_expression() == "attribute_not_exists(pk)"
-                })
+            two_puts_then_a_check(req, "Thing#read", "8", "attribute_not_exists(pk)")
         })
         .then_output(|| TransactWriteItemsOutput::builder().build());
     let client = mock_client!(aws_sdk_dynamodb, [&transact]);
@@ -285,18 +296,7 @@ async fn a_stream_that_moved_on_since_it_was_read_is_a_conflict_on_that_stream()
 #[tokio::test]
 async fn a_presumed_position_is_checked_to_follow_the_event_before_it_and_refused_if_not() {
     let transact = mock!(Client::transact_write_items)
-        .match_requests(|req| {
-            let items = req.transact_items();
-            let check = items.get(2).and_then(|i| i.condition_check());
-            items.len() == 3
-                && items[0].put().is_some()
-                && items[1].put().is_some()
-                && check.is_some_and(|c| {
-                    c.key().get("pk") == Some(&AttributeValue::S("Thing#a".into()))
-                        && c.key().get("sk") == Some(&AttributeValue::N("1".into()))
-                        && c.condition_expression() == "attribute_exists(pk)"
-                })
-        })
+        .match_requests(|req| two_puts_then_a_check(req, "Thing#a", "1", "attribute_exists(pk)"))
         .then_error(|| cancelled(&["None", "None", "ConditionalCheckFailed"]));
     let client = mock_client!(aws_sdk_dynamodb, [&transact]);
     let store = DynamoEventStore::new(client, "events");
