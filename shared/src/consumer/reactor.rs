@@ -8,7 +8,9 @@
 //! taken and appends nothing ([`Handled::Duplicate`]); a writer that took one of the same stream
 //! positions first makes the append a conflict, and the whole load–decide–append runs again with
 //! jittered backoff ([`RetryPolicy`]), as long as the delivery's deadline allows, so the decision
-//! is always made on fresh state.
+//! is always made on fresh state. A reactor that can decide on the state the event nearly always
+//! finds ([`Reactor::presume`]) has that decision stored first, without a read, and is asked to
+//! `react` only if the store refuses it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -272,6 +274,7 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
         }
     }
 
+    /// Appends `reaction`'s events, caused by the delivered one, with its marker and checks.
     async fn store_reaction(
         &self,
         reaction: Reaction,
@@ -284,34 +287,22 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
             Reaction::AlreadyApplied => return Ok(Handled::Duplicate),
             Reaction::Ignored => return Ok(Handled::Ignored),
         };
-        let Some((append, what)) = self.append_of(events, delivery)? else {
-            return Ok(Handled::Ignored);
-        };
-        let append = append.given_unchanged(unchanged);
-        let append = if presumed { append.presumed() } else { append };
-        self.store.append(append).await?;
-        Ok(Handled::Applied(what))
-    }
-
-    /// `events`, caused by the delivered one, with its marker, and the type of the last of them;
-    /// `None` when there are none.
-    fn append_of(
-        &self,
-        events: Vec<NewEvent>,
-        delivery: &Delivery<'_>,
-    ) -> Result<Option<(Append, &'static str)>, ConsumerError<R::Error>> {
         let Some(what) = events.last().map(|e| e.event_type) else {
-            return Ok(None);
+            return Ok(Handled::Ignored);
         };
         let envelopes = events
             .into_iter()
             .map(|event| event.into_envelope(R::SOURCE, delivery.event))
             .collect::<Result<Vec<_>, _>>()?;
         let marker = DedupeMarker::new(R::NAME, &delivery.event.id);
-        Ok(Some((
-            Append::events(envelopes).deduplicated_by(marker),
-            what,
-        )))
+        let append = Append {
+            presumed,
+            ..Append::events(envelopes)
+                .deduplicated_by(marker)
+                .given_unchanged(unchanged)
+        };
+        self.store.append(append).await?;
+        Ok(Handled::Applied(what))
     }
 }
 
