@@ -60,7 +60,9 @@ pub trait Reactor<S: EventStore>: Send + Sync {
     /// write. Asked once, before [`react`](Self::react); its reaction is stored with the marker,
     /// and if a stream stands elsewhere than presumed, the append is refused (the events' own
     /// positions, the checks of [`Reaction::AppendGiven`] and [`Reaction::AppendPresumed`]) and
-    /// `react` decides on what it reads. An outside effect made here must be idempotent, as in
+    /// `react` decides on what it reads. A presumed reaction that appends nothing (`Ignored`,
+    /// `AlreadyApplied`) meets no check and is taken as it is: return one only where no state of
+    /// the streams would call for a write. An outside effect made here must be idempotent, as in
     /// `react`. `None`, the default: always `react`.
     fn presume(
         &self,
