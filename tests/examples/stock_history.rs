@@ -89,6 +89,8 @@ impl Intercept for Counter {
 #[derive(Debug, Serialize)]
 struct Row {
     prior_events: u64,
+    /// Events between a sku's snapshots: a history shorter than this has none yet.
+    snapshot_every: u64,
     first: Counts,
     first_ms: f64,
     after_snapshot: Counts,
@@ -189,6 +191,7 @@ async fn measure(n: u64) -> Row {
     stack.teardown().await;
     Row {
         prior_events: n,
+        snapshot_every: <domain::inventory::Stock as ripple_kit::store::Snapshotted>::EVERY,
         first,
         first_ms,
         after_snapshot,
