@@ -20,8 +20,9 @@
 //! may have written) puts the copies of its streams in doubt, and a copy in doubt is checked before
 //! its next use, unless the copy moved past the position the append was refused at: another
 //! append of this process took it meanwhile (two records of a batch racing for one stream), so
-//! the copy already holds what refused it. (A copy can still be stale when used, an append elsewhere may land a moment after
-//! it was checked: what makes that safe is the append's check, never the copy.)
+//! the copy already holds what refused it. (A copy can still be stale when used, an append
+//! elsewhere may land a moment after it was checked: what makes that safe is the append's check,
+//! never the copy.)
 //!
 //! The copies are bounded: at most `capacity` streams (least recently used go first), and a
 //! stream loaded whole (without a snapshot) is kept only up to [`Cached::MAX_EVENTS`] events.

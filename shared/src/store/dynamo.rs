@@ -71,6 +71,23 @@ impl DynamoEventStore {
         }
     }
 
+    /// A transaction item checking `condition` on the item at `stream`, `sequence`.
+    fn check(
+        &self,
+        stream: String,
+        sequence: u64,
+        condition: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(attr::PK, AttributeValue::S(stream))
+            .key(attr::SK, AttributeValue::N(sequence.to_string()))
+            .condition_expression(condition)
+            .build()
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
     async fn put_transaction(
         &self,
         items: Vec<HashMap<String, AttributeValue>>,
@@ -88,28 +105,16 @@ impl DynamoEventStore {
         }
         for unchanged in &append.unchanged {
             // Nothing stored after the version the decision read.
-            let check = ConditionCheck::builder()
-                .table_name(&self.table)
-                .key(attr::PK, AttributeValue::S(unchanged.stream_key()))
-                .key(
-                    attr::SK,
-                    AttributeValue::N((unchanged.version + 1).to_string()),
-                )
-                .condition_expression("attribute_not_exists(pk)")
-                .build()
-                .map_err(|e| StoreError::Backend(Box::new(e)))?;
-            writes.push(TransactWriteItem::builder().condition_check(check).build());
+            let check = self.check(
+                unchanged.stream_key(),
+                unchanged.version + 1,
+                "attribute_not_exists(pk)",
+            )?;
+            writes.push(check);
         }
         for (stream, version) in append.predecessors() {
             // The event a presumed position follows is there.
-            let check = ConditionCheck::builder()
-                .table_name(&self.table)
-                .key(attr::PK, AttributeValue::S(stream))
-                .key(attr::SK, AttributeValue::N(version.to_string()))
-                .condition_expression("attribute_exists(pk)")
-                .build()
-                .map_err(|e| StoreError::Backend(Box::new(e)))?;
-            writes.push(TransactWriteItem::builder().condition_check(check).build());
+            writes.push(self.check(stream, version, "attribute_exists(pk)")?);
         }
         // The first event's id makes an SDK retry of a transaction that did commit return
         // success instead of a false conflict (DynamoDB keeps tokens for ten minutes).
