@@ -304,9 +304,11 @@ pub trait Hook: Send + Sync + fmt::Debug + 'static {
 }
 
 /// `aws` with its HTTP client behind `hook`; `caller` names whose clients these are in every
-/// [`Call`]. An `aws` without an HTTP client gets the SDK's default one.
+/// [`Call`]. An `aws` without an HTTP client gets the kit's ([`ripple_kit::https::http_client`]).
 pub fn with_hook(aws: &SdkConfig, caller: &str, hook: Arc<dyn Hook>) -> SdkConfig {
-    let inner = aws.http_client().unwrap_or_else(default_client);
+    let inner = aws
+        .http_client()
+        .unwrap_or_else(ripple_kit::https::http_client);
     aws.to_builder()
         .http_client(BoundaryClient {
             inner,
@@ -314,13 +316,6 @@ pub fn with_hook(aws: &SdkConfig, caller: &str, hook: Arc<dyn Hook>) -> SdkConfi
             caller: Arc::from(caller),
         })
         .build()
-}
-
-fn default_client() -> SharedHttpClient {
-    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-    aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https()
 }
 
 /// The HTTP client at the boundary: the real one, behind a hook.

@@ -9,8 +9,6 @@ use crate::batch::RedeliveryBackoff;
 
 #[cfg(feature = "aws")]
 use aws_config::{BehaviorVersion, SdkConfig};
-#[cfg(feature = "aws")]
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 
 /// A setting that is missing or malformed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -164,14 +162,11 @@ impl EventStoreConfig {
 ///
 /// Region, credentials and endpoints come from the usual sources, so `AWS_ENDPOINT_URL` and the
 /// per-service `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` point every client
-/// at an emulator without the code knowing. The HTTPS client is rustls on `ring`: the SDK's default
-/// (aws-lc) compiles a large C library that slows every cold build and cross-compile.
+/// at an emulator without the code knowing. The HTTP client is the kit's ([`crate::https`]):
+/// HTTP/1.1 on hyper, rustls on `ring` with the system's root certificates.
 pub async fn load_sdk_config() -> SdkConfig {
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http_client)
+        .http_client(crate::https::http_client())
         .load()
         .await
 }

@@ -10,6 +10,8 @@ pub mod consumer;
 pub mod envelope;
 #[cfg(test)]
 mod fixtures;
+#[cfg(feature = "aws")]
+pub mod https;
 pub mod idempotency;
 #[cfg(feature = "aws")]
 pub mod lambda;
