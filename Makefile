@@ -220,8 +220,10 @@ BENCH_BATCHES ?= 50
 # Fresh interpreters the Powertools handler's cold start is timed over.
 BENCH_COLD_RUNS ?= 10
 
-bench: $(VENV)/.bench-installed ## Ripple beside Powertools for Python: cost per record, cold start, memory, CPU; snapshots; 200 orders (optimised builds); one table, target/bench/bench.json
+bench: $(VENV)/.bench-installed ## Ripple beside Powertools for Python: cost per record, cold start, memory, CPU; snapshots; 200 orders (optimised builds, the arm64 bootstraps of make build); one table, target/bench/bench.json
 	@mkdir -p target/bench && rm -f target/bench/*.json target/bench/*.jsonl
+	@# The bootstraps as deployed (arm64, the release profile): the table gives their size.
+	@$(MAKE) --no-print-directory build
 	@$(EMULATOR) run -- cargo run -p ripple --profile local-release -- dev --orders 200 --json | tee target/bench/dev.json
 	@$(EMULATOR) run -- cargo run -p ripple-e2e --profile local-release --example stock_history -- 10 1000 10000 100000
 	@# The same consumer job on both sides, on the same emulator in one run (stdout: the kit's EMF lines).
