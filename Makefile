@@ -43,7 +43,7 @@ export SAM_CLI_TELEMETRY := 0
 # Fn::ForEach of AWS::LanguageExtensions; SAM CLI expands it locally only when asked.
 export SAM_CLI_ENABLE_LANGUAGE_EXTENSIONS := 1
 
-.PHONY: help dev load test soak schemas emulator-up emulator-down emulator-status lint deny requirements build invoke stack-down deploy bench clean-emulator
+.PHONY: help dev load test soak schemas emulator-up emulator-down emulator-status lint deny requirements build invoke stack-down deploy bench bench-figures clean-emulator
 
 help: ## List the targets
 	@echo "Ripple: event-driven order pipeline on AWS Lambda in Rust. The two commands: make dev, make test."
@@ -224,6 +224,14 @@ bench: $(VENV)/.bench-installed ## Ripple beside Powertools for Python: cost per
 	@mkdir -p target/bench && rm -f target/bench/*.json target/bench/*.jsonl
 	@# The bootstraps as deployed (arm64, the release profile): the table gives their size.
 	@$(MAKE) --no-print-directory build
+	@# One emulator for every figure, started once: each side meets the same warm JVM.
+	@$(EMULATOR) run -- $(MAKE) --no-print-directory bench-figures
+	@echo
+	@$(VENV)/bin/python tests/bench/report.py
+
+# make bench's measurements, against the emulator it started (or AWS_ENDPOINT_URL's endpoint;
+# run alone, each step starts and stops one of its own).
+bench-figures: $(VENV)/.bench-installed
 	@$(EMULATOR) run -- cargo run -p ripple --profile local-release -- dev --orders 200 --json | tee target/bench/dev.json
 	@$(EMULATOR) run -- cargo run -p ripple-e2e --profile local-release --example stock_history -- 10 1000 10000 100000
 	@# The same consumer job on both sides, on the same emulator in one run (stdout: the kit's EMF lines).
@@ -241,8 +249,6 @@ bench: $(VENV)/.bench-installed ## Ripple beside Powertools for Python: cost per
 	done
 	@python3 tests/bench/cold_start.py target/bench/cold-start.jsonl
 	@$(MAKE) --no-print-directory stack-down STACK=ripple-bench
-	@echo
-	@$(VENV)/bin/python tests/bench/report.py
 
 $(VENV)/.bench-installed: requirements/bench.txt | $(VENV)/bin/python
 	@echo "installing Powertools for AWS Lambda (Python), for the side-by-side (requirements/bench.txt, hashes checked) into $(VENV)"
