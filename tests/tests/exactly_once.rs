@@ -142,6 +142,32 @@ async fn a_transaction_with_a_used_marker_is_a_duplicate_and_writes_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_event_keyed_by_its_cause_is_its_own_marker_in_one_put() {
+    let stack = TestStack::deploy("by-cause").await;
+    let store = stack.store();
+    let cause = placed("o-1", "A", 1);
+    // The same reaction to the same event, encoded afresh on each delivery (a new id each time).
+    let reaction = |cause: &Envelope| {
+        Append::events(vec![placed("r-1", "A", 1).caused_by(cause)]).deduplicated_by_cause()
+    };
+    store.append(reaction(&cause)).await.unwrap();
+    let again = store.append(reaction(&cause)).await;
+    assert!(
+        matches!(again, Err(StoreError::Duplicate { ref source_event_id, .. }) if *source_event_id == cause.id),
+        "DynamoDB returns the event in the way, caused by the same event: {again:?}"
+    );
+    let other = store.append(reaction(&placed("o-2", "A", 1))).await;
+    assert!(
+        matches!(other, Err(StoreError::Conflict { ref stream }) if stream == "Order#r-1"),
+        "{other:?}"
+    );
+    let stream = stack.stream("Order", "r-1").await;
+    assert_eq!(stream.len(), 1, "one event, written once");
+    assert_eq!(stream[0].causationid.as_deref(), Some(cause.id.as_str()));
+    stack.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_poison_message_fails_alone_while_the_rest_of_the_batch_succeeds() {
     let stack = TestStack::deploy("poison").await;
     stack.inventory().restock("A", 10).await.unwrap();

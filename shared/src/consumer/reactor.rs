@@ -8,9 +8,10 @@
 //! taken and appends nothing ([`Handled::Duplicate`]); a writer that took one of the same stream
 //! positions first makes the append a conflict, and the whole load–decide–append runs again with
 //! jittered backoff ([`RetryPolicy`]), as long as the delivery's deadline allows, so the decision
-//! is always made on fresh state. A reactor that can decide on the state the event nearly always
-//! finds ([`Reactor::presume`]) has that decision stored first, without a read, and is asked to
-//! `react` only if the store refuses it.
+//! is always made on fresh state. A reaction whose one event's position follows from the incoming
+//! event alone needs no marker: the event is its own ([`Reaction::AppendKeyed`]). A reactor that
+//! can decide on the state the event nearly always finds ([`Reactor::presume`]) has that decision
+//! stored first, without a read, and is asked to `react` only if the store refuses it.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -103,6 +104,16 @@ pub enum Reaction {
     /// them ([`Reactor::presume`]): each stream must hold the event just before its first new
     /// one ([`Append::presumed`]), or the append is a conflict.
     AppendPresumed(Vec<NewEvent>),
+    /// Append this one event at a position that follows from the incoming event alone, the same
+    /// on every delivery of it whatever the store holds (a receipt as the first event of its
+    /// order's receipt stream, say). The event is its own dedupe marker
+    /// ([`Append::deduplicated_by_cause`]): one conditional put of one item, a quarter of the
+    /// write units of an event and its marker in a transaction. A redelivery finds the position
+    /// taken by this reactor's event caused by the same incoming one, and appends nothing
+    /// ([`Handled::Duplicate`]); any other event there is a conflict, and `react` decides on what
+    /// the store holds, so it must then decide otherwise (`AlreadyApplied`, `Ignored`, another
+    /// position) or the message ends in its dead-letter queue.
+    AppendKeyed(NewEvent),
     /// The store already holds this reaction (its state shows the incoming event was handled).
     AlreadyApplied,
     /// Nothing to do.
@@ -276,13 +287,16 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
         }
     }
 
-    /// Appends `reaction`'s events, caused by the delivered one, with its marker and checks.
+    /// Appends `reaction`'s events, caused by the delivered one, with its marker and checks (a
+    /// keyed one as its own marker).
     async fn store_reaction(
         &self,
         reaction: Reaction,
         delivery: &Delivery<'_>,
     ) -> Result<Handled, ConsumerError<R::Error>> {
+        let keyed = matches!(reaction, Reaction::AppendKeyed(_));
         let (events, unchanged, presumed) = match reaction {
+            Reaction::AppendKeyed(event) => (vec![event], Vec::new(), false),
             Reaction::Append(events) => (events, Vec::new(), false),
             Reaction::AppendGiven(events, unchanged) => (events, unchanged, false),
             Reaction::AppendPresumed(events) => (events, Vec::new(), true),
@@ -296,12 +310,16 @@ impl<R: Reactor<S>, S: EventStore> EventSourced<R, S> {
             .into_iter()
             .map(|event| event.into_envelope(R::SOURCE, delivery.event))
             .collect::<Result<Vec<_>, _>>()?;
-        let marker = DedupeMarker::new(R::NAME, &delivery.event.id);
-        let append = Append {
-            presumed,
-            ..Append::events(envelopes)
-                .deduplicated_by(marker)
-                .given_unchanged(unchanged)
+        let append = if keyed {
+            Append::events(envelopes).deduplicated_by_cause()
+        } else {
+            let marker = DedupeMarker::new(R::NAME, &delivery.event.id);
+            Append {
+                presumed,
+                ..Append::events(envelopes)
+                    .deduplicated_by(marker)
+                    .given_unchanged(unchanged)
+            }
         };
         self.store.append(append).await?;
         Ok(Handled::Applied(what))

@@ -65,7 +65,10 @@ impl DynamoEventStore {
                 if stored_id.is_some() && stored_id == ours.as_ref() {
                     return Ok(());
                 }
-                Err(collision(append, 0))
+                Err(match failed.item().map(envelope_from_item) {
+                    Some(Ok(stored)) => append.taken_by(&stored),
+                    _ => collision(append, 0),
+                })
             }
             _ => Err(StoreError::Backend(Box::new(err))),
         }

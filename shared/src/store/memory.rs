@@ -76,9 +76,12 @@ impl EventStore for InMemoryEventStore {
             let taken = state
                 .streams
                 .get(&event.stream_key())
-                .is_some_and(|s| s.contains_key(&event.sequence));
-            if taken {
-                return Err(collision(&append, index));
+                .and_then(|s| s.get(&event.sequence));
+            if let Some(stored) = taken {
+                return Err(match index {
+                    0 => append.taken_by(stored),
+                    _ => collision(&append, index),
+                });
             }
         }
         let checks = append.events.len() + usize::from(append.dedupe.is_some());
@@ -238,6 +241,29 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::Duplicate { .. }));
         assert_eq!(store.read_stream("Thing", "a", 1).await.unwrap().len(), 1);
+        assert_eq!(store.all_events().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn memory_store_takes_an_event_caused_alike_as_its_own_marker() {
+        let store = InMemoryEventStore::new();
+        let cause = event("cause", 1);
+        let caused = || Append::events(vec![event("a", 1).caused_by(&cause)]);
+        store
+            .append(caused().deduplicated_by_cause())
+            .await
+            .unwrap();
+        let again = store
+            .append(caused().deduplicated_by_cause())
+            .await
+            .unwrap_err();
+        assert!(matches!(again, StoreError::Duplicate { .. }), "{again:?}");
+        let other = Append::events(vec![event("a", 1).caused_by(&event("other", 1))]);
+        let err = store
+            .append(other.deduplicated_by_cause())
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict(), "{err:?}");
         assert_eq!(store.all_events().len(), 1);
     }
 

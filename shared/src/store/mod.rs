@@ -142,6 +142,12 @@ pub struct Append {
     /// checked in the same transaction. With every event's own check that its position is
     /// free, that pins each stream at exactly the version presumed.
     pub presumed: bool,
+    /// The append is one event whose position follows from its cause alone, the same on every
+    /// delivery of that cause, and the event is its own dedupe marker
+    /// ([`Append::deduplicated_by_cause`]): its position holding an event from the same
+    /// `source` with the same `causationid` makes the append a duplicate; no marker item is
+    /// written, so the append is one conditional put.
+    pub by_cause: bool,
 }
 
 impl Append {
@@ -152,6 +158,7 @@ impl Append {
             dedupe: None,
             unchanged: Vec::new(),
             presumed: false,
+            by_cause: false,
         }
     }
 
@@ -195,6 +202,36 @@ impl Append {
         self
     }
 
+    /// Makes the one event its own dedupe marker ([`Append::by_cause`]): for an event whose
+    /// position any delivery of its cause would decide alike.
+    pub fn deduplicated_by_cause(mut self) -> Self {
+        self.by_cause = true;
+        self
+    }
+
+    /// What it means that the first event's position is taken by `stored`: with
+    /// [`Append::by_cause`], an event from the same source with the same cause is this append
+    /// made before ([`StoreError::Duplicate`]); anything else is a conflict.
+    #[cfg(any(test, feature = "store-dynamodb", feature = "test-twins"))]
+    pub(crate) fn taken_by(&self, stored: &Envelope) -> StoreError {
+        match self.events.first() {
+            Some(ours)
+                if self.by_cause
+                    && stored.source == ours.source
+                    && stored.causationid.is_some()
+                    && stored.causationid == ours.causationid =>
+            {
+                StoreError::Duplicate {
+                    consumer: ours.source.clone(),
+                    source_event_id: ours.causationid.clone().unwrap_or_default(),
+                }
+            }
+            _ => StoreError::Conflict {
+                stream: stored.stream_key(),
+            },
+        }
+    }
+
     /// The items of its transaction: its events, its marker, its checks of unchanged streams and
     /// of presumed ones.
     pub fn item_count(&self) -> usize {
@@ -227,6 +264,20 @@ impl Append {
                     event.stream_key(),
                     event.sequence
                 )));
+            }
+        }
+        if self.by_cause {
+            let caused = self.events.len() == 1
+                && self.events.iter().all(|e| e.causationid.is_some())
+                && self.dedupe.is_none()
+                && self.unchanged.is_empty()
+                && self.predecessors().is_empty();
+            if !caused {
+                return Err(StoreError::InvalidAppend(
+                    "an append deduplicated by its cause is one event with a causation id, \
+                     no marker and no checks"
+                        .into(),
+                ));
             }
         }
         let appended: HashSet<String> = self.events.iter().map(Envelope::stream_key).collect();
@@ -611,6 +662,65 @@ mod tests {
             .given_unchanged([unchanged("b"), unchanged("c")]);
         assert_eq!(checks_count.item_count(), 101);
         assert!(Append::validate(&checks_count).is_err());
+    }
+
+    #[test]
+    fn an_append_deduplicated_by_its_cause_is_one_caused_event_and_nothing_else() {
+        let cause = event("cause", 1);
+        let caused = |id: &str, sequence| event(id, sequence).caused_by(&cause);
+        let one = Append::events(vec![caused("a", 1)]).deduplicated_by_cause();
+        assert!(one.validate().is_ok());
+        assert_eq!(one.item_count(), 1);
+        let refused = [
+            Append::events(vec![event("a", 1)]).deduplicated_by_cause(),
+            Append::events(vec![caused("a", 1), caused("b", 1)]).deduplicated_by_cause(),
+            Append::events(vec![caused("a", 1)])
+                .deduplicated_by(DedupeMarker::new("c", &cause.id))
+                .deduplicated_by_cause(),
+            Append::events(vec![caused("a", 1)])
+                .given_unchanged([Unchanged {
+                    aggregate_type: "Thing".into(),
+                    aggregate_id: "read".into(),
+                    version: 1,
+                }])
+                .deduplicated_by_cause(),
+            Append::events(vec![caused("a", 2)])
+                .presumed()
+                .deduplicated_by_cause(),
+        ];
+        for append in refused {
+            assert!(
+                matches!(append.validate(), Err(StoreError::InvalidAppend(_))),
+                "{append:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_position_taken_by_the_same_source_and_cause_is_a_duplicate_only_by_cause() {
+        let cause = event("cause", 1);
+        let ours = event("a", 1).caused_by(&cause);
+        let by_cause = Append::events(vec![ours.clone()]).deduplicated_by_cause();
+        // The same reaction to the same event, made before (another id, another time).
+        let before = event("a", 1).caused_by(&cause);
+        assert!(matches!(
+            by_cause.taken_by(&before),
+            StoreError::Duplicate { ref consumer, ref source_event_id }
+                if consumer == "test" && *source_event_id == cause.id
+        ));
+        let other_cause = event("a", 1).caused_by(&event("other", 1));
+        let mut other_source = before.clone();
+        other_source.source = "elsewhere".into();
+        let uncaused = event("a", 1);
+        for stored in [&other_cause, &other_source, &uncaused] {
+            assert!(
+                matches!(by_cause.taken_by(stored), StoreError::Conflict { ref stream } if stream == "Thing#a"),
+                "{stored:?}"
+            );
+        }
+        // Without the flag the same cause is still a conflict: the marker decides.
+        let plain = Append::events(vec![ours]);
+        assert!(plain.taken_by(&before).is_conflict());
     }
 
     #[test]

@@ -415,3 +415,105 @@ async fn a_presumption_refused_is_decided_on_what_the_store_holds() {
     let tally: Loaded<Tally> = consumer.store().load("new").await.unwrap();
     assert_eq!((tally.state.total, tally.version), (3, 3));
 }
+
+/// Opens each subject's tally with its first counted thing, the tally's first event keyed by the
+/// subject alone: presumed without a read, decided on the stream only when refused.
+#[derive(Default)]
+struct Opener {
+    reactions: AtomicUsize,
+}
+
+impl Opener {
+    fn first(subject: &str, n: u32) -> Result<Reaction, ConsumerError> {
+        let at = StreamPosition::new("Tally", subject, 1);
+        Ok(Reaction::AppendKeyed(NewEvent::new(
+            at,
+            &TallyEvent::Added { n },
+        )?))
+    }
+}
+
+impl<S: EventStore> Reactor<S> for Opener {
+    const NAME: &'static str = "opener";
+    const SOURCE: &'static str = "test/opener";
+    type Input = (String, u32);
+    type Error = Infallible;
+
+    fn input(&self, event: &Envelope) -> Result<Option<(String, u32)>, EnvelopeError> {
+        let ThingEvent::Counted { n } = event.decode()?;
+        Ok(Some((event.subject.clone(), n)))
+    }
+
+    async fn presume(
+        &self,
+        _: &S,
+        (subject, n): &(String, u32),
+        _: &Delivery<'_>,
+    ) -> Result<Option<Reaction>, ConsumerError> {
+        Self::first(subject, *n).map(Some)
+    }
+
+    async fn react(
+        &self,
+        store: &S,
+        (subject, n): &(String, u32),
+        _: &Delivery<'_>,
+    ) -> Result<Reaction, ConsumerError> {
+        self.reactions.fetch_add(1, Ordering::SeqCst);
+        let tally: Loaded<Tally> = store.load(subject).await?;
+        if tally.version > 0 {
+            return Ok(Reaction::AlreadyApplied);
+        }
+        Self::first(subject, *n)
+    }
+}
+
+async fn open<S: EventStore>(
+    consumer: &EventSourced<Opener, S>,
+    event: &Envelope,
+) -> Result<Handled, ConsumerError> {
+    let metrics = Metrics::new("Test", "opener");
+    let delivery = Delivery {
+        event,
+        deadline: SystemTime::now() + Duration::from_secs(5),
+        metrics: &metrics,
+    };
+    consumer.consume(&delivery).await
+}
+
+#[tokio::test]
+async fn a_keyed_reaction_is_its_own_marker_so_a_redelivery_appends_nothing_and_writes_no_marker() {
+    let consumer = EventSourced::new(Opener::default(), InMemoryEventStore::new());
+    let counted = event("t-1", 1);
+    assert_eq!(
+        open(&consumer, &counted).await.unwrap(),
+        Handled::Applied("tally.added")
+    );
+    assert_eq!(open(&consumer, &counted).await.unwrap(), Handled::Duplicate);
+    let stored = consumer.store().all_events();
+    assert_eq!(stored.len(), 1, "one event, no second append: {stored:?}");
+    assert_eq!(stored[0].source, "test/opener");
+    assert_eq!(stored[0].causationid.as_deref(), Some(counted.id.as_str()));
+    assert_eq!(
+        consumer.reactor().reactions.load(Ordering::SeqCst),
+        0,
+        "the refused redelivery is a duplicate, not a decision made again"
+    );
+    // No marker was written: a marked append for the same event still goes through.
+    let marker = DedupeMarker::new("opener", &counted.id);
+    consumer
+        .store()
+        .append(Append::events(vec![event("other", 1)]).deduplicated_by(marker))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_keyed_position_taken_by_another_cause_is_decided_again_on_the_stream() {
+    let consumer = EventSourced::new(Opener::default(), InMemoryEventStore::new());
+    open(&consumer, &event("t-1", 1)).await.unwrap();
+    let another = event("t-1", 2);
+    assert_eq!(open(&consumer, &another).await.unwrap(), Handled::Duplicate);
+    assert_eq!(consumer.reactor().reactions.load(Ordering::SeqCst), 1);
+    assert_eq!(consumer.store().all_events().len(), 1);
+}

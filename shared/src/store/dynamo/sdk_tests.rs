@@ -109,6 +109,70 @@ async fn a_retried_put_that_finds_its_own_event_succeeded() {
 }
 
 #[tokio::test]
+async fn an_event_deduplicated_by_its_cause_is_one_put_refused_as_a_duplicate() {
+    let cause = event("cause", 1);
+    let ours = || event("a", 1).caused_by(&cause);
+    let in_the_way = |stored: crate::Envelope| {
+        let item = event_item(&stored);
+        move || {
+            PutItemError::ConditionalCheckFailedException(
+                ConditionalCheckFailedException::builder()
+                    .message("The conditional request failed")
+                    .set_item(Some(item.clone()))
+                    .build(),
+            )
+        }
+    };
+    // Redelivered: the receipt there is this reaction's, made before (another id).
+    let put = mock!(Client::put_item)
+        .match_requests(|req| {
+            req.condition_expression() == Some("attribute_not_exists(pk)")
+                && req.item().and_then(|i| i.get("pk"))
+                    == Some(&AttributeValue::S("Thing#a".into()))
+        })
+        .then_error(in_the_way(ours()));
+    let client = mock_client!(aws_sdk_dynamodb, [&put]);
+    let store = DynamoEventStore::new(client, "events");
+    let err = store
+        .append(Append::events(vec![ours()]).deduplicated_by_cause())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Duplicate { ref source_event_id, .. } if *source_event_id == cause.id),
+        "{err:?}"
+    );
+    assert_eq!(put.num_calls(), 1);
+
+    // Another cause's event there is a conflict; so is an item that is not an event.
+    let theirs = event("a", 1).caused_by(&event("other", 1));
+    let put = mock!(Client::put_item).then_error(in_the_way(theirs));
+    let client = mock_client!(aws_sdk_dynamodb, [&put]);
+    let store = DynamoEventStore::new(client, "events");
+    let err = store
+        .append(Append::events(vec![ours()]).deduplicated_by_cause())
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    let put = mock!(Client::put_item).then_error(|| {
+        PutItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .set_item(Some(HashMap::from([(
+                    "pk".to_owned(),
+                    AttributeValue::S("Thing#a".into()),
+                )])))
+                .build(),
+        )
+    });
+    let client = mock_client!(aws_sdk_dynamodb, [&put]);
+    let store = DynamoEventStore::new(client, "events");
+    let err = store
+        .append(Append::events(vec![ours()]).deduplicated_by_cause())
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+}
+
+#[tokio::test]
 async fn any_other_put_failure_is_a_backend_error() {
     let put = mock!(Client::put_item).then_error(|| {
         PutItemError::ResourceNotFoundException(
