@@ -5,12 +5,16 @@
 //! issues a receipt, one conditional write per record, made idempotent. Here the receipt is the
 //! event `receipt.issued` appended at `Receipt#<order id>`, and `EventSourced` puts the dedupe
 //! marker in the same transaction: one `TransactWriteItems` per record, and a redelivery is
-//! the same one call, refused by the marker.
+//! the same one call, refused by the marker. Since the receipt's position follows from the
+//! payment alone, the receipt can also be its own marker (`Reaction::AppendKeyed`): one
+//! conditional `PutItem` per record, refused on redelivery by the receipt caused by the same
+//! payment; the third run measures that.
 //!
 //! Two measurements:
 //! - `cost --batches N`: against the DynamoDB of `AWS_ENDPOINT_URL` (DynamoDB Local in
 //!   `make bench`), N batches delivered and then redelivered, at the consumer's default
-//!   concurrency and one record at a time; every DynamoDB call is counted by the kit's SDK
+//!   concurrency and one record at a time with the marker in the transaction, and one record at
+//!   a time with the receipt as its own marker; every DynamoDB call is counted by the kit's SDK
 //!   interceptor (`ripple_kit::requests`), every batch timed. Writes `target/bench/ripple-consumer.json`.
 //! - `cpu --batches N`: the same handler on a DynamoDB client whose answers are canned
 //!   (aws-smithy-mocks), so that only this process's work is left (parse the SQS record and its
@@ -30,7 +34,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use lambda_runtime::{Context, LambdaEvent};
-use ripple_kit::consumer::{Delivery, EventSourced};
+use ripple_kit::consumer::{Delivery, EventSourced, NewEvent};
 use ripple_kit::envelope::EnvelopeError;
 use ripple_kit::requests::{RequestCounter, RequestCounts};
 use ripple_kit::store::DynamoEventStore;
@@ -59,8 +63,10 @@ enum ReceiptEvent {
 }
 
 /// Issues one receipt per captured payment: the first event of the order's receipt stream,
-/// so the decision needs no read.
-struct Receipts;
+/// so the decision needs no read. `keyed`: the receipt is its own dedupe marker.
+struct Receipts {
+    keyed: bool,
+}
 
 impl<S: EventStore> Reactor<S> for Receipts {
     const NAME: &'static str = "receipts";
@@ -86,10 +92,12 @@ impl<S: EventStore> Reactor<S> for Receipts {
             order_id: order_id.clone(),
             amount_cents: *amount_cents,
         };
-        Ok(Reaction::append(
-            StreamPosition::new("Receipt", order_id, 1),
-            &receipt,
-        )?)
+        let at = StreamPosition::new("Receipt", order_id, 1);
+        Ok(if self.keyed {
+            Reaction::AppendKeyed(NewEvent::new(at, &receipt)?)
+        } else {
+            Reaction::append(at, &receipt)?
+        })
     }
 }
 
@@ -191,6 +199,9 @@ impl Timing {
 struct Run {
     /// Records of a batch handled at once: the consumer's default, or one at a time.
     concurrency: String,
+    /// What tells a redelivery: `transaction` (the marker written with the receipt) or
+    /// `event` (the receipt itself, `Reaction::AppendKeyed`).
+    marker: &'static str,
     records: usize,
     first_calls_per_record: f64,
     first_calls: BTreeMap<String, u64>,
@@ -208,7 +219,7 @@ fn per_record(calls: &BTreeMap<String, u64>, records: usize) -> f64 {
 async fn measure(
     aws: &aws_config::SdkConfig,
     table: &str,
-    concurrency: Option<usize>,
+    (concurrency, keyed): (Option<usize>, bool),
     batches: usize,
 ) -> Run {
     let mut counter = Calls::default();
@@ -216,7 +227,7 @@ async fn measure(
         .interceptor(counter.counter.clone())
         .build();
     let store = DynamoEventStore::new(aws_sdk_dynamodb::Client::from_conf(config), table);
-    let handler = SqsConsumer::event_sourced(Receipts, store);
+    let handler = SqsConsumer::event_sourced(Receipts { keyed }, store);
     let handler = match concurrency {
         Some(records) => handler.concurrency(records),
         None => handler,
@@ -243,6 +254,7 @@ async fn measure(
     let records = batches * BATCH;
     Run {
         concurrency: concurrency.map_or("default".into(), |n| n.to_string()),
+        marker: if keyed { "event" } else { "transaction" },
         records,
         first_calls_per_record: per_record(&first_calls, records),
         first_calls,
@@ -288,10 +300,17 @@ async fn cost(batches: usize) {
     let table = format!("bench-receipts-{}", uuid::Uuid::now_v7().simple());
     create_table(&client, &table).await;
     let mut runs = Vec::new();
-    for concurrency in [None, Some(1)] {
+    for (concurrency, keyed) in [(None, false), (Some(1), false), (Some(1), true)] {
         let at_once = concurrency.map_or("the default number of".into(), |n| n.to_string());
-        eprintln!("ripple consumer: {batches} batches of {BATCH}, {at_once} records at once…");
-        runs.push(measure(&aws, &table, concurrency, batches).await);
+        let marker = if keyed {
+            "the receipt as its own marker"
+        } else {
+            "the marker in the transaction"
+        };
+        eprintln!(
+            "ripple consumer: {batches} batches of {BATCH}, {at_once} records at once, {marker}…"
+        );
+        runs.push(measure(&aws, &table, (concurrency, keyed), batches).await);
     }
     client
         .delete_table()
@@ -301,8 +320,9 @@ async fn cost(batches: usize) {
         .unwrap();
     for run in &runs {
         eprintln!(
-            "  {} at once: {:.2} calls/record first, {:.2} redelivered; {:.2} ms/record mean ({:.2} median) first, {:.2} ({:.2}) redelivered",
+            "  {} at once, marker in the {}: {:.2} calls/record first, {:.2} redelivered; {:.2} ms/record mean ({:.2} median) first, {:.2} ({:.2}) redelivered",
             run.concurrency,
+            run.marker,
             run.first_calls_per_record,
             run.redelivery_calls_per_record,
             run.first.mean_ms_per_record,
@@ -332,8 +352,10 @@ fn cpu(runtime: &tokio::runtime::Runtime, batches: usize) {
         .repeatedly()
         .build();
     let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&committed]);
-    let handler: Handler =
-        SqsConsumer::event_sourced(Receipts, DynamoEventStore::new(client, "events"));
+    let handler: Handler = SqsConsumer::event_sourced(
+        Receipts { keyed: false },
+        DynamoEventStore::new(client, "events"),
+    );
     runtime.block_on(serve(&handler, batch("cpu-warm", 0)));
     let payloads: Vec<SqsEvent> = (0..batches).map(|n| batch("cpu", n)).collect();
     handle_all(runtime, &handler, payloads);
@@ -393,22 +415,24 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_issues_one_receipt_per_payment_and_its_redelivery_none() {
-        let handler = SqsConsumer::event_sourced(Receipts, InMemoryEventStore::new());
-        let payload = batch("t", 0);
-        for _ in 0..2 {
-            let response = handler.handle(invocation(payload.clone())).await.unwrap();
-            assert!(response.batch_item_failures.is_empty());
+        for keyed in [false, true] {
+            let handler = SqsConsumer::event_sourced(Receipts { keyed }, InMemoryEventStore::new());
+            let payload = batch("t", 0);
+            for _ in 0..2 {
+                let response = handler.handle(invocation(payload.clone())).await.unwrap();
+                assert!(response.batch_item_failures.is_empty());
+            }
+            let stored = handler
+                .consumer()
+                .store()
+                .read_stream("Receipt", "t-0-3", 0)
+                .await
+                .unwrap();
+            assert_eq!(
+                stored.len(),
+                1,
+                "one receipt, however often it is delivered (keyed: {keyed})"
+            );
         }
-        let stored = handler
-            .consumer()
-            .store()
-            .read_stream("Receipt", "t-0-3", 0)
-            .await
-            .unwrap();
-        assert_eq!(
-            stored.len(),
-            1,
-            "one receipt, however often it is delivered"
-        );
     }
 }

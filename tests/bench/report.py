@@ -54,8 +54,10 @@ def figure(name, unit, ripple, powertools=None, target=None, met=None, note="", 
 def consumer_figures(ripple, powertools):
     if ripple is None:
         return []
-    default = next(r for r in ripple if r["concurrency"] == "default")
-    serial = next((r for r in ripple if r["concurrency"] == "1"), None)
+    marked = [r for r in ripple if r.get("marker", "transaction") == "transaction"]
+    default = next(r for r in marked if r["concurrency"] == "default")
+    serial = next((r for r in marked if r["concurrency"] == "1"), None)
+    keyed = next((r for r in ripple if r.get("marker") == "event"), None)
     pt = powertools or {}
     rows = []
     for when, key in (("first delivery", "first"), ("redelivery", "redelivery")):
@@ -113,6 +115,41 @@ def consumer_figures(ripple, powertools):
                     note="what dominates ms per record on the emulator",
                 )
             )
+    if keyed is not None:
+        rows.extend(keyed_figures(keyed, pt))
+    return rows
+
+
+def keyed_figures(keyed, pt):
+    """The receipt as its own dedupe marker (Reaction::AppendKeyed), one record at a time."""
+    rows = []
+    for when, key in (("first delivery", "first"), ("redelivery", "redelivery")):
+        calls = keyed[f"{key}_calls_per_record"]
+        ms = keyed[key]["mean_ms_per_record"]
+        pt_ms = pt.get(key, {}).get("mean_ms_per_record")
+        rows.append(
+            figure(
+                f"receipt as its own marker: DynamoDB calls per record, {when}",
+                "calls",
+                calls,
+                pt.get(f"{key}_calls_per_record"),
+                "1 (Powertools 3 and 1)",
+                calls <= 1,
+                ", ".join(f"{op} {n}" for op, n in keyed[f"{key}_calls"].items()),
+            )
+        )
+        rows.append(
+            figure(
+                f"receipt as its own marker: ms per record, {when}, one record at a time",
+                "ms",
+                ms,
+                pt_ms,
+                "≥3× below Powertools",
+                None if pt_ms is None else pt_ms >= 3 * ms,
+                f"median {keyed[key]['median_ms_per_record']:.2f}"
+                + (f" vs {pt[key]['median_ms_per_record']:.2f}" if pt_ms is not None else ""),
+            )
+        )
     return rows
 
 
