@@ -152,12 +152,13 @@ fn hot(losses: usize) -> Hot {
     }
 }
 
-async fn deliver_by<S: EventStore>(
-    consumer: &EventSourced<Tallier, S>,
+/// Delivers `event` to `consumer` once, with `deadline` as the invocation's.
+async fn deliver_by<R: Reactor<S>, S: EventStore>(
+    consumer: &EventSourced<R, S>,
     event: &Envelope,
     deadline: SystemTime,
-) -> Result<Handled, ConsumerError> {
-    let metrics = Metrics::new("Test", "tallier");
+) -> Result<Handled, <EventSourced<R, S> as Consumer>::Error> {
+    let metrics = Metrics::new("Test", R::NAME);
     let delivery = Delivery {
         event,
         deadline,
@@ -217,13 +218,7 @@ async fn deliver<S: EventStore>(
     consumer: &EventSourced<Tallier, S>,
     event: &Envelope,
 ) -> Result<Handled, ConsumerError> {
-    let metrics = Metrics::new("Test", "tallier");
-    let delivery = Delivery {
-        event,
-        deadline: SystemTime::now(),
-        metrics: &metrics,
-    };
-    consumer.consume(&delivery).await
+    deliver_by(consumer, event, SystemTime::now()).await
 }
 
 #[tokio::test]
@@ -349,13 +344,7 @@ async fn deliver_presumed<S: EventStore>(
     consumer: &EventSourced<PresumingTallier, S>,
     event: &Envelope,
 ) -> Result<Handled, ConsumerError> {
-    let metrics = Metrics::new("Test", "tallier");
-    let delivery = Delivery {
-        event,
-        deadline: SystemTime::now() + Duration::from_secs(10),
-        metrics: &metrics,
-    };
-    consumer.consume(&delivery).await
+    deliver_by(consumer, event, SystemTime::now() + Duration::from_secs(10)).await
 }
 
 #[tokio::test]
@@ -472,13 +461,7 @@ async fn open<S: EventStore>(
     consumer: &EventSourced<Opener, S>,
     event: &Envelope,
 ) -> Result<Handled, ConsumerError> {
-    let metrics = Metrics::new("Test", "opener");
-    let delivery = Delivery {
-        event,
-        deadline: SystemTime::now() + Duration::from_secs(5),
-        metrics: &metrics,
-    };
-    consumer.consume(&delivery).await
+    deliver_by(consumer, event, SystemTime::now() + Duration::from_secs(5)).await
 }
 
 #[tokio::test]

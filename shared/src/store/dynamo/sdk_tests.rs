@@ -71,21 +71,23 @@ async fn a_taken_position_on_the_single_put_is_a_conflict() {
     );
 }
 
+/// A conditional put refused by `stored`, the item in the way returned with the refusal.
+fn in_the_way(stored: &crate::Envelope) -> impl Fn() -> PutItemError + Send + Sync + use<> {
+    let item = event_item(stored);
+    move || {
+        PutItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .message("The conditional request failed")
+                .set_item(Some(item.clone()))
+                .build(),
+        )
+    }
+}
+
 #[tokio::test]
 async fn a_retried_put_that_finds_its_own_event_succeeded() {
     let ours = event("a", 1);
     let theirs = event("a", 1);
-    let in_the_way = |stored: &crate::Envelope| {
-        let item = event_item(stored);
-        move || {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .message("The conditional request failed")
-                    .set_item(Some(item.clone()))
-                    .build(),
-            )
-        }
-    };
     let put = mock!(Client::put_item)
         .match_requests(|req| {
             req.return_values_on_condition_check_failure()
@@ -112,17 +114,6 @@ async fn a_retried_put_that_finds_its_own_event_succeeded() {
 async fn an_event_deduplicated_by_its_cause_is_one_put_refused_as_a_duplicate() {
     let cause = event("cause", 1);
     let ours = || event("a", 1).caused_by(&cause);
-    let in_the_way = |stored: crate::Envelope| {
-        let item = event_item(&stored);
-        move || {
-            PutItemError::ConditionalCheckFailedException(
-                ConditionalCheckFailedException::builder()
-                    .message("The conditional request failed")
-                    .set_item(Some(item.clone()))
-                    .build(),
-            )
-        }
-    };
     // Redelivered: the receipt there is this reaction's, made before (another id).
     let put = mock!(Client::put_item)
         .match_requests(|req| {
@@ -130,7 +121,7 @@ async fn an_event_deduplicated_by_its_cause_is_one_put_refused_as_a_duplicate() 
                 && req.item().and_then(|i| i.get("pk"))
                     == Some(&AttributeValue::S("Thing#a".into()))
         })
-        .then_error(in_the_way(ours()));
+        .then_error(in_the_way(&ours()));
     let client = mock_client!(aws_sdk_dynamodb, [&put]);
     let store = DynamoEventStore::new(client, "events");
     let err = store
@@ -145,15 +136,7 @@ async fn an_event_deduplicated_by_its_cause_is_one_put_refused_as_a_duplicate() 
 
     // Another cause's event there is a conflict; so is an item that is not an event.
     let theirs = event("a", 1).caused_by(&event("other", 1));
-    let put = mock!(Client::put_item).then_error(in_the_way(theirs));
-    let client = mock_client!(aws_sdk_dynamodb, [&put]);
-    let store = DynamoEventStore::new(client, "events");
-    let err = store
-        .append(Append::events(vec![ours()]).deduplicated_by_cause())
-        .await
-        .unwrap_err();
-    assert!(err.is_conflict(), "{err:?}");
-    let put = mock!(Client::put_item).then_error(|| {
+    let not_an_event = || {
         PutItemError::ConditionalCheckFailedException(
             ConditionalCheckFailedException::builder()
                 .set_item(Some(HashMap::from([(
@@ -162,14 +145,19 @@ async fn an_event_deduplicated_by_its_cause_is_one_put_refused_as_a_duplicate() 
                 )])))
                 .build(),
         )
-    });
-    let client = mock_client!(aws_sdk_dynamodb, [&put]);
-    let store = DynamoEventStore::new(client, "events");
-    let err = store
-        .append(Append::events(vec![ours()]).deduplicated_by_cause())
-        .await
-        .unwrap_err();
-    assert!(err.is_conflict(), "{err:?}");
+    };
+    let refusals: [Box<dyn Fn() -> PutItemError + Send + Sync>; 2] =
+        [Box::new(in_the_way(&theirs)), Box::new(not_an_event)];
+    for refusal in refusals {
+        let put = mock!(Client::put_item).then_error(refusal);
+        let client = mock_client!(aws_sdk_dynamodb, [&put]);
+        let store = DynamoEventStore::new(client, "events");
+        let err = store
+            .append(Append::events(vec![ours()]).deduplicated_by_cause())
+            .await
+            .unwrap_err();
+        assert!(err.is_conflict(), "{err:?}");
+    }
 }
 
 #[tokio::test]
