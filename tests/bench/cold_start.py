@@ -15,14 +15,14 @@ def by_function(rows):
     for row in rows:
         runs.setdefault(row["function"], []).append(row)
     summaries = []
-    for function, rows in runs.items():
-        colds = [r["cold_start"] for r in rows]
+    for function, its_runs in runs.items():
+        colds = [r["cold_start"] for r in its_runs]
         summaries.append(
             {
                 "function": function,
-                "runs": len(rows),
-                "profile": rows[0].get("profile", "local-release"),
-                "binary_bytes": rows[0]["binary_bytes"],
+                "runs": len(its_runs),
+                "profile": its_runs[0].get("profile", "local-release"),
+                "binary_bytes": its_runs[0]["binary_bytes"],
                 "init_ms": statistics.median(c["init_ms"] for c in colds),
                 "init_ms_max": max(c["init_ms"] for c in colds),
                 "first_invocation_ms": statistics.median(c["first_invocation_ms"] for c in colds),

@@ -110,6 +110,15 @@ async fn a_retried_put_that_finds_its_own_event_succeeded() {
     assert!(err.is_conflict(), "{err:?}");
 }
 
+/// How a store whose only answer is `put` refuses `event` appended deduplicated by its cause.
+async fn append_by_cause(put: &aws_smithy_mocks::Rule, event: crate::Envelope) -> StoreError {
+    let client = mock_client!(aws_sdk_dynamodb, [put]);
+    DynamoEventStore::new(client, "events")
+        .append(Append::events(vec![event]).deduplicated_by_cause())
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test]
 async fn an_event_deduplicated_by_its_cause_is_one_put_refused_as_a_duplicate() {
     let cause = event("cause", 1);
@@ -122,12 +131,7 @@ async fn an_event_deduplicated_by_its_cause_is_one_put_refused_as_a_duplicate() 
                     == Some(&AttributeValue::S("Thing#a".into()))
         })
         .then_error(in_the_way(&ours()));
-    let client = mock_client!(aws_sdk_dynamodb, [&put]);
-    let store = DynamoEventStore::new(client, "events");
-    let err = store
-        .append(Append::events(vec![ours()]).deduplicated_by_cause())
-        .await
-        .unwrap_err();
+    let err = append_by_cause(&put, ours()).await;
     assert!(
         matches!(err, StoreError::Duplicate { ref source_event_id, .. } if *source_event_id == cause.id),
         "{err:?}"
@@ -150,12 +154,7 @@ async fn an_event_deduplicated_by_its_cause_is_one_put_refused_as_a_duplicate() 
         [Box::new(in_the_way(&theirs)), Box::new(not_an_event)];
     for refusal in refusals {
         let put = mock!(Client::put_item).then_error(refusal);
-        let client = mock_client!(aws_sdk_dynamodb, [&put]);
-        let store = DynamoEventStore::new(client, "events");
-        let err = store
-            .append(Append::events(vec![ours()]).deduplicated_by_cause())
-            .await
-            .unwrap_err();
+        let err = append_by_cause(&put, ours()).await;
         assert!(err.is_conflict(), "{err:?}");
     }
 }
